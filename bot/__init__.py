@@ -1,0 +1,1 @@
+"""Quorum: a Slack app for cross-functional model development."""

@@ -1,0 +1,259 @@
+"""The one slash-command parser: each subcommand is declared by its usage pattern.
+
+A pattern reads like the usage line people see, with a type after each placeholder:
+
+    "show <ref:D-n>"                      "supersede <ref:D-n> <title:text>"
+    "update <ref:R-n> likelihood <likelihood:1-5> impact <impact:1-5>"
+    "request <milestone:word> [for <model:word> v<version:word>] [roles <roles:list>]"
+
+Types: `text` (the rest of the line), `word`, `int`, `a-b` (an integer range), `X-n` (a
+reference), `user` (an @mention), `list` (comma-separated words), `date` (YYYY-MM-DD) and
+`a|b|c` (one of these words). A pattern that begins with a placeholder is the command's default
+form (`/decision <title>`). The text `help` prints the usage; an empty text asks for the modal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+TOKEN = re.compile(r'"([^"]*)"|(\S+)')
+PLACEHOLDER = re.compile(r"^(?P<prefix>[^<]*)<(?P<name>\w+):(?P<type>[^>]+)>$")
+MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{6,})$")
+
+
+class UsageError(Exception):
+    """The text does not fit the command; `message` says why, `usage` shows what would."""
+
+    def __init__(self, message: str, usage: list[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What the person asked for: a subcommand (`""` for the default form) and its arguments."""
+
+    subcommand: str | None  # None: no text at all (open the modal)
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def wants_help(self) -> bool:
+        return self.subcommand == "help"
+
+
+@dataclass(frozen=True)
+class _Token:
+    text: str
+    start: int
+    end: int
+
+
+@dataclass
+class _Slot:
+    name: str
+    type: str
+    prefix: str = ""  # literal glued to the value, like the `v` of `v<version:word>`
+
+
+@dataclass
+class _Group:
+    items: list[_Literal | _Slot | _Group]
+    optional: bool = False
+
+
+@dataclass
+class _Literal:
+    word: str
+
+
+def _compile(pattern: str) -> _Group:
+    stack: list[_Group] = [_Group([])]
+    for raw in pattern.replace("[", " [ ").replace("]", " ] ").split():
+        if raw == "[":
+            group = _Group([], optional=True)
+            stack[-1].items.append(group)
+            stack.append(group)
+        elif raw == "]":
+            stack.pop()
+        elif match := PLACEHOLDER.match(raw):
+            stack[-1].items.append(_Slot(match["name"], match["type"], match["prefix"]))
+        else:
+            stack[-1].items.append(_Literal(raw))
+    return stack[0]
+
+
+def _usage_of(group: _Group) -> str:
+    parts = []
+    for item in group.items:
+        if isinstance(item, _Literal):
+            parts.append(item.word)
+        elif isinstance(item, _Slot):
+            parts.append(f"{item.prefix}{_describe_slot(item)}")
+        else:
+            parts.append(f"[{_usage_of(item)}]")
+    return " ".join(parts)
+
+
+def _describe_slot(slot: _Slot) -> str:
+    if slot.type.endswith("-n"):
+        return slot.type
+    if slot.type == "user":
+        return "@user"
+    if "|" in slot.type or re.fullmatch(r"\d+-\d+", slot.type):
+        return f"<{slot.type}>"
+    return f"<{slot.name}>"
+
+
+class Subcommand:
+    """One form of a command, declared by its usage pattern."""
+
+    def __init__(self, pattern: str, help: str) -> None:
+        self.pattern = pattern
+        self.help = help
+        self.tree = _compile(pattern)
+        first = self.tree.items[0] if self.tree.items else None
+        self.keyword = first.word.lower() if isinstance(first, _Literal) else ""
+
+    def usage(self, command: str) -> str:
+        return f"{command} {_usage_of(self.tree)}".rstrip()
+
+
+class Command:
+    """A slash command and its subcommands."""
+
+    def __init__(self, name: str, summary: str, subcommands: list[Subcommand]) -> None:
+        self.name = name
+        self.summary = summary
+        self.subcommands = subcommands
+
+    def usage(self) -> list[str]:
+        lines = [f"`{self.name}` — open a form"]
+        lines += [f"`{sub.usage(self.name)}` — {sub.help}" for sub in self.subcommands]
+        lines.append(f"`{self.name} help` — show this help")
+        return lines
+
+    def usage_for(self, sub: Subcommand) -> list[str]:
+        return [f"`{sub.usage(self.name)}` — {sub.help}"]
+
+    def parse(self, text: str) -> Parsed:
+        text = text.strip()
+        if not text:
+            return Parsed(None)
+        tokens = [_Token(m.group(1) if m.group(1) is not None else m.group(2), m.start(), m.end())
+                  for m in TOKEN.finditer(text)]
+        head = tokens[0].text.lower()
+        if head == "help" and len(tokens) == 1:
+            return Parsed("help")
+        for sub in self.subcommands:
+            if sub.keyword and sub.keyword == head:
+                return Parsed(sub.keyword, self._match(sub, text, tokens))
+        default = next((sub for sub in self.subcommands if not sub.keyword), None)
+        if default is None:
+            raise UsageError(f"`{tokens[0].text}` is not a `{self.name}` subcommand.", self.usage())
+        return Parsed("", self._match(default, text, tokens))
+
+    def _match(self, sub: Subcommand, text: str, tokens: list[_Token]) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        try:
+            position = _match_group(sub.tree, text, tokens, 0, args)
+        except _NoMatch as exc:
+            raise UsageError(exc.message, self.usage_for(sub)) from None
+        if position < len(tokens):
+            extra = text[tokens[position].start:]
+            raise UsageError(f"Unexpected `{extra}` at the end.", self.usage_for(sub))
+        return args
+
+
+class _NoMatch(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _match_group(group: _Group, text: str, tokens: list[_Token], position: int,
+                 args: dict[str, Any]) -> int:
+    for item in group.items:
+        if isinstance(item, _Literal):
+            if position >= len(tokens) or tokens[position].text.lower() != item.word.lower():
+                found = f"`{tokens[position].text}`" if position < len(tokens) else "nothing"
+                raise _NoMatch(f"Expected `{item.word}` but found {found}.")
+            position += 1
+        elif isinstance(item, _Slot):
+            position = _match_slot(item, text, tokens, position, args)
+        else:
+            lead = item.items[0]
+            if position < len(tokens) and isinstance(lead, _Literal) \
+                    and tokens[position].text.lower() == lead.word.lower():
+                position = _match_group(item, text, tokens, position, args)
+    return position
+
+
+def _match_slot(slot: _Slot, text: str, tokens: list[_Token], position: int,
+                args: dict[str, Any]) -> int:
+    what = _describe_slot(slot)
+    if slot.type == "text":
+        value = text[tokens[position].start:].strip() if position < len(tokens) else ""
+        if not value:
+            raise _NoMatch(f"{_missing(slot)} is missing.")
+        args[slot.name] = value
+        return len(tokens)
+    if position >= len(tokens):
+        raise _NoMatch(f"{_missing(slot)} is missing.")
+    raw = tokens[position].text
+    if slot.prefix:
+        if not raw.lower().startswith(slot.prefix.lower()):
+            raise _NoMatch(f"Expected {slot.prefix}{what} but found `{raw}`.")
+        raw = raw[len(slot.prefix):]
+    args[slot.name] = convert(slot.type, raw, what)
+    return position + 1
+
+
+def _missing(slot: _Slot) -> str:
+    if slot.type.endswith("-n"):
+        return f"A reference like {slot.type[:-2]}-12"
+    return f"{slot.prefix}{_describe_slot(slot)}"
+
+
+def convert(kind: str, raw: str, what: str) -> Any:
+    """Turn one token into a typed value, or raise a message that names the problem."""
+    if kind == "word":
+        return raw
+    if kind == "int":
+        if not raw.isdigit():
+            raise _NoMatch(f"{what} must be a whole number, not `{raw}`.")
+        return int(raw)
+    if re.fullmatch(r"\d+-\d+", kind):
+        low, high = (int(part) for part in kind.split("-"))
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise _NoMatch(f"{what} must be a number from {low} to {high}, not `{raw}`.")
+        return int(raw)
+    if kind.endswith("-n"):
+        prefix = kind[:-2]
+        match = re.fullmatch(r"([A-Za-z]+)-(\d{1,9})", raw)
+        if not match or match.group(1).upper() != prefix:
+            raise _NoMatch(f"`{raw}` is not a reference like {prefix}-12.")
+        return f"{prefix}-{int(match.group(2))}"
+    if kind == "user":
+        match = MENTION.match(raw)
+        if not match:
+            raise _NoMatch(f"`{raw}` is not a person: mention them with @.")
+        return match.group(1) or match.group(2)
+    if kind == "list":
+        items = [item.strip().lower() for item in raw.split(",") if item.strip()]
+        if not items:
+            raise _NoMatch(f"{what} must be a comma-separated list.")
+        return items
+    if kind == "date":
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            raise _NoMatch(f"{what} must be a date like 2026-03-31, not `{raw}`.") from None
+    if "|" in kind:
+        choices = kind.split("|")
+        if raw.lower() not in choices:
+            raise _NoMatch(f"`{raw}` must be one of {', '.join(choices)}.")
+        return raw.lower()
+    raise ValueError(f"unknown placeholder type {kind!r}")

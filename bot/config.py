@@ -1,0 +1,123 @@
+"""Configuration from the environment (design §1), validated once at start."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as the one line the user sees."""
+
+
+# Environment variable of each field, for error messages.
+ENV_NAMES = {
+    "slack_bot_token": "SLACK_BOT_TOKEN",
+    "slack_signing_secret": "SLACK_SIGNING_SECRET",
+    "slack_app_token": "SLACK_APP_TOKEN",
+    "slack_api_url": "SLACK_API_URL",
+    "database_url": "DATABASE_URL",
+    "webhook_token": "QUORUM_WEBHOOK_TOKEN",
+    "mlflow_webhook_secret": "MLFLOW_WEBHOOK_SECRET",
+    "default_channel": "QUORUM_DEFAULT_CHANNEL",
+    "timezone": "QUORUM_TIMEZONE",
+    "admins": "QUORUM_ADMINS",
+    "host": "HOST",
+    "port": "PORT",
+}
+
+
+class Settings(BaseSettings):
+    """Every setting Quorum reads; see the table in README.md."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    slack_bot_token: str | None = Field(None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: str | None = Field(None, alias="SLACK_SIGNING_SECRET", repr=False)
+    slack_app_token: str | None = Field(None, alias="SLACK_APP_TOKEN", repr=False)
+    slack_api_url: str = Field("https://slack.com/api/", alias="SLACK_API_URL")
+    database_url: str = Field("sqlite:///quorum.db", alias="DATABASE_URL", repr=False)
+    webhook_token: str | None = Field(None, alias="QUORUM_WEBHOOK_TOKEN", repr=False)
+    mlflow_webhook_secret: str | None = Field(None, alias="MLFLOW_WEBHOOK_SECRET", repr=False)
+    default_channel: str | None = Field(None, alias="QUORUM_DEFAULT_CHANNEL")
+    timezone: str = Field("UTC", alias="QUORUM_TIMEZONE")
+    admins_raw: str = Field("", alias="QUORUM_ADMINS")
+    host: str = Field("0.0.0.0", alias="HOST")
+    port: int = Field(3000, alias="PORT", ge=1, le=65535)
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: str | None) -> str | None:
+        if value and not value.startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value or None
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: str | None) -> str | None:
+        if value and not value.startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value or None
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: str) -> str:
+        return str(normalize_database_url(value).render_as_string(hide_password=False))
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use Area/City, e.g. Europe/Paris)"
+            ) from None
+        return value
+
+    @cached_property
+    def admins(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.admins_raw.split(",") if part.strip())
+
+    def require(self, *fields: str, purpose: str) -> None:
+        """Stop with a ConfigError naming the first missing variable that `purpose` needs."""
+        for name in fields:
+            if not getattr(self, name):
+                raise ConfigError(f"{ENV_NAMES[name]}: required {purpose}")
+
+
+def normalize_database_url(raw: str) -> URL:
+    """Parse a database URL, mapping plain `postgres://` URLs to the psycopg 3 driver."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ValueError("is not a valid SQLAlchemy URL (e.g. sqlite:///quorum.db)") from None
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError("must be a sqlite:// or postgresql:// URL")
+    return url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigError with one clear line when invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = ENV_NAMES.get(field, field.upper() if field != "admins_raw" else "QUORUM_ADMINS")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message[:1].lower()}{message[1:]}") from None

@@ -1,0 +1,186 @@
+"""The outbox delivery worker: posts queued calls to Slack, honouring rate limits and retrying.
+
+Each `quorum serve` process runs one worker thread. Rows are leased in short transactions (see
+`bot.outbox.claim`), so several replicas share the work and a crashed worker's lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.orm import Session
+
+from bot import metrics, outbox
+from bot.database import Database
+from bot.models import utcnow
+
+log = logging.getLogger("quorum.delivery")
+
+# Slack errors that another attempt may cure; any other `ok: false` is final.
+TRANSIENT_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout",
+                    "ratelimited"}
+MAX_ATTEMPTS = 15
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter: ~1 s, 2 s, 4 s … capped at five minutes."""
+    base = min(MAX_BACKOFF_SECONDS, 2.0 ** max(0, attempt - 1))
+    return base * random.uniform(0.8, 1.2)
+
+
+class OutboxWorker:
+    """Delivers the outbox in a background thread until stopped."""
+
+    def __init__(self, db: Database, client: WebClient, *, poll_seconds: float = 1.0,
+                 batch: int = 20) -> None:
+        self.db = db
+        self.client = client
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        db.on_commit(self._on_commit)
+
+    def _on_commit(self, session: Session) -> None:
+        if session.info.pop(outbox.WAKE_FLAG, False):
+            self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="quorum-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delivered = self.run_once()
+            except Exception:
+                log.exception("outbox pass failed; trying again shortly")
+                delivered = 0
+            if delivered == 0:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def run_once(self) -> int:
+        """Lease one batch of due calls and deliver them; returns how many were handled."""
+        with self.db.session() as session:
+            batch = outbox.claim(session, limit=self.batch)
+        for row in batch:
+            if self._stop.is_set():
+                break
+            self._deliver(row)
+        return len(batch)
+
+    def _deliver(self, row: outbox.Claimed) -> None:
+        payload = dict(row.payload)
+        try:
+            with self.db.session() as session:
+                method = self._prepare(session, row, payload)
+            if method is None:
+                return
+            response = self.client.api_call(method, json=payload).data
+        except SlackApiError as exc:
+            self._handle_slack_error(row, payload, exc)
+            return
+        except (SlackClientError, OSError, TimeoutError) as exc:
+            self._retry(row, "network", f"{type(exc).__name__}: {exc}")
+            return
+        assert isinstance(response, dict)
+        with self.db.session() as session:
+            outbox.mark_sent(session, row.id, channel=response.get("channel"),
+                             ts=response.get("ts"),
+                             key=row.key if method == "chat.postMessage" else None)
+        metrics.outbox_delivered.labels(method).inc()
+
+    def _prepare(self, session: Session, row: outbox.Claimed,
+                 payload: dict[str, Any]) -> str | None:
+        """Fill in where keyed messages live; the method to call, or None if it cannot be sent."""
+        payload.pop(outbox.JOINED_FLAG, None)
+        thread_key = payload.pop("thread_key", None)
+        if thread_key:
+            parent = outbox.posted_message(session, thread_key)
+            if parent is None:
+                return self._give_up(session, row, f"no message was posted under {thread_key}")
+            payload["thread_ts"] = parent.ts
+        if row.method == "chat.update":
+            posted = outbox.posted_message(session, row.key or "")
+            if posted is None:
+                return self._give_up(session, row, f"no message was posted under {row.key}")
+            payload["channel"], payload["ts"] = posted.channel, posted.ts
+        elif row.method == "chat.postMessage" and row.key:
+            posted = outbox.posted_message(session, row.key)
+            if posted is not None:  # posted before a lost reply: edit it rather than repeat it
+                payload["channel"], payload["ts"] = posted.channel, posted.ts
+                return "chat.update"
+        return row.method
+
+    def _give_up(self, session: Session, row: outbox.Claimed, error: str) -> None:
+        log.error("giving up on outbox call %s %s: %s", row.id, row.method, error)
+        outbox.mark_failed(session, row.id, error)
+        metrics.outbox_failed.labels("no_message").inc()
+
+    def _handle_slack_error(self, row: outbox.Claimed, payload: dict[str, Any],
+                            exc: SlackApiError) -> None:
+        status = exc.response.status_code
+        error = str(exc.response.get("error", f"http_{status}"))
+        if status == 429:
+            wait = float(exc.response.headers.get("Retry-After", "1") or 1)
+            until = utcnow() + timedelta(seconds=wait)
+            with self.db.session() as session:
+                outbox.mark_retry(session, row.id, until, f"ratelimited for {wait:g}s")
+                outbox.hold_method(session, row.method, until)
+            metrics.outbox_retries.labels("ratelimited").inc()
+            return
+        if status >= 500 or error in TRANSIENT_ERRORS:
+            self._retry(row, "server_error", error)
+            return
+        first_refusal = not row.payload.get(outbox.JOINED_FLAG)
+        if error == "not_in_channel" and first_refusal and self._join(payload.get("channel")):
+            with self.db.session() as session:
+                outbox.mark_retry(session, row.id, utcnow(), "joined the channel", joined=True)
+            metrics.outbox_retries.labels("joined_channel").inc()
+            return
+        log.error("giving up on outbox call %s %s to %s: %s", row.id, row.method,
+                  payload.get("channel"), error)
+        with self.db.session() as session:
+            outbox.mark_failed(session, row.id, error)
+        metrics.outbox_failed.labels(error).inc()
+
+    def _join(self, channel: str | None) -> bool:
+        if not channel:
+            return False
+        try:
+            self.client.conversations_join(channel=channel)
+            return True
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.error("could not join %s: %s", channel, exc)
+            return False
+
+    def _retry(self, row: outbox.Claimed, reason: str, error: str) -> None:
+        with self.db.session() as session:
+            if row.attempts >= MAX_ATTEMPTS:
+                log.error("giving up on outbox call %s %s after %s attempts: %s", row.id,
+                          row.method, row.attempts, error)
+                outbox.mark_failed(session, row.id, f"{error} (after {row.attempts} attempts)")
+                metrics.outbox_failed.labels("too_many_attempts").inc()
+                return
+            at = utcnow() + timedelta(seconds=backoff_seconds(row.attempts))
+            outbox.mark_retry(session, row.id, at, error)
+        metrics.outbox_retries.labels(reason).inc()
+

@@ -1,0 +1,74 @@
+"""`quorum export`: every register as JSON, CSV or Markdown on standard output."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.models import AuditEvent, Decision, Project
+from bot.render import renderer
+from bot.services.audit import changed_fields
+from bot.services.decisions import as_record as decision_record
+
+FORMATS = ("json", "csv", "md")
+
+
+def _decisions(session: Session) -> Iterator[dict[str, Any]]:
+    query = select(Decision).order_by(Decision.team_id, Decision.number)
+    for decision in session.scalars(query.execution_options(yield_per=500)):
+        yield decision_record(decision)
+
+
+def _audit(session: Session) -> Iterator[dict[str, Any]]:
+    projects = {p.id: p.name for p in session.scalars(select(Project))}
+    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)
+                                 .execution_options(yield_per=1000)):
+        yield {
+            "id": event.id,
+            "ref": event.entity_ref,
+            "project": projects.get(event.project_id) if event.project_id else None,
+            "status": event.action,
+            "action": event.action,
+            "entity_type": event.entity_type,
+            "created_at": event.at.isoformat(),
+            "created_by": event.actor,
+            "changed": changed_fields(event.before, event.after) if event.before else [],
+            "before": event.before,
+            "after": event.after,
+        }
+
+
+# Each register: how to read its records, and the template of one record in Markdown.
+REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] = {
+    "decisions": (_decisions, "decision/adr.md.j2"),
+    "audit": (_audit, "common/audit.md.j2"),
+}
+
+
+def export(session: Session, register: str, fmt: str, out: TextIO) -> int:
+    """Write every record of `register` to `out` in `fmt`; returns how many were written."""
+    read, markdown_template = REGISTERS[register]
+    records = list(read(session))
+    if fmt == "json":
+        json.dump(records, out, indent=2, ensure_ascii=False, default=str)
+        out.write("\n")
+    elif fmt == "csv":
+        columns = list(dict.fromkeys(key for record in records for key in record))
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({key: _cell(value) for key, value in record.items()})
+    else:
+        out.write(renderer.text(markdown_template, records=records))
+    return len(records)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value

@@ -1,0 +1,261 @@
+"""The one renderer: Jinja2 templates in `templates/` to Block Kit JSON, escaped and within limits.
+
+Templates are JSON with `{{ }}` holes. Every hole is escaped for Slack mrkdwn (`&`, `<`, `>`) and
+for JSON by default, so user text can never ping `<!channel>` or break the JSON. Filters mark
+the exceptions: `plain` (plain_text: JSON-escaped only), `json` (a whole JSON value), `user`
+(a `<@U…>` mention), `link` (a `<url|label>` link). Trailing commas before `]` or `}` are allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+import templates as templates_package
+
+TEMPLATE_DIR = Path(templates_package.__file__).parent
+MESSAGE_BLOCK_LIMIT = 50
+VIEW_BLOCK_LIMIT = 100
+USER_ID = re.compile(r"^[UWB][A-Z0-9]{2,20}$")
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
+
+
+class Raw(Markup):
+    """Template output that is already escaped for its place in the JSON.
+
+    Markup, so that Jinja passes it through untouched, as it does the output of macros.
+    """
+
+
+def slack_escape(text: str) -> str:
+    """Escape the three characters Slack treats as control sequences in mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_unescape(text: str) -> str:
+    """Undo `slack_escape`, for text Slack sends us that goes back into a form."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _json_inner(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def _finalize(value: Any) -> Markup:
+    if value is None:
+        return Raw("")
+    if isinstance(value, Markup):
+        return value
+    return Raw(_json_inner(slack_escape(str(value))))
+
+
+def _plain(value: Any) -> Raw:
+    return Raw(_json_inner("" if value is None else str(value)))
+
+
+def _json_value(value: Any) -> Raw:
+    return Raw(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _user(user_id: Any) -> Raw:
+    user_id = str(user_id or "")
+    if USER_ID.match(user_id):
+        return Raw(f"<@{user_id}>")
+    return Raw(_json_inner(slack_escape(user_id or "someone")))
+
+
+def _channel(channel_id: Any) -> Raw:
+    channel_id = str(channel_id or "")
+    if CHANNEL_ID.match(channel_id):
+        return Raw(f"<#{channel_id}>")
+    return Raw(_json_inner(slack_escape(channel_id)))
+
+
+def _link(url: Any, label: Any = None) -> Raw:
+    url = str(url or "")
+    label_text = slack_escape(str(label)) if label else slack_escape(url)
+    if not url.startswith(("https://", "http://")) or any(c in url for c in "<>| \n"):
+        return Raw(_json_inner(label_text))
+    return Raw(_json_inner(f"<{url.replace('&', '&amp;')}|{label_text.replace('|', '¦')}>"))
+
+
+def _date(value: datetime | None, fmt: str = "%Y-%m-%d") -> str:
+    return value.strftime(fmt) if value else ""
+
+
+def _datetime(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _strip_trailing_commas(text: str) -> str:
+    """Drop commas that directly precede `]` or `}` outside JSON strings."""
+    out: list[str] = []
+    in_string = escaped = False
+    pending_comma: list[str] = []
+    for char in text:
+        if in_string:
+            out.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if pending_comma:
+            if char.isspace():
+                pending_comma.append(char)
+                continue
+            if char not in "]}":
+                out.extend(pending_comma)
+            pending_comma = []
+        if char == ",":
+            pending_comma = [char]
+            continue
+        if char == '"':
+            in_string = True
+        out.append(char)
+    return "".join(out)
+
+
+# Character limits Slack enforces, by (parent type, field).
+TEXT_LIMITS = {
+    "section": 3000,
+    "section_field": 2000,
+    "header": 150,
+    "context": 2000,
+    "button": 75,
+    "option": 75,
+    "option_description": 75,
+    "label": 2000,
+    "placeholder": 150,
+    "modal_title": 24,
+    "modal_button": 24,
+}
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten `text` to `limit` characters with an ellipsis, never splitting `&amp;` or `<…>`."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:] and len(cut) - amp < 6:
+        cut = cut[:amp]
+    angle = cut.rfind("<")
+    if angle != -1 and ">" not in cut[angle:]:
+        cut = cut[:angle]
+    return cut.rstrip() + "…"
+
+
+def _clip_text_object(obj: Any, limit: int) -> None:
+    if isinstance(obj, dict) and isinstance(obj.get("text"), str):
+        obj["text"] = clip(obj["text"], limit)
+        if not obj["text"].strip():
+            obj["text"] = "—"
+
+
+def _fit_element(element: dict[str, Any]) -> None:
+    kind = element.get("type")
+    if kind == "button":
+        _clip_text_object(element.get("text"), TEXT_LIMITS["button"])
+    for option in element.get("options", []) + element.get("initial_options", []):
+        _clip_text_object(option.get("text"), TEXT_LIMITS["option"])
+        _clip_text_object(option.get("description"), TEXT_LIMITS["option_description"])
+    if isinstance(element.get("initial_option"), dict):
+        _clip_text_object(element["initial_option"].get("text"), TEXT_LIMITS["option"])
+    _clip_text_object(element.get("placeholder"), TEXT_LIMITS["placeholder"])
+    if kind == "plain_text_input" and isinstance(element.get("initial_value"), str):
+        limit = element.get("max_length", 3000)
+        element["initial_value"] = element["initial_value"][:limit]
+
+
+def fit_blocks(blocks: list[dict[str, Any]], block_limit: int) -> list[dict[str, Any]]:
+    """Clip every text to Slack's limits and the block list to `block_limit` blocks."""
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "section":
+            _clip_text_object(block.get("text"), TEXT_LIMITS["section"])
+            for field in block.get("fields", []):
+                _clip_text_object(field, TEXT_LIMITS["section_field"])
+            if isinstance(block.get("accessory"), dict):
+                _fit_element(block["accessory"])
+        elif kind == "header":
+            _clip_text_object(block.get("text"), TEXT_LIMITS["header"])
+        elif kind == "context":
+            for element in block.get("elements", []):
+                _clip_text_object(element, TEXT_LIMITS["context"])
+        elif kind == "actions":
+            for element in block.get("elements", []):
+                _fit_element(element)
+        elif kind == "input":
+            _clip_text_object(block.get("label"), TEXT_LIMITS["label"])
+            _clip_text_object(block.get("hint"), TEXT_LIMITS["label"])
+            if isinstance(block.get("element"), dict):
+                _fit_element(block["element"])
+    if len(blocks) > block_limit:
+        hidden = len(blocks) - block_limit + 1
+        note = f"…and {hidden} more blocks not shown"
+        blocks = [*blocks[: block_limit - 1],
+                  {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}]
+    return blocks
+
+
+class Renderer:
+    """Renders `templates/<name>.json.j2` to Block Kit and `<name>.md.j2` to text."""
+
+    def __init__(self, directory: Path = TEMPLATE_DIR) -> None:
+        loader = jinja2.FileSystemLoader(str(directory))
+        common: dict[str, Any] = {
+            "loader": loader,
+            "undefined": jinja2.StrictUndefined,
+            "trim_blocks": True,
+            "lstrip_blocks": True,
+            "keep_trailing_newline": True,
+        }
+        # Autoescape makes macro output Markup; `_finalize` then escapes every other value.
+        self.json_env = jinja2.Environment(autoescape=True, finalize=_finalize, **common)
+        self.text_env = jinja2.Environment(autoescape=False, **common)
+        for env in (self.json_env, self.text_env):
+            env.filters.update(date=_date, datetime=_datetime)
+        self.json_env.filters.update(
+            plain=_plain, json=_json_value, user=_user, channel=_channel, link=_link
+        )
+
+    def _json(self, name: str, context: dict[str, Any]) -> Any:
+        source = self.json_env.get_template(f"{name}.json.j2").render(**context)
+        try:
+            return json.loads(_strip_trailing_commas(source))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"template {name} produced invalid JSON: {exc}") from exc
+
+    def message(self, name: str, **context: Any) -> dict[str, Any]:
+        """A message: `{"text": fallback, "blocks": [...]}` within Slack's limits."""
+        message = self._json(name, context)
+        message["blocks"] = fit_blocks(message.get("blocks", []), MESSAGE_BLOCK_LIMIT)
+        message["text"] = clip(message.get("text") or "Quorum", 3000)
+        return message
+
+    def view(self, name: str, **context: Any) -> dict[str, Any]:
+        """A modal or Home view within Slack's limits."""
+        view = self._json(name, context)
+        view["blocks"] = fit_blocks(view.get("blocks", []), VIEW_BLOCK_LIMIT)
+        for key, limit in (("title", "modal_title"), ("submit", "modal_button"),
+                           ("close", "modal_button")):
+            _clip_text_object(view.get(key), TEXT_LIMITS[limit])
+        if len(view.get("private_metadata", "")) > 3000:
+            raise ValueError(f"template {name}: private_metadata over 3,000 characters")
+        return view
+
+    def text(self, name: str, **context: Any) -> str:
+        """Plain text output (Markdown exports, terminal rendering)."""
+        return self.text_env.get_template(name).render(**context)
+
+
+renderer = Renderer()

@@ -1,0 +1,15 @@
+"""Slack listeners, one module per feature: parse the payload, call `bot`, render the reply."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.runtime import Runtime
+from handlers import decisions
+
+FEATURES = (decisions,)
+
+
+def register_all(app: App, runtime: Runtime) -> None:
+    for feature in FEATURES:
+        feature.register(app, runtime)

@@ -1,0 +1,173 @@
+"""`/decision`, its modal, the card's "Add details" button and the "Log as decision" shortcut."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.commands import Command, Subcommand
+from bot.models import Decision
+from bot.render import renderer, slack_unescape
+from bot.runtime import Runtime
+from bot.services import decisions as service
+from bot.services.audit import changed_fields, history
+from bot.services.projects import project_for_channel
+from handlers.common import (
+    ephemeral,
+    form_values,
+    guarded,
+    help_message,
+    notice,
+    read_metadata,
+    team_id_of,
+    user_id_of,
+    write_metadata,
+)
+
+log = logging.getLogger("quorum.decisions")
+
+COMMAND = Command("/decision", "decision records", [
+    Subcommand("<title:text>", "log a proposed decision now (add the details later)"),
+    Subcommand("list", "this channel's decisions, newest first"),
+    Subcommand("search <words:text>", "find decisions by words in their text"),
+    Subcommand("show <ref:D-n>", "one decision in full, with its history"),
+    Subcommand("supersede <ref:D-n> <title:text>", "replace a decision with a new one"),
+])
+
+
+def modal(*, channel: str, channel_name: str | None = None, decision: Decision | None = None,
+          title: str = "", context: str = "", permalink: str | None = None) -> dict[str, Any]:
+    """The decision form, empty, prefilled from a message, or holding an existing decision."""
+    if decision is not None:
+        form = {name: getattr(decision, name) for name in
+                ("title", "context", "options", "decision", "consequences", "status")}
+        form["deciders"] = list(decision.deciders or [])
+    else:
+        form = {"title": title, "context": context, "options": "", "decision": "",
+                "consequences": "", "status": "proposed", "deciders": []}
+    metadata = write_metadata(channel=channel, channel_name=channel_name,
+                              decision_id=decision.id if decision else None, permalink=permalink)
+    return renderer.view(
+        "decision/modal", form=form, metadata=metadata, ref=decision.ref if decision else None,
+        permalink=permalink or (decision.source_permalink if decision else None),
+        statuses=[status.value for status in service.SETTABLE_STATUSES],
+    )
+
+
+def register(app: App, runtime: Runtime) -> None:
+    db = runtime.db
+
+    @app.command(COMMAND.name)
+    @guarded
+    def on_command(ack: Ack, command: dict[str, Any], body: dict[str, Any],
+                   client: WebClient) -> None:
+        parsed = COMMAND.parse(command.get("text", ""))
+        team, channel, user = team_id_of(body), command["channel_id"], command["user_id"]
+        if parsed.subcommand is None:
+            ack()
+            client.views_open(trigger_id=command["trigger_id"],
+                              view=modal(channel=channel, channel_name=command.get("channel_name")))
+            return
+        if parsed.wants_help:
+            ack(**help_message(COMMAND))
+            return
+        with db.session() as session:
+            project = project_for_channel(session, team, channel, command.get("channel_name"))
+            reply = _answer(session, parsed.subcommand, parsed.args, project, user)
+        ack(**reply)
+
+    def _answer(session: Any, subcommand: str, args: dict[str, Any], project: Any,
+                user: str) -> dict[str, Any]:
+        if subcommand == "":
+            decision = service.log_decision(session, project, user,
+                                            service.DecisionDraft(title=args["title"]))
+            return notice(f"Logged *{decision.ref}*. Its card is on its way to the channel; "
+                          f"use *Add details* there to fill in context, options and consequences.")
+        if subcommand == "list":
+            page = service.list_decisions(session, project)
+            return ephemeral(renderer.message("decision/list", project=project, page=page))
+        if subcommand == "search":
+            results = service.search_decisions(session, project, args["words"])
+            return ephemeral(renderer.message("decision/search", words=args["words"],
+                                              results=results, limit=service.SEARCH_LIMIT))
+        if subcommand == "show":
+            decision = service.get_decision(session, project.team_id, args["ref"])
+            return ephemeral(_show(session, decision))
+        # supersede
+        old = service.get_decision(session, project.team_id, args["ref"])
+        new = service.supersede(session, old, user, args["title"], project=project)
+        return notice(f"Logged *{new.ref}*, which supersedes *{old.ref}*.")
+
+    def _show(session: Any, decision: Decision) -> dict[str, Any]:
+        events = history(session, decision)
+        changes = {event.id: changed_fields(event.before, event.after) if event.before else []
+                   for event in events}
+        return renderer.message("decision/show", d=decision, history=events, changes=changes)
+
+    @app.view("decision_modal")
+    @guarded
+    def on_modal_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values, meta = form_values(view), read_metadata(view)
+        draft = service.DecisionDraft(
+            title=values.get("title", ""), context=values.get("context", ""),
+            options=values.get("options", ""), decision=values.get("decision", ""),
+            consequences=values.get("consequences", ""),
+            status=values.get("status") or "proposed", deciders=values.get("deciders") or [],
+            source_permalink=meta.get("permalink"),
+        )
+        draft.validated()  # answer field errors before touching the database
+        team, user = team_id_of(body), user_id_of(body)
+        with db.session() as session:
+            if meta.get("decision_id"):
+                decision = service.get_by_id(session, int(meta["decision_id"]))
+                service.edit_decision(session, decision, user, draft)
+            else:
+                project = project_for_channel(session, team, meta["channel"],
+                                              meta.get("channel_name"))
+                service.log_decision(session, project, user, draft)
+        ack()
+
+    @app.action("decision_add_details")
+    @guarded
+    def on_add_details(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                       client: WebClient) -> None:
+        ack()
+        with db.session() as session:
+            decision = service.get_by_id(session, int(action["value"]))
+            view = modal(channel=decision.project.channel_id, decision=decision)
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.action("decision_list_page")
+    @guarded
+    def on_list_page(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                     respond: Respond) -> None:
+        ack()
+        with db.session() as session:
+            project = project_for_channel(session, team_id_of(body), body["channel"]["id"])
+            page = service.list_decisions(session, project, int(action["value"]))
+            message = renderer.message("decision/list", project=project, page=page)
+        respond(replace_original=True, **message)
+
+    @app.shortcut("log_decision")
+    @guarded
+    def on_log_shortcut(ack: Ack, shortcut: dict[str, Any], client: WebClient) -> None:
+        ack()
+        message, channel = shortcut.get("message", {}), shortcut["channel"]["id"]
+        permalink = None
+        try:
+            permalink = client.chat_getPermalink(channel=channel,
+                                                 message_ts=message["ts"])["permalink"]
+        except SlackApiError as exc:
+            log.warning("no permalink for the message: %s", exc.response.get("error"))
+        text = slack_unescape(message.get("text") or "").strip()
+        first_line = text.splitlines()[0] if text else ""
+        client.views_open(
+            trigger_id=shortcut["trigger_id"],
+            view=modal(channel=channel, channel_name=shortcut["channel"].get("name"),
+                       title=first_line[: service.TITLE_LIMIT],
+                       context=text[: service.TEXT_LIMIT], permalink=permalink),
+        )

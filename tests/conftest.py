@@ -1,0 +1,123 @@
+"""Fixtures: a fresh database per test (SQLite, and PostgreSQL when TEST_DATABASE_URL is set),
+the fake Slack server, and Quorum itself served over HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from support.fake_slack import FakeSlack
+from support.quorum_server import QuorumServer
+from support.slack_requests import SIGNING_SECRET, TEAM, SlackSender
+
+from bot.config import load_settings
+from bot.database import Database
+from bot.models import Base
+
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies instead of migrating again."""
+    path = tmp_path_factory.mktemp("template") / "quorum.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """A private, migrated schema on the PostgreSQL server, dropped at the end of the run."""
+    if not POSTGRES_URL:
+        yield ""
+        return
+    schema = f"quorum_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    db = Database(_in_schema(POSTGRES_URL, schema))
+    db.upgrade()
+    db.dispose()
+    yield schema
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def _in_schema(url: str, schema: str) -> str:
+    parsed = make_url(url).set(drivername="postgresql+psycopg")
+    parsed = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path,
+                 postgres_schema: str) -> str:
+    """An empty, migrated database for this test, on each backend in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "quorum.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url = _in_schema(POSTGRES_URL, postgres_schema)
+    engine = create_engine(url)
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(scope="session")
+def fake_slack_server() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_slack(fake_slack_server: FakeSlack) -> FakeSlack:
+    fake_slack_server.reset()
+    return fake_slack_server
+
+
+@pytest.fixture
+def make_settings(database_url: str, fake_slack: FakeSlack) -> Callable[..., Any]:
+    def make(**overrides: Any) -> Any:
+        values = {"SLACK_BOT_TOKEN": fake_slack.token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                  "SLACK_API_URL": fake_slack.url, "DATABASE_URL": database_url, **overrides}
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def quorum(make_settings: Callable[..., Any]) -> Iterator[QuorumServer]:
+    """Quorum serving HTTP on a loopback port, talking to the fake Slack."""
+    server = QuorumServer(make_settings()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack(quorum: QuorumServer, fake_slack: FakeSlack) -> Iterator[SlackSender]:
+    """Sends signed Slack requests to the running Quorum."""
+    sender = SlackSender(quorum.url, fake_slack.response_url(), team=TEAM)
+    yield sender
+    sender.close()
+

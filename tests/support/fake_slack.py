@@ -1,0 +1,826 @@
+"""A fake Slack Web API server on a loopback port, for end-to-end tests.
+
+It records every call, answers like Slack does, validates calls against the
+reference data in ``shared/slack-api/methods.json`` and can inject faults::
+
+    with FakeSlack() as fake:
+        client = WebClient(token=fake.token, base_url=fake.url)
+        client.chat_postMessage(channel="C1", text="hi")
+        fake.wait_for("chat.postMessage")
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import copy
+import functools
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+__all__ = ["Call", "FakeSlack", "default_methods_path"]
+
+METHODS_ENV = "QUORUM_SLACK_METHODS"
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_TEXT_LENGTH = 40_000
+TS_EPOCH = 1_700_000_000
+BOT_ID = "B0001"
+APP_ID = "A0001"
+RESPONSE_URL_PREFIX = "/response_url/"
+API_PREFIX = "/api/"
+# Fields that form-encoded clients send as JSON strings.
+JSON_FIELDS = frozenset(
+    {"attachments", "blocks", "metadata", "unfurls", "user_auth_blocks", "view"}
+)
+VIEW_METHODS = frozenset({"views.open", "views.push", "views.update", "views.publish"})
+TEXT_METHODS = frozenset(
+    {"chat.postMessage", "chat.postEphemeral", "chat.update", "chat.scheduleMessage"}
+)
+JOIN_REQUIRED_METHODS = frozenset({"chat.postMessage", "chat.update"})
+CHANNEL_NAME_RE = re.compile(r"[a-z0-9_\-]+")
+SERVER_ERRORS = {500, 502, 503, 504}
+
+
+def default_methods_path() -> Path:
+    """Return the methods.json path: $QUORUM_SLACK_METHODS or shared/slack-api/methods.json."""
+    env = os.environ.get(METHODS_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "slack-api" / "methods.json"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_methods(path: str) -> dict[str, dict[str, Any]]:
+    """Load and cache the "methods" table of a methods.json file."""
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)["methods"]
+
+
+@dataclass
+class Call:
+    """One request received by the fake, with the answer it got."""
+
+    method: str
+    args: dict[str, Any]
+    token: str | None
+    status: int
+    response: dict[str, Any]
+    at: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether the call got HTTP 200 and ``"ok": true``."""
+        return self.status == 200 and bool(self.response.get("ok"))
+
+
+@dataclass
+class _Fault:
+    """A queued fault for the next ``remaining`` calls of ``method``."""
+
+    method: str
+    status: int = 200
+    error: str | None = None
+    retry_after: int | None = None
+    delay: float = 0.0
+    disconnect: bool = False
+    remaining: int = 1
+
+
+@dataclass
+class _Reply:
+    """What the handler should send back."""
+
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    disconnect: bool = False
+
+
+class SlackError(Exception):
+    """Raised inside method handlers to answer ``{"ok": false, "error": ...}``."""
+
+    def __init__(self, error: str, status: int = 200, **extra: Any) -> None:
+        """Keep the error code, HTTP status and extra response fields."""
+        super().__init__(error)
+        self.error = error
+        self.status = status
+        self.extra = extra
+
+    def reply(self) -> _Reply:
+        """Return the Slack-style error reply."""
+        return _Reply(self.status, {"ok": False, "error": self.error, **self.extra})
+
+
+def _invalid_arguments(message: str) -> SlackError:
+    """Build Slack's invalid_arguments error with one ``[ERROR]`` message."""
+    return SlackError("invalid_arguments", response_metadata={"messages": [f"[ERROR] {message}"]})
+
+
+def _present(value: Any) -> bool:
+    """Whether an argument counts as given (not None, "", [] or {})."""
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def _truthy(value: Any) -> bool:
+    """Interpret Slack boolean args ("1", "true", True)."""
+    if isinstance(value, str):
+        return value.lower() in {"1", "true", "yes"}
+    return bool(value)
+
+
+def _ts_key(message: dict[str, Any]) -> tuple[int, ...]:
+    """Sort key for messages by their "ts"."""
+    return tuple(int(part) for part in str(message["ts"]).split("."))
+
+
+def _decode_json_fields(args: dict[str, Any]) -> None:
+    """Decode JSON-string fields such as blocks/view in place, leaving bad JSON as is."""
+    for key in JSON_FIELDS & args.keys():
+        value = args[key]
+        if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+            with contextlib.suppress(ValueError):
+                args[key] = json.loads(value)
+
+
+def _validate_blocks(blocks: Any, limit: int) -> None:
+    """Raise invalid_blocks unless ``blocks`` is a list of valid Block Kit blocks."""
+    if isinstance(blocks, str):
+        raise SlackError("invalid_blocks", errors=["blocks is not valid JSON"])
+    if not isinstance(blocks, list):
+        raise SlackError("invalid_blocks", errors=["blocks must be a list"])
+    if len(blocks) > limit:
+        raise SlackError("invalid_blocks", errors=[f"no more than {limit} items allowed"])
+    errors: list[str] = []
+    for index, raw in enumerate(blocks):
+        if not isinstance(raw, dict):
+            errors.append(f"block {index} must be an object")
+            continue
+        try:
+            block = Block.parse(raw)
+            if block is None:
+                errors.append(f"block {index}: unsupported type {raw.get('type')!r}")
+                continue
+            block.validate_json()
+            block.to_dict()  # validates nested elements and text objects too
+        except Exception as exc:  # any parse failure means invalid blocks
+            errors.append(f"block {index}: {exc}")
+    if errors:
+        raise SlackError("invalid_blocks", errors=errors)
+
+
+def _validate_view(view: Any) -> None:
+    """Raise invalid_blocks unless ``view`` is a valid modal/home view."""
+    if not isinstance(view, dict):
+        raise SlackError("invalid_blocks", errors=["view must be a JSON object"])
+    _validate_blocks(view.get("blocks", []), MAX_VIEW_BLOCKS)
+    try:
+        parsed = View(**view)
+        parsed.validate_json()
+        parsed.to_dict()
+    except Exception as exc:  # any failure means an invalid view
+        raise SlackError("invalid_blocks", errors=[str(exc)]) from exc
+
+
+class FakeSlack:
+    """A recording, validating, fault-injecting fake of the Slack Web API."""
+
+    token: str = "xoxb-test-token"
+    team_id: str = "T0001"
+    bot_user_id: str = "UBOT"
+
+    def __init__(self, methods_path: Path | str | None = None) -> None:
+        """Load the method reference; ``None`` means :func:`default_methods_path`."""
+        self.methods_path = Path(methods_path) if methods_path else default_methods_path()
+        self.methods = _load_methods(str(self.methods_path.resolve()))
+        self.calls: list[Call] = []
+        self.messages: dict[str, dict[str, dict[str, Any]]] = {}
+        self.missing_channels: set[str] = set()
+        self.not_joined_channels: set[str] = set()
+        self.views: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
+        self._faults: list[_Fault] = []
+        self._seqs: list[int] = []
+        self._seq = 0
+        self._epoch = 0
+        self._ts_counter = 0
+        self._id_counter = 0
+        self._cond = threading.Condition(threading.RLock())
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeSlack:
+        """Bind 127.0.0.1 on a free port and serve from a daemon thread."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-slack-{self._server.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, wake delayed handlers and close the socket."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeSlack:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop the server."""
+        self.stop()
+
+    @property
+    def base(self) -> str:
+        """Return "http://127.0.0.1:<port>"."""
+        if self._server is None:
+            raise RuntimeError("FakeSlack is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def url(self) -> str:
+        """Return the Web API base URL for ``WebClient(base_url=...)``."""
+        return f"{self.base}{API_PREFIX}"
+
+    def response_url(self, key: str = "") -> str:
+        """Return a response_url on this server; POSTs to it are recorded as "response_url"."""
+        if not key:
+            with self._cond:
+                self._id_counter += 1
+                key = f"r{self._id_counter}"
+        return f"{self.base}{RESPONSE_URL_PREFIX}{key}"
+
+    # ------------------------------------------------------------------ inspection
+
+    def calls_to(self, method: str, ok_only: bool = True) -> list[Call]:
+        """Return recorded calls of ``method`` (only successful ones by default)."""
+        with self._cond:
+            return [c for c in self.calls if c.method == method and (c.ok or not ok_only)]
+
+    def wait_for(
+        self,
+        method: str,
+        count: int = 1,
+        timeout: float = 5.0,
+        predicate: Callable[[Call], bool] | None = None,
+    ) -> list[Call]:
+        """Wait for at least ``count`` successful matching calls and return them all."""
+        deadline = time.monotonic() + timeout
+
+        def matching() -> list[Call]:
+            found = self.calls_to(method)
+            return [c for c in found if predicate(c)] if predicate else found
+
+        with self._cond:
+            while True:
+                found = matching()
+                remaining = deadline - time.monotonic()
+                if len(found) >= count or remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if len(found) >= count:
+                return found
+            summary = self._summary()
+        raise AssertionError(
+            f"expected >= {count} successful {method} call(s)"
+            f"{' matching predicate' if predicate else ''} within {timeout}s, "
+            f"got {len(found)}; recorded calls:\n{summary}"
+        )
+
+    def _summary(self, limit: int = 50) -> str:
+        """Describe recorded calls, one a line, for assertion messages."""
+        if not self.calls:
+            return "  (none)"
+        lines = []
+        for index, call in enumerate(self.calls[-limit:]):
+            outcome = "ok" if call.ok else call.response.get("error", "no response")
+            args = {k: v for k, v in call.args.items() if k != "token"}
+            lines.append(f"  {index}. {call.method} -> {call.status} {outcome} {args!r:.200}")
+        return "\n".join(lines)
+
+    def reset(self) -> None:
+        """Forget calls, faults, messages, channel sets, views and created channels."""
+        with self._cond:
+            self._epoch += 1
+            self.calls.clear()
+            self._seqs.clear()
+            self._faults.clear()
+            self.messages.clear()
+            self.missing_channels.clear()
+            self.not_joined_channels.clear()
+            self.views.clear()
+            self.users.clear()
+            self.channels.clear()
+
+    # ------------------------------------------------------------------ faults
+
+    def inject(
+        self,
+        method: str = "*",
+        *,
+        status: int = 200,
+        error: str | None = None,
+        retry_after: int | None = None,
+        delay: float = 0.0,
+        disconnect: bool = False,
+        times: int = 1,
+    ) -> None:
+        """Queue a fault for the next ``times`` calls of ``method`` ("*": any Web API method)."""
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        fault = _Fault(method, status, error, retry_after, delay, disconnect, times)
+        with self._cond:
+            self._faults.append(fault)
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        """Pop one use of the first queued fault matching ``method``."""
+        with self._cond:
+            for fault in self._faults:
+                wildcard = fault.method == "*" and method != "response_url"
+                if wildcard or fault.method == method:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    @staticmethod
+    def _fault_reply(fault: _Fault) -> _Reply | None:
+        """Return the reply a fault forces, or None to answer normally."""
+        if fault.disconnect:
+            return _Reply(0, disconnect=True)
+        if fault.status == 429:
+            retry_after = 1 if fault.retry_after is None else fault.retry_after
+            headers = {"Retry-After": str(retry_after)}
+            return _Reply(429, {"ok": False, "error": "ratelimited"}, headers)
+        if fault.status != 200:
+            error = "internal_error" if fault.status in SERVER_ERRORS else fault.error or "error"
+            return _Reply(fault.status, {"ok": False, "error": error})
+        if fault.error:
+            return _Reply(200, {"ok": False, "error": fault.error})
+        return None
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _next_seq(self) -> tuple[int, int]:
+        """Number an arriving request (and note the reset epoch) to keep arrival order."""
+        with self._cond:
+            self._seq += 1
+            return self._seq, self._epoch
+
+    def _record(self, seq: int, epoch: int, call: Call) -> None:
+        """Insert ``call`` in arrival order and wake waiters; drop calls from before a reset."""
+        with self._cond:
+            if epoch != self._epoch:
+                return
+            index = bisect.bisect(self._seqs, seq)
+            self._seqs.insert(index, seq)
+            self.calls.insert(index, call)
+            self._cond.notify_all()
+
+    def _handle(self, method: str, args: dict[str, Any], token: str | None) -> _Reply:
+        """Answer one Web API call (after faults)."""
+        spec = self.methods.get(method)
+        if spec is None:
+            return _Reply(404, {"ok": False, "error": "unknown_method"})
+        try:
+            if "token" in spec.get("args", ["token"]):
+                self._check_auth(token)
+            self._check_args(method, spec, args)
+            with self._cond:
+                body = self._dispatch(method, spec, args)
+        except SlackError as exc:
+            return exc.reply()
+        return _Reply(200, body)
+
+    def _check_auth(self, token: str | None) -> None:
+        """Raise not_authed / invalid_auth unless ``token`` is the bot token."""
+        if not token:
+            raise SlackError("not_authed")
+        if token != self.token:
+            raise SlackError("invalid_auth")
+
+    def _check_args(self, method: str, spec: dict[str, Any], args: dict[str, Any]) -> None:
+        """Enforce required args, arg groups, blocks/view validity and text length."""
+        for name in spec.get("required_args", []):
+            if name != "token" and not _present(args.get(name)):
+                raise _invalid_arguments(f"missing required field: {name}")
+        for group in spec.get("arg_groups", []):
+            names = group["args"]
+            given = [n for n in names if _present(args.get(n))]
+            if group.get("mutually_exclusive"):
+                if len(given) > 1:
+                    raise _invalid_arguments(f"only one of [{', '.join(names)}] may be given")
+                if not given and group.get("required") is not False:
+                    raise _invalid_arguments(f"exactly one of [{', '.join(names)}] is required")
+            elif not given and re.search(r"\brequired\b", group.get("desc", ""), re.I):
+                if "text" in names:
+                    raise SlackError("no_text")
+                raise _invalid_arguments(f"one of [{', '.join(names)}] is required")
+        if _present(args.get("blocks")):
+            _validate_blocks(args["blocks"], MAX_MESSAGE_BLOCKS)
+        if method in VIEW_METHODS and "view" in args:
+            _validate_view(args["view"])
+        text = args.get("text")
+        if method in TEXT_METHODS and isinstance(text, str) and len(text) > MAX_TEXT_LENGTH:
+            raise SlackError("msg_too_long")
+        channel = args.get("channel")
+        if isinstance(channel, str) and channel in self.missing_channels:
+            raise SlackError("channel_not_found")
+
+    def _dispatch(self, method: str, spec: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+        """Run the method-specific handler, or answer the reference success example."""
+        handler = self._HANDLERS.get(method)
+        if handler is not None:
+            return handler(self, args)
+        example = spec.get("success_example")
+        body = copy.deepcopy(example) if isinstance(example, dict) else {}
+        if isinstance(body.get("channel"), str) and isinstance(args.get("channel"), str):
+            body["channel"] = args["channel"]
+        body["ok"] = True
+        return body
+
+    # ------------------------------------------------------------------ method handlers
+
+    def _new_ts(self) -> str:
+        """Return a unique, increasing message ts like "1700000000.000001"."""
+        self._ts_counter += 1
+        n = self._ts_counter
+        return f"{TS_EPOCH + n // 1_000_000}.{n % 1_000_000:06d}"
+
+    def _new_id(self, prefix: str) -> str:
+        """Return a new object id like "C000001"."""
+        self._id_counter += 1
+        return f"{prefix}{self._id_counter:06d}"
+
+    def _require_joined(self, method: str, channel: str) -> None:
+        """Raise not_in_channel for channels the bot has not joined yet."""
+        if method in JOIN_REQUIRED_METHODS and channel in self.not_joined_channels:
+            raise SlackError("not_in_channel")
+
+    def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Store and echo a new message."""
+        channel = str(args["channel"])
+        self._require_joined("chat.postMessage", channel)
+        ts = self._new_ts()
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": self.bot_user_id,
+            "bot_id": BOT_ID,
+            "team": self.team_id,
+            "ts": ts,
+            "text": args.get("text", ""),
+        }
+        for key in ("blocks", "attachments", "metadata", "markdown_text", "thread_ts"):
+            if _present(args.get(key)):
+                message[key] = copy.deepcopy(args[key])
+        stored = self.messages.setdefault(channel, {})
+        parent = stored.get(str(message.get("thread_ts", "")))
+        if parent is not None:
+            parent["reply_count"] = parent.get("reply_count", 0) + 1
+            parent["latest_reply"] = ts
+        stored[ts] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": copy.deepcopy(message)}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Update a stored message."""
+        channel, ts = str(args["channel"]), str(args["ts"])
+        self._require_joined("chat.update", channel)
+        message = self.messages.get(channel, {}).get(ts)
+        if message is None:
+            raise SlackError("message_not_found")
+        for key in ("text", "blocks", "attachments", "metadata", "markdown_text"):
+            if key in args:
+                message[key] = copy.deepcopy(args[key])
+        message["edited"] = {"user": self.bot_user_id, "ts": self._new_ts()}
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": ts,
+            "text": message.get("text", ""),
+            "message": copy.deepcopy(message),
+        }
+
+    def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Delete a stored message."""
+        channel, ts = str(args["channel"]), str(args["ts"])
+        if self.messages.get(channel, {}).pop(ts, None) is None:
+            raise SlackError("message_not_found")
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Acknowledge an ephemeral message (not stored in ``messages``)."""
+        return {"ok": True, "message_ts": self._new_ts()}
+
+    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Return a fake permalink for any message."""
+        channel, ts = str(args["channel"]), str(args["message_ts"])
+        permalink = f"https://fake.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        return {"ok": True, "channel": channel, "permalink": permalink}
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List a channel's stored top-level messages, newest first."""
+        stored = self.messages.get(str(args["channel"]), {})
+        top = [m for m in stored.values() if m.get("thread_ts", m["ts"]) == m["ts"]]
+        top.sort(key=_ts_key, reverse=True)
+        return {"ok": True, "messages": copy.deepcopy(top), "has_more": False}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List a stored thread: the parent, then replies oldest first."""
+        channel, ts = str(args["channel"]), str(args["ts"])
+        stored = self.messages.get(channel, {})
+        if ts not in stored:
+            raise SlackError("thread_not_found")
+        thread = [m for m in stored.values() if m["ts"] == ts or m.get("thread_ts") == ts]
+        thread.sort(key=_ts_key)
+        return {"ok": True, "messages": copy.deepcopy(thread), "has_more": False}
+
+    def _channel_info(self, channel: str) -> dict[str, Any]:
+        """Return the channel object for ``channel`` (created or made up)."""
+        known = self.channels.get(channel)
+        if known is not None:
+            return copy.deepcopy(known)
+        return {"id": channel, "name": channel.lower(), "is_channel": True, "is_member": True}
+
+    def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Join a channel, so chat.postMessage / chat.update work there."""
+        channel = str(args["channel"])
+        self.not_joined_channels.discard(channel)
+        return {"ok": True, "channel": self._channel_info(channel)}
+
+    def _conversations_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Create a channel with a new id; names must be unique."""
+        name = str(args["name"])
+        if len(name) > 80:
+            raise SlackError("invalid_name_maxlength")
+        if not CHANNEL_NAME_RE.fullmatch(name):
+            raise SlackError("invalid_name_specials")
+        if any(c["name"] == name for c in self.channels.values()):
+            raise SlackError("name_taken")
+        channel_id = self._new_id("C")
+        info = {
+            "id": channel_id,
+            "name": name,
+            "name_normalized": name,
+            "is_channel": True,
+            "is_private": _truthy(args.get("is_private", False)),
+            "is_member": True,
+            "is_archived": False,
+            "created": int(time.time()),
+            "creator": self.bot_user_id,
+            "context_team_id": self.team_id,
+        }
+        self.channels[channel_id] = info
+        return {"ok": True, "channel": copy.deepcopy(info)}
+
+    def _conversations_invite(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Accept an invitation of users to a channel."""
+        return {"ok": True, "channel": self._channel_info(str(args["channel"]))}
+
+    def _store_view(self, view: dict[str, Any], view_id: str | None = None) -> dict[str, Any]:
+        """Store a view under a (new) id with a fresh hash and return it."""
+        view_id = view_id or self._new_id("V")
+        stored = {
+            "team_id": self.team_id,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+            "callback_id": "",
+            "external_id": "",
+            "private_metadata": "",
+            "state": {"values": {}},
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            **copy.deepcopy(view),
+            "id": view_id,
+            "hash": f"{int(time.time())}.{self._new_id('')}",
+        }
+        self.views[view_id] = stored
+        return {"ok": True, "view": copy.deepcopy(stored)}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Open (or push, or publish) a view."""
+        return self._store_view(args["view"])
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Update a view by view_id or external_id (unknown ids are accepted)."""
+        view_id = args.get("view_id")
+        if not _present(view_id):
+            external_id = args["external_id"]
+            found = [v["id"] for v in self.views.values() if v.get("external_id") == external_id]
+            view_id = found[-1] if found else None
+        current = self.views.get(str(view_id)) if view_id else None
+        expected_hash = args.get("hash")
+        if current is not None and _present(expected_hash) and current["hash"] != expected_hash:
+            raise SlackError("hash_conflict")
+        return self._store_view(args["view"], str(view_id) if view_id else None)
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Describe a user; ``self.users[uid]`` overrides the defaults."""
+        uid = str(args["user"])
+        user: dict[str, Any] = {
+            "id": uid,
+            "team_id": self.team_id,
+            "name": uid.lower(),
+            "real_name": f"User {uid}",
+            "tz": "UTC",
+            "tz_label": "Coordinated Universal Time",
+            "tz_offset": 0,
+            "deleted": False,
+            "is_bot": uid == self.bot_user_id,
+            "profile": {"display_name": uid.lower(), "real_name": f"User {uid}"},
+        }
+        user.update(copy.deepcopy(self.users.get(uid, {})))
+        return {"ok": True, "user": user}
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Describe the bot's identity."""
+        return {
+            "ok": True,
+            "url": "https://fake.slack.com/",
+            "team": "Fake",
+            "user": "quorum",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": BOT_ID,
+        }
+
+    _HANDLERS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
+        "chat.postMessage": _chat_post_message,
+        "chat.update": _chat_update,
+        "chat.delete": _chat_delete,
+        "chat.postEphemeral": _chat_post_ephemeral,
+        "chat.getPermalink": _chat_get_permalink,
+        "conversations.history": _conversations_history,
+        "conversations.replies": _conversations_replies,
+        "conversations.join": _conversations_join,
+        "conversations.create": _conversations_create,
+        "conversations.invite": _conversations_invite,
+        "views.open": _views_open,
+        "views.push": _views_open,
+        "views.publish": _views_open,
+        "views.update": _views_update,
+        "users.info": _users_info,
+        "auth.test": _auth_test,
+    }
+
+    def _handle_response_url(self, body: dict[str, Any]) -> _Reply:
+        """Answer a response_url POST, validating any blocks it carries."""
+        if _present(body.get("blocks")):
+            try:
+                _validate_blocks(body["blocks"], MAX_MESSAGE_BLOCKS)
+            except SlackError as exc:
+                reply = exc.reply()
+                reply.status = 400
+                return reply
+        return _Reply(200, {"ok": True})
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """Read the request body (Content-Length or chunked)."""
+    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
+        chunks = []
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                handler.rfile.readline()
+                break
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        return b"".join(chunks)
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length > 0 else b""
+
+
+def _parse_args(query: str, content_type: str, body: bytes) -> dict[str, Any]:
+    """Merge query-string, form and JSON arguments; decode JSON-string fields."""
+    args: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    text = body.decode("utf-8", errors="replace")
+    if "application/json" in content_type:
+        try:
+            decoded = json.loads(text) if text.strip() else {}
+        except ValueError:
+            decoded = {}
+        if isinstance(decoded, dict):
+            args.update(decoded)
+    elif "application/x-www-form-urlencoded" in content_type or (not content_type and "=" in text):
+        args.update(parse_qsl(text, keep_blank_values=True))
+    _decode_json_fields(args)
+    return args
+
+
+def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
+    """Build a request handler class bound to ``fake``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        """Serve /api/<method> and /response_url/<key> for one FakeSlack."""
+
+        server_version = "FakeSlack/1.0"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Stay quiet."""
+
+        def do_GET(self) -> None:
+            """Handle GET like POST (Slack accepts both)."""
+            self._serve()
+
+        def do_POST(self) -> None:
+            """Handle a POST."""
+            self._serve()
+
+        def _serve(self) -> None:
+            """Parse, fault, answer and record one request."""
+            seq, epoch = fake._next_seq()
+            at = time.monotonic()
+            parts = urlsplit(self.path)
+            body = _read_body(self)
+            args = _parse_args(parts.query, self.headers.get("Content-Type", ""), body)
+            if parts.path.startswith(RESPONSE_URL_PREFIX):
+                method, token = "response_url", None
+                payload = args.get("payload")
+                if isinstance(payload, str):
+                    with contextlib.suppress(ValueError):
+                        decoded = json.loads(payload)
+                        args = decoded if isinstance(decoded, dict) else args
+            else:
+                method = (
+                    parts.path.removeprefix(API_PREFIX)
+                    if parts.path.startswith(API_PREFIX)
+                    else parts.path
+                )
+                token = self._token(args)
+            reply = self._answer(method, args, token)
+            fake._record(seq, epoch, Call(method, args, token, reply.status, reply.body, at))
+            self._send(reply)
+
+        def _token(self, args: dict[str, Any]) -> str | None:
+            """Take the token from Authorization: Bearer, else the token arg."""
+            auth = self.headers.get("Authorization", "")
+            if auth.lower().startswith("bearer "):
+                return auth[7:].strip() or None
+            token = args.get("token")
+            return str(token) if token else None
+
+        def _answer(self, method: str, args: dict[str, Any], token: str | None) -> _Reply:
+            """Apply any queued fault, then answer normally."""
+            fault = fake._take_fault(method)
+            if fault is not None:
+                if fault.delay > 0:
+                    fake._stopping.wait(fault.delay)
+                forced = fake._fault_reply(fault)
+                if forced is not None:
+                    return forced
+            if method == "response_url":
+                if self.command != "POST":
+                    return _Reply(405, {"ok": False, "error": "method_not_allowed"})
+                return fake._handle_response_url(args)
+            return fake._handle(method, args, token)
+
+        def _send(self, reply: _Reply) -> None:
+            """Write the reply, or drop the connection for a disconnect fault."""
+            self.close_connection = True
+            if reply.disconnect:
+                return
+            data = json.dumps(reply.body).encode("utf-8")
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                pass  # the client gave up (e.g. timed out during a delay fault)
+
+    return Handler

@@ -1,0 +1,48 @@
+"""Runs the real Quorum web app (uvicorn, Bolt, outbox worker) on a loopback port for tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+
+from bot.config import Settings
+from bot.delivery import OutboxWorker
+from bot.runtime import Runtime
+from bot.slack_app import build_app, web_client
+from bot.web import create_web_app
+
+
+class QuorumServer:
+    """`quorum serve` in a thread: the same app object graph, bound to port 0."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = Runtime.from_settings(settings)
+        self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=3),
+                                   poll_seconds=0.05)
+        self.bolt = build_app(self.runtime)
+        self.web = create_web_app(self.runtime, self.bolt, self.worker)
+        config = uvicorn.Config(self.web, host="127.0.0.1", port=0, log_level="warning",
+                                lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = ""
+
+    def start(self) -> QuorumServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("Quorum did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.runtime.db.dispose()
+
