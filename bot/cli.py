@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         settings = load_settings()
         return COMMANDS[args.command](settings, args)
@@ -49,6 +51,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.delivery import OutboxWorker
+    from bot.scheduler import Scheduler
     from bot.slack_app import build_app, web_client
     from bot.web import create_web_app
 
@@ -57,7 +60,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
     worker = OutboxWorker(runtime.db, web_client(runtime))
-    web = create_web_app(runtime, build_app(runtime), worker)
+    web = create_web_app(runtime, build_app(runtime), worker, Scheduler(runtime.db))
     uvicorn.run(web, host=settings.host, port=settings.port, log_level="info",
                 access_log=False, timeout_graceful_shutdown=10)
     return 0

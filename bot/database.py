@@ -82,7 +82,7 @@ class Database:
         except Exception:
             return False
 
-    def upgrade(self, revision: str = "head") -> None:
+    def upgrade(self, revision: str = "heads") -> None:
         """Apply the Alembic migrations up to `revision`."""
         with self.engine.begin() as connection:
             config = alembic_config(self.url)

@@ -181,6 +181,15 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None]
 
 
+class JobClaim(Base):
+    """A unit of scheduled work that one process has taken on (see `bot.scheduler`)."""
+
+    __tablename__ = "job_claims"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SlackMessage(Base):
     """Where a keyed message (a record's card) lives in Slack, so later changes edit it."""
 

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from bot import metrics, outbox
 from bot.delivery import OutboxWorker
 from bot.runtime import Runtime
+from bot.scheduler import Scheduler
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -39,8 +40,9 @@ def _measured(route: str, endpoint: Endpoint) -> Endpoint:
     return wrapper
 
 
-def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None) -> Starlette:
-    """The ASGI app; starts and stops the outbox worker with the server."""
+def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
+                   scheduler: Scheduler | None = None) -> Starlette:
+    """The ASGI app; starts and stops the outbox worker and the scheduler with the server."""
 
     async def slack_events(request: Request) -> Response:
         body = await request.body()
@@ -66,9 +68,13 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None)
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if worker is not None:
             worker.start()
+        if scheduler is not None:
+            scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             if worker is not None:
                 worker.stop()
 

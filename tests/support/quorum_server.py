@@ -10,6 +10,7 @@ import uvicorn
 from bot.config import Settings
 from bot.delivery import OutboxWorker
 from bot.runtime import Runtime
+from bot.scheduler import Scheduler
 from bot.slack_app import build_app, web_client
 from bot.web import create_web_app
 
@@ -22,6 +23,8 @@ class QuorumServer:
         self.runtime = Runtime.from_settings(settings)
         self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=3),
                                    poll_seconds=0.05)
+        # Not started: tests drive the clock with `scheduler.run_due(now)`.
+        self.scheduler = Scheduler(self.runtime.db)
         self.bolt = build_app(self.runtime)
         self.web = create_web_app(self.runtime, self.bolt, self.worker)
         config = uvicorn.Config(self.web, host="127.0.0.1", port=0, log_level="warning",

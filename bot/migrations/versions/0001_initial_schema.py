@@ -1,4 +1,4 @@
-"""Initial schema: projects, references, audit log, decisions, outbox.
+"""Initial schema: projects, references, audit log, decisions, outbox, job claims.
 
 Revision ID: 0001
 Revises:
@@ -98,6 +98,11 @@ def upgrade() -> None:
         sa.Column("ts", sa.String(32), nullable=False),
         sa.Column("created_at", TIME, nullable=False),
     )
+    op.create_table(
+        "job_claims",
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("claimed_at", TIME, nullable=False),
+    )
     if op.get_bind().dialect.name == "postgresql":
         _postgresql_extras()
     else:
@@ -155,6 +160,6 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION audit_events_append_only()")
     else:
         op.execute("DROP TABLE decisions_fts")
-    for table in ("slack_messages", "outbox", "decisions", "audit_events", "ref_counters",
-                  "projects"):
+    for table in ("job_claims", "slack_messages", "outbox", "decisions", "audit_events",
+                  "ref_counters", "projects"):
         op.drop_table(table)

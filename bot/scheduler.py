@@ -1,0 +1,93 @@
+"""The clock: APScheduler wakes every process; the database decides who acts.
+
+Scheduled work is written as *sweeps*: functions `sweep(session, now)` that look in the database
+for what is due at `now` (a standup to post, a sign-off to remind, a review to announce) and act
+on it. Each unit of work is claimed with `claim_once(session, key)`, a unique row, so that with
+any number of replicas every occurrence is handled exactly once. Tests call `run_due(now)` with
+the time they want instead of waiting for the wall clock.
+
+    @sweep("risk_reviews")
+    def remind_overdue_reviews(session: Session, now: datetime) -> None: ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import Callable
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from bot.database import Database
+from bot.models import JobClaim, utcnow
+
+log = logging.getLogger("quorum.scheduler")
+
+Sweep = Callable[[Session, datetime], None]
+SWEEPS: dict[str, Sweep] = {}
+
+
+def sweep(name: str) -> Callable[[Sweep], Sweep]:
+    """Register a function to run on every tick of the clock, in its own transaction."""
+
+    def register(function: Sweep) -> Sweep:
+        SWEEPS[name] = function
+        return function
+
+    return register
+
+
+def claim_once(session: Session, key: str) -> bool:
+    """True for exactly one caller ever per `key`, across processes; the claim commits with the
+    caller's transaction, so work that fails leaves the key free for the next tick."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    result = session.execute(
+        insert(JobClaim).values(key=key, claimed_at=utcnow()).on_conflict_do_nothing()
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def load_sweeps() -> dict[str, Sweep]:
+    """Import every domain service module so that their sweeps are registered."""
+    import bot.services
+
+    for module in pkgutil.iter_modules(bot.services.__path__):
+        importlib.import_module(f"bot.services.{module.name}")
+    return SWEEPS
+
+
+class Scheduler:
+    """Runs every registered sweep on a fixed tick (default every 30 seconds)."""
+
+    def __init__(self, db: Database, tick_seconds: float = 30.0) -> None:
+        self.db = db
+        self.tick_seconds = tick_seconds
+        self.sweeps = load_sweeps()
+        self._apscheduler = BackgroundScheduler(timezone="UTC")
+
+    def run_due(self, now: datetime | None = None) -> None:
+        """Run every sweep once for `now`; one failing sweep does not stop the others."""
+        now = now or utcnow()
+        for name, function in self.sweeps.items():
+            try:
+                with self.db.session() as session:
+                    function(session, now)
+            except Exception:
+                log.exception("sweep %s failed at %s; it runs again next tick", name, now)
+
+    def start(self) -> None:
+        self._apscheduler.add_job(
+            self.run_due, IntervalTrigger(seconds=self.tick_seconds), id="quorum-tick",
+            max_instances=1, coalesce=True, next_run_time=utcnow(),
+        )
+        self._apscheduler.start()
+
+    def stop(self) -> None:
+        if self._apscheduler.running:
+            self._apscheduler.shutdown(wait=True)
