@@ -1,0 +1,110 @@
+"""Hostile sample contexts for every template, used by the Block Kit validation test.
+
+Every `templates/**/*.json.j2` must have an entry in SAMPLES: a function returning a list of
+contexts (hostile text, huge text, empty optional fields) to render it with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.commands import Command, Subcommand
+from bot.models import AuditEvent, Decision, Project
+from bot.services.decisions import Page
+
+NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+HOSTILE = [
+    "<!channel> <!here> <@U0123ABCD> <#C0123ABCD> <https://evil.example|click me> &amp; &lt;",
+    "x" * 5000,
+    "🚀🔥 émoji ünïcode 中文 " * 40,
+    'quotes " \\ backslash \n newline \t tab {{ jinja }} {% raw %} *bold* _it_ ~s~ `code`',
+    "",
+]
+
+
+def project() -> Project:
+    return Project(id=1, team_id="T1", channel_id="C0CHURN01", name="<!channel>" + "p" * 300,
+                   created_at=NOW)
+
+
+def decision(text: str, number: int = 1, status: str = "proposed") -> Decision:
+    d = Decision(id=number, team_id="T1", number=number, project=project(), title=text[:150],
+                 context=text, options=text, decision=text, consequences=text, status=status,
+                 deciders=["U0123ABCD", "not-a-user-<!channel>"] if text else [],
+                 source_permalink="https://acme.slack.com/archives/C1/p1" if text else None,
+                 created_by="U0123ABCD", created_at=NOW, updated_at=NOW)
+    return d
+
+
+def linked_decisions(text: str) -> Decision:
+    old, new = decision(text, 1, "superseded"), decision(text, 2)
+    new.supersedes = old
+    return old
+
+
+def _decision_card() -> list[dict[str, Any]]:
+    return [{"d": decision(text)} for text in HOSTILE] + [{"d": linked_decisions(HOSTILE[0])}]
+
+
+def _decision_modal() -> list[dict[str, Any]]:
+    contexts = []
+    for text in HOSTILE:
+        form = {"title": text[:150], "context": text[:3000], "options": text[:3000],
+                "decision": text[:3000], "consequences": text[:3000],
+                "deciders": ["U0123ABCD"] if text else [], "status": "accepted"}
+        contexts.append({"form": form, "metadata": json.dumps({"channel": "C1", "t": text[:500]}),
+                         "ref": "D-12" if text else None, "permalink": text[:200] or None,
+                         "statuses": ["proposed", "accepted", "rejected"]})
+    return contexts
+
+
+def _decision_list() -> list[dict[str, Any]]:
+    many = [decision(text, n) for n, text in enumerate(HOSTILE * 2, start=1)]
+    return [{"project": project(), "page": Page(many, 2, 5, 50)},
+            {"project": project(), "page": Page([], 1, 1, 0)}]
+
+
+def _decision_search() -> list[dict[str, Any]]:
+    results = [decision(text, n) for n, text in enumerate(HOSTILE * 4, start=1)]
+    return [{"words": text, "results": results, "limit": 20} for text in HOSTILE]
+
+
+def _decision_show() -> list[dict[str, Any]]:
+    contexts = []
+    for text in HOSTILE:
+        d = linked_decisions(text)
+        events = [AuditEvent(id=n, actor="U0123ABCD", at=NOW, action="decision.edited",
+                             entity_type="decisions", entity_id=1, entity_ref="D-1")
+                  for n in range(30)]
+        contexts.append({"d": d, "history": events,
+                         "changes": {e.id: ["context", text[:100]] for e in events}})
+    return contexts
+
+
+def _error() -> list[dict[str, Any]]:
+    return [{"message": text, "usage": [text, "`/decision show D-n` — x"]} for text in HOSTILE] \
+        + [{"message": "plain", "usage": []}]
+
+
+def _help() -> list[dict[str, Any]]:
+    subs = [Subcommand("<title:text>", text[:300] or "log") for text in HOSTILE]
+    return [{"command": Command("/decision", text[:200], subs)} for text in HOSTILE]
+
+
+def _notice() -> list[dict[str, Any]]:
+    return [{"text": text, "emoji": ":white_check_mark:"} for text in HOSTILE]
+
+
+SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "decision/card": _decision_card,
+    "decision/modal": _decision_modal,
+    "decision/list": _decision_list,
+    "decision/search": _decision_search,
+    "decision/show": _decision_show,
+    "common/error": _error,
+    "common/help": _help,
+    "common/notice": _notice,
+}
