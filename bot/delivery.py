@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -23,6 +23,8 @@ from bot.models import utcnow
 log = logging.getLogger("quorum.delivery")
 
 # Slack errors that another attempt may cure; any other `ok: false` is final.
+# Marks each post, so that a retry after an unanswered attempt can find it instead of repeating it.
+METADATA_TYPE = "quorum_outbox"
 TRANSIENT_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout",
                     "ratelimited"}
 MAX_ATTEMPTS = 15
@@ -81,9 +83,14 @@ class OutboxWorker:
         """Lease one batch of due calls and deliver them; returns how many were handled."""
         with self.db.session() as session:
             batch = outbox.claim(session, limit=self.batch)
+        # Methods Slack rate-limited during this batch; the database holds them for later batches.
+        self._held: dict[str, datetime] = {}
         for row in batch:
-            if self._stop.is_set():
-                break
+            held_until = self._held.get(row.method)
+            if self._stop.is_set() or (held_until and held_until > utcnow()):
+                with self.db.session() as session:
+                    outbox.release(session, row.id, held_until or utcnow())
+                continue
             self._deliver(row)
         return len(batch)
 
@@ -94,7 +101,11 @@ class OutboxWorker:
                 method = self._prepare(session, row, payload)
             if method is None:
                 return
-            response = self.client.api_call(method, json=payload).data
+            if method == "chat.postMessage" and row.payload.get(outbox.MAYBE_SENT_FLAG):
+                response = self._find_earlier_post(row, payload) or \
+                    self.client.api_call(method, json=payload).data
+            else:
+                response = self.client.api_call(method, json=payload).data
         except SlackApiError as exc:
             self._handle_slack_error(row, payload, exc)
             return
@@ -112,6 +123,7 @@ class OutboxWorker:
                  payload: dict[str, Any]) -> str | None:
         """Fill in where keyed messages live; the method to call, or None if it cannot be sent."""
         payload.pop(outbox.JOINED_FLAG, None)
+        payload.pop(outbox.MAYBE_SENT_FLAG, None)
         thread_key = payload.pop("thread_key", None)
         if thread_key:
             parent = outbox.posted_message(session, thread_key)
@@ -128,7 +140,38 @@ class OutboxWorker:
             if posted is not None:  # posted before a lost reply: edit it rather than repeat it
                 payload["channel"], payload["ts"] = posted.channel, posted.ts
                 return "chat.update"
+        if row.method == "chat.postMessage":
+            payload.setdefault("metadata", {"event_type": METADATA_TYPE,
+                                            "event_payload": {"outbox_id": row.id}})
         return row.method
+
+    def _find_earlier_post(self, row: outbox.Claimed,
+                           payload: dict[str, Any]) -> dict[str, Any] | None:
+        """After an attempt that got no answer, look in the channel for the post it may have made.
+
+        Slack has no idempotency key for chat.postMessage; the message metadata carries the outbox
+        id instead. Failing to look (a scope, a network error) falls back to posting again.
+        """
+        channel = payload.get("channel")
+        oldest = f"{row.created_at.timestamp() - 60:.6f}"
+        try:
+            if payload.get("thread_ts"):
+                found = self.client.conversations_replies(
+                    channel=channel, ts=payload["thread_ts"], oldest=oldest, limit=200,
+                    include_all_metadata=True)
+            else:
+                found = self.client.conversations_history(
+                    channel=channel, oldest=oldest, limit=200, include_all_metadata=True)
+        except (SlackApiError, SlackClientError, OSError, TimeoutError) as exc:
+            log.warning("could not check %s for an earlier post of %s: %s", channel, row.id, exc)
+            return None
+        for message in found.get("messages", []):
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == METADATA_TYPE and \
+                    metadata.get("event_payload", {}).get("outbox_id") == row.id:
+                log.info("outbox call %s was already posted as %s", row.id, message["ts"])
+                return {"channel": channel, "ts": message["ts"]}
+        return None
 
     def _give_up(self, session: Session, row: outbox.Claimed, error: str) -> None:
         log.error("giving up on outbox call %s %s: %s", row.id, row.method, error)
@@ -142,6 +185,7 @@ class OutboxWorker:
         if status == 429:
             wait = float(exc.response.headers.get("Retry-After", "1") or 1)
             until = utcnow() + timedelta(seconds=wait)
+            self._held[row.method] = until
             with self.db.session() as session:
                 outbox.mark_retry(session, row.id, until, f"ratelimited for {wait:g}s")
                 outbox.hold_method(session, row.method, until)
@@ -153,7 +197,8 @@ class OutboxWorker:
         first_refusal = not row.payload.get(outbox.JOINED_FLAG)
         if error == "not_in_channel" and first_refusal and self._join(payload.get("channel")):
             with self.db.session() as session:
-                outbox.mark_retry(session, row.id, utcnow(), "joined the channel", joined=True)
+                outbox.mark_retry(session, row.id, utcnow(), "joined the channel",
+                                  note=outbox.JOINED_FLAG)
             metrics.outbox_retries.labels("joined_channel").inc()
             return
         log.error("giving up on outbox call %s %s to %s: %s", row.id, row.method,
@@ -181,6 +226,6 @@ class OutboxWorker:
                 metrics.outbox_failed.labels("too_many_attempts").inc()
                 return
             at = utcnow() + timedelta(seconds=backoff_seconds(row.attempts))
-            outbox.mark_retry(session, row.id, at, error)
+            outbox.mark_retry(session, row.id, at, error, note=outbox.MAYBE_SENT_FLAG)
         metrics.outbox_retries.labels(reason).inc()
 

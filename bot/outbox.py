@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, aliased
 from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
 
 WAKE_FLAG = "outbox_queued"
-JOINED_FLAG = "_joined"  # in a payload: the worker already joined the channel once for it
+# Notes the worker keeps in a payload between attempts (never sent to Slack):
+JOINED_FLAG = "_joined"  # it already joined the channel once for this call
+MAYBE_SENT_FLAG = "_maybe_sent"  # an attempt got no answer: Slack may have acted on it
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 
 
@@ -60,6 +62,7 @@ class Claimed:
     payload: dict[str, Any]
     key: str | None
     attempts: int
+    created_at: datetime
 
 
 def claim(
@@ -100,7 +103,7 @@ def claim(
         row.attempts += 1
         claimed.append(
             Claimed(row.id, row.team_id, row.method, dict(row.payload), row.message_key,
-                    row.attempts)
+                    row.attempts, row.created_at)
         )
     return claimed
 
@@ -138,14 +141,23 @@ def mark_sent(session: Session, row_id: int, *, channel: str | None = None,
 
 
 def mark_retry(session: Session, row_id: int, at: datetime, error: str,
-               joined: bool = False) -> None:
+               note: str | None = None) -> None:
     row = session.get_one(OutboxMessage, row_id)
-    if joined:
-        row.payload = {**row.payload, JOINED_FLAG: True}
+    if note:
+        row.payload = {**row.payload, note: True}
     row.status = OutboxStatus.PENDING
     row.next_attempt_at = at
     row.claimed_until = None
     row.last_error = error
+
+
+def release(session: Session, row_id: int, at: datetime) -> None:
+    """Hand a leased row back untried, due again at `at`."""
+    row = session.get_one(OutboxMessage, row_id)
+    row.status = OutboxStatus.PENDING
+    row.next_attempt_at = at
+    row.claimed_until = None
+    row.attempts -= 1
 
 
 def mark_failed(session: Session, row_id: int, error: str) -> None:

@@ -1,0 +1,236 @@
+"""The outbox and its delivery worker against the fake Slack, with injected faults."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from slack_sdk import WebClient
+from sqlalchemy import select, update
+
+from bot import metrics, outbox
+from bot.database import Database
+from bot.delivery import MAX_ATTEMPTS, OutboxWorker
+from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
+from support.fake_slack import FakeSlack
+
+TEAM, CHANNEL = "T1", "C0CHURN01"
+
+
+def message(text: str) -> dict:
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+@pytest.fixture
+def worker(db: Database, fake_slack: FakeSlack) -> Iterator[OutboxWorker]:
+    client = WebClient(token=fake_slack.token, base_url=fake_slack.url, timeout=0.5)
+    client.retry_handlers.clear()
+    yield OutboxWorker(db, client, poll_seconds=0.05)
+
+
+def rows(db: Database) -> list[OutboxMessage]:
+    with db.session() as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def time_passes(db: Database) -> None:
+    """Make every waiting row due now, as if its retry time had come."""
+    with db.session() as session:
+        session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
+
+
+def drain(worker: OutboxWorker, db: Database, passes: int = 10) -> None:
+    for _ in range(passes):
+        time_passes(db)
+        worker.run_once()
+
+
+def retries(reason: str) -> float:
+    return metrics.registry.get_sample_value("quorum_outbox_retries_total", {"reason": reason}) or 0
+
+
+def test_post_then_update_edits_the_same_message(db: Database, fake_slack: FakeSlack,
+                                                 worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("v1"), key="card:1")
+    with db.session() as session:
+        outbox.update_message(session, TEAM, "card:1", message("v2"))
+    worker.run_once()
+    worker.run_once()
+    post = fake_slack.calls_to("chat.postMessage")[0]
+    edit = fake_slack.calls_to("chat.update")[0]
+    assert edit.args["ts"] == post.response["ts"] and edit.args["channel"] == CHANNEL
+    assert fake_slack.messages[CHANNEL][post.response["ts"]]["text"] == "v2"
+    assert all(row.status == OutboxStatus.SENT for row in rows(db))
+    with db.session() as session:
+        assert session.get(SlackMessage, "card:1").ts == post.response["ts"]
+
+
+def test_nothing_is_queued_when_the_transaction_fails(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("lost"))
+        raise RuntimeError("the change failed")
+    assert rows(db) == []
+
+
+def test_rate_limit_honours_retry_after_and_holds_the_method(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    before = retries("ratelimited")
+    with db.session() as session:
+        for n in range(3):
+            outbox.post_message(session, TEAM, CHANNEL, message(f"m{n}"))
+    fake_slack.inject("chat.postMessage", status=429, retry_after=30)
+    started = utcnow()
+    worker.run_once()
+    waiting = [row for row in rows(db) if row.status == OutboxStatus.PENDING]
+    assert len(waiting) == 3
+    assert all(row.next_attempt_at >= started + timedelta(seconds=29) for row in waiting)
+    assert retries("ratelimited") == before + 1
+    worker.run_once()  # nothing is due yet: Slack asked for 30 seconds
+    assert len(fake_slack.calls_to("chat.postMessage")) == 0
+    drain(worker, db)
+    assert [c.args["text"] for c in fake_slack.calls_to("chat.postMessage")] == ["m0", "m1", "m2"]
+
+
+@pytest.mark.parametrize("fault", [
+    {"status": 500}, {"status": 503}, {"delay": 1.0}, {"disconnect": True},
+    {"error": "internal_error"},
+])
+def test_transient_failures_are_retried_until_delivered_once(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker, fault: dict) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("hello"), key="card:9")
+    fake_slack.inject("chat.postMessage", times=2, **fault)
+    worker.run_once()
+    [row] = rows(db)
+    assert row.status == OutboxStatus.PENDING and row.attempts == 1 and row.last_error
+    assert row.next_attempt_at > utcnow()
+    drain(worker, db)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.SENT and row.attempts == 3
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    assert len(fake_slack.messages[CHANNEL]) == 1
+
+
+def test_permanent_error_fails_loudly_and_skips_later_updates(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker,
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake_slack.missing_channels.add("C0GONE001")
+    with db.session() as session:
+        outbox.post_message(session, TEAM, "C0GONE001", message("x"), key="card:2")
+        outbox.update_message(session, TEAM, "card:2", message("y"))
+    drain(worker, db, passes=3)
+    post, edit = rows(db)
+    assert (post.status, post.last_error) == (OutboxStatus.FAILED, "channel_not_found")
+    assert edit.status == OutboxStatus.FAILED and "no message was posted" in edit.last_error
+    assert "channel_not_found" in caplog.text
+    assert fake_slack.calls_to("chat.update", ok_only=False) == []
+
+
+def test_not_in_channel_joins_once_then_posts(db: Database, fake_slack: FakeSlack,
+                                             worker: OutboxWorker) -> None:
+    fake_slack.not_joined_channels.add(CHANNEL)
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("hi"))
+    drain(worker, db, passes=2)
+    assert [c.method for c in fake_slack.calls if c.method != "response_url"] == [
+        "chat.postMessage", "conversations.join", "chat.postMessage"]
+    assert rows(db)[0].status == OutboxStatus.SENT
+    assert "_joined" not in fake_slack.calls_to("chat.postMessage")[0].args
+
+
+def test_not_in_channel_twice_gives_up(db: Database, fake_slack: FakeSlack,
+                                      worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("hi"))
+    fake_slack.inject("chat.postMessage", error="not_in_channel", times=5)
+    drain(worker, db, passes=3)
+    assert rows(db)[0].status == OutboxStatus.FAILED
+    assert len(fake_slack.calls_to("conversations.join")) == 1
+
+
+def test_update_never_overtakes_its_post(db: Database, fake_slack: FakeSlack,
+                                         worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("v1"), key="card:3")
+        outbox.update_message(session, TEAM, "card:3", message("v2"))
+        outbox.post_message(session, TEAM, CHANNEL, message("other"))
+    fake_slack.inject("chat.postMessage", status=500)
+    worker.run_once()
+    assert fake_slack.calls_to("chat.update", ok_only=False) == []
+    assert [c.args["text"] for c in fake_slack.calls_to("chat.postMessage")] == ["other"]
+    drain(worker, db)
+    delivered = [(c.method, c.args.get("text")) for c in fake_slack.calls if c.ok]
+    assert delivered.index(("chat.update", "v2")) > delivered.index(("chat.postMessage", "v1"))
+
+
+def test_a_burst_of_updates_sends_only_the_latest(db: Database, fake_slack: FakeSlack,
+                                                  worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("v0"), key="card:4")
+    worker.run_once()
+    with db.session() as session:
+        for n in range(1, 6):
+            outbox.update_message(session, TEAM, "card:4", message(f"v{n}"))
+    drain(worker, db, passes=2)
+    assert [c.args["text"] for c in fake_slack.calls_to("chat.update")] == ["v5"]
+    assert [r.status for r in rows(db)].count(OutboxStatus.SUPERSEDED) == 4
+
+
+def test_a_dead_workers_lease_expires_and_another_worker_delivers(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("after restart"))
+    with db.session() as session:
+        outbox.claim(session, lease=timedelta(seconds=60))  # a worker that then died
+    worker.run_once()
+    assert fake_slack.calls_to("chat.postMessage") == []  # its lease still holds
+    with db.session() as session:
+        session.execute(update(OutboxMessage).values(claimed_until=utcnow() - timedelta(1)))
+    worker.run_once()
+    assert [c.args["text"] for c in fake_slack.calls_to("chat.postMessage")] == ["after restart"]
+
+
+def test_a_repost_after_a_lost_reply_edits_instead_of_duplicating(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("v1"), key="card:5")
+    worker.run_once()
+    with db.session() as session:  # as if the worker died after posting, before marking sent
+        session.execute(update(OutboxMessage).values(status=OutboxStatus.PENDING))
+    worker.run_once()
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    assert len(fake_slack.calls_to("chat.update")) == 1
+
+
+def test_gives_up_after_max_attempts(db: Database, fake_slack: FakeSlack,
+                                     worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("doomed"))
+    fake_slack.inject("chat.postMessage", status=500, times=MAX_ATTEMPTS + 5)
+    drain(worker, db, passes=MAX_ATTEMPTS + 2)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.FAILED and row.attempts == MAX_ATTEMPTS
+
+
+def test_thread_reply_goes_under_the_keyed_message(db: Database, fake_slack: FakeSlack,
+                                                   worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("card"), key="card:6")
+        outbox.post_message(session, TEAM, CHANNEL, message("reply"), thread_key="card:6")
+    drain(worker, db, passes=2)
+    card, reply = fake_slack.calls_to("chat.postMessage")
+    assert reply.args["thread_ts"] == card.response["ts"] and "thread_key" not in reply.args
+
+
+def test_the_worker_thread_wakes_on_commit(db: Database, fake_slack: FakeSlack,
+                                           worker: OutboxWorker) -> None:
+    worker.poll_seconds = 30  # only the commit hook can make this fast
+    worker.start()
+    try:
+        with db.session() as session:
+            outbox.post_message(session, TEAM, CHANNEL, message("now"))
+        fake_slack.wait_for("chat.postMessage", timeout=3)
+    finally:
+        worker.stop()
