@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from support.fake_slack import FakeSlack
-from support.quorum_server import QuorumServer
-from support.slack_requests import SIGNING_SECRET, TEAM, SlackSender
 
 from bot.config import load_settings
 from bot.database import Database
 from bot.models import Base
+from support.fake_slack import FakeSlack
+from support.quorum_server import QuorumServer
+from support.slack_requests import SIGNING_SECRET, TEAM, SlackSender
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])

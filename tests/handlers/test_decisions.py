@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 from sqlalchemy import func, select
-from support.fake_slack import FakeSlack
-from support.quorum_server import QuorumServer
-from support.slack_requests import SlackSender
 
 from bot.models import AuditEvent, Decision, OutboxMessage
 from bot.render import slack_unescape
+from support.fake_slack import FakeSlack
+from support.quorum_server import QuorumServer
+from support.slack_requests import SlackSender
 
 CHANNEL = "C0CHURN01"
 

@@ -779,7 +779,7 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     else parts.path
                 )
                 token = self._token(args)
-            reply = self._answer(method, args, token)
+            reply = self._answer(method, args, token, epoch)
             fake._record(seq, epoch, Call(method, args, token, reply.status, reply.body, at))
             self._send(reply)
 
@@ -791,12 +791,15 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             token = args.get("token")
             return str(token) if token else None
 
-        def _answer(self, method: str, args: dict[str, Any], token: str | None) -> _Reply:
+        def _answer(self, method: str, args: dict[str, Any], token: str | None,
+                    epoch: int) -> _Reply:
             """Apply any queued fault, then answer normally."""
             fault = fake._take_fault(method)
             if fault is not None:
                 if fault.delay > 0:
                     fake._stopping.wait(fault.delay)
+                    if epoch != fake._epoch:  # a reset came meanwhile: leave the new state alone
+                        return _Reply(503, {"ok": False, "error": "reset_during_delay"})
                 forced = fake._fault_reply(fault)
                 if forced is not None:
                     return forced
