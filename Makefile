@@ -1,0 +1,28 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# PostgreSQL for the second run of every database test; `TEST_DATABASE_URL= make test` skips it.
+TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+export TEST_DATABASE_URL
+
+.PHONY: run serve test lint
+
+$(BIN)/quorum: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+## Set up and run Quorum on the embedded SQLite default.
+run: $(BIN)/quorum
+	$(BIN)/quorum serve
+
+## Set up and run the whole test suite (SQLite and PostgreSQL) and the linter.
+test: $(BIN)/quorum
+	@if [ -n "$(TEST_DATABASE_URL)" ]; then $(BIN)/python scripts/ensure_postgres.py; fi
+	$(BIN)/python -m pytest
+	$(BIN)/ruff check .
+
+lint: $(BIN)/quorum
+	$(BIN)/ruff check .

@@ -1,0 +1,95 @@
+"""The `quorum` command line, run as a real process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+from bot.database import Database
+from bot.services.decisions import DecisionDraft, log_decision, supersede
+from bot.services.projects import project_for_channel
+
+
+def quorum(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("SLACK_", "QUORUM_", "DATABASE_URL"))}
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True,
+                          text=True, env={**environment, **env}, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def seed(db: Database) -> None:
+    with db.session() as session:
+        project = project_for_channel(session, "T1", "C0CHURN01", "churn")
+        first = log_decision(session, project, "U0ALICE01", DecisionDraft(
+            title="Use XGBoost, not \"deep\" nets", context="Tabular data\nwith commas, too",
+            deciders=["U0ALICE01", "U0BOB0001"], status="accepted"))
+        supersede(session, first, "U0BOB0001", "Use LightGBM")
+
+
+def test_export_decisions_json(db: Database) -> None:
+    seed(db)
+    result = quorum("export", "decisions", "--format", "json", DATABASE_URL=db.url)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [r["ref"] for r in records] == ["D-1", "D-2"]
+    first = records[0]
+    for field in ("ref", "project", "status", "created_at", "created_by", "title", "context",
+                  "deciders", "superseded_by"):
+        assert field in first
+    assert (first["status"], first["superseded_by"], first["project"]) == (
+        "superseded", "D-2", "churn")
+    assert records[1]["supersedes"] == "D-1"
+
+
+def test_export_decisions_csv_and_md(db: Database) -> None:
+    seed(db)
+    rows = list(csv.DictReader(io.StringIO(
+        quorum("export", "decisions", "--format", "csv", DATABASE_URL=db.url).stdout)))
+    assert rows[0]["title"] == 'Use XGBoost, not "deep" nets'
+    assert rows[0]["context"] == "Tabular data\nwith commas, too"
+    assert json.loads(rows[0]["deciders"]) == ["U0ALICE01", "U0BOB0001"]
+    markdown = quorum("export", "decisions", "--format", "md", DATABASE_URL=db.url).stdout
+    for heading in ("# D-1. Use XGBoost", "* Status: superseded", "## Context and problem",
+                    "## Considered options", "## Decision outcome", "## Consequences",
+                    "## Links", "* Superseded by D-2", "# D-2. Use LightGBM", "* Supersedes D-1"):
+        assert heading in markdown
+
+
+def test_export_audit(db: Database) -> None:
+    seed(db)
+    records = json.loads(quorum("export", "audit", "--format", "json", DATABASE_URL=db.url).stdout)
+    assert [(r["ref"], r["action"]) for r in records] == [
+        ("D-1", "decision.created"), ("D-2", "decision.created"), ("D-1", "decision.superseded")]
+    assert records[2]["before"]["status"] == "accepted"
+    assert records[2]["after"]["status"] == "superseded"
+    markdown = quorum("export", "audit", "--format", "md", DATABASE_URL=db.url).stdout
+    assert "| decision.superseded | D-1 | status, superseded_by |" in markdown
+
+
+def test_db_upgrade_creates_the_default_sqlite_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "quorum.db").exists()
+
+
+def test_configuration_errors_are_one_line() -> None:
+    cases = [
+        (("serve",), {}, "SLACK_BOT_TOKEN: required to talk to Slack"),
+        (("serve",), {"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET: required"),
+        (("db", "upgrade"), {"DATABASE_URL": "mysql://x"}, "DATABASE_URL: must be"),
+        (("db", "upgrade"), {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"},
+         "DATABASE_URL: cannot open the database"),
+        (("export", "decisions"), {"PORT": "x"}, "PORT: input should be a valid integer"),
+    ]
+    for args, env, expected in cases:
+        result = quorum(*args, **env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert expected in result.stderr and "Traceback" not in result.stderr
