@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import urllib.error
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,18 +31,10 @@ def modal(title: str = "Vote", blocks: list[dict] | None = None) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeSlack]:
-    """One running fake for the module."""
-    with FakeSlack() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeSlack) -> FakeSlack:
-    """The module's fake, reset for each test."""
-    server.reset()
-    return server
+def fake(fake_slack: FakeSlack) -> FakeSlack:
+    """The suite's fake (conftest), reset for this test."""
+    return fake_slack
 
 
 @pytest.fixture
