@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+
 from slack_bolt import App
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 import handlers
 from bot.runtime import Runtime
+
+log = logging.getLogger("quorum.slack")
 
 
 def web_client(runtime: Runtime, timeout: int = 10) -> WebClient:
@@ -17,10 +25,39 @@ def web_client(runtime: Runtime, timeout: int = 10) -> WebClient:
     return client
 
 
+def workspace_authorization(client: WebClient) -> Callable[..., AuthorizeResult]:
+    """Authorizes requests with the one bot token, learning the bot's ids from `auth.test` once.
+
+    Bolt's default does the same but fails every request while `auth.test` cannot be reached;
+    here a Slack outage only delays learning the ids, and requests go on being served.
+    """
+    known: list[AuthorizeResult] = []
+    lock = threading.Lock()
+
+    def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        if known:
+            return known[0]
+        with lock:
+            if not known:
+                try:
+                    known.append(AuthorizeResult.from_auth_test_response(
+                        auth_test_response=client.auth_test(), bot_token=client.token))
+                except (SlackApiError, SlackClientError, OSError) as exc:
+                    log.warning("auth.test failed (%s); serving without the bot's ids for now",
+                                type(exc).__name__)
+                    return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id,
+                                           bot_token=client.token)
+        return known[0]
+
+    return authorize
+
+
 def build_app(runtime: Runtime, *, verify_requests: bool = True) -> App:
     """The Bolt app with every feature's listeners; no Slack call is made while building it."""
+    client = web_client(runtime)
     app = App(
-        client=web_client(runtime),
+        client=client,
+        authorize=workspace_authorization(client),
         signing_secret=runtime.settings.slack_signing_secret or "",
         token_verification_enabled=False,
         request_verification_enabled=verify_requests,

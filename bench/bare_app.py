@@ -1,0 +1,36 @@
+"""The baseline: a bare Bolt app that only acks `/decision`, served exactly like `quorum serve`
+(the same Starlette app factory, thread-pool dispatch and uvicorn settings).
+
+    python bench/bare_app.py --port 3001
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+from slack_bolt import App
+
+from bot.config import load_settings
+from bot.runtime import Runtime
+from bot.web import create_web_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    settings = load_settings()
+    app = App(token="xoxb-bare", signing_secret=settings.slack_signing_secret or "",
+              token_verification_enabled=False)
+
+    @app.command("/decision")
+    def ack_only(ack) -> None:  # type: ignore[no-untyped-def]
+        ack()
+
+    web = create_web_app(Runtime.from_settings(settings), app, worker=None)
+    uvicorn.run(web, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
