@@ -207,6 +207,8 @@ def _match_slot(slot: _Slot, text: str, tokens: list[_Token], position: int,
         if not raw.lower().startswith(slot.prefix.lower()):
             raise _NoMatch(f"Expected {slot.prefix}{what} but found `{raw}`.")
         raw = raw[len(slot.prefix):]
+    if re.fullmatch(r"\d+-\d+", slot.type):
+        what = f"The {slot.name}"  # name which of several ranges is wrong
     args[slot.name] = convert(slot.type, raw, what)
     return position + 1
 
