@@ -207,7 +207,7 @@ def _match_slot(slot: _Slot, text: str, tokens: list[_Token], position: int,
         if not raw.lower().startswith(slot.prefix.lower()):
             raise _NoMatch(f"Expected {slot.prefix}{what} but found `{raw}`.")
         raw = raw[len(slot.prefix):]
-    args[slot.name] = convert(slot.type, raw, slot.name.replace("_", " ").capitalize())
+    args[slot.name] = convert(slot.type, raw, f"The {slot.name.replace('_', ' ')}")
     return position + 1
 
 

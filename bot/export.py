@@ -14,6 +14,7 @@ from bot.models import AuditEvent, Decision, Project
 from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import as_record as decision_record
+from bot.services.risks import export_records as risk_records
 
 FORMATS = ("json", "csv", "md")
 
@@ -46,6 +47,7 @@ def _audit(session: Session) -> Iterator[dict[str, Any]]:
 # Each register: how to read its records, and the template of one record in Markdown.
 REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] = {
     "decisions": (_decisions, "decision/adr.md.j2"),
+    "risks": (risk_records, "risk/register.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 

@@ -118,7 +118,8 @@ def _reply_error(kwargs: dict[str, Any], message: str, usage: list[str] | None,
     acked = ack is not None and getattr(ack, "response", None) is not None
     if body.get("type") == "view_submission" and not acked and ack is not None:
         blocks = [block.get("block_id") for block in body["view"].get("blocks", [])]
-        target = field if field in blocks else next((b for b in blocks if b), None)
+        # A field-less error goes on the first input (blocks without an id are None).
+        target = field if field and field in blocks else next((b for b in blocks if b), None)
         if target:
             ack(response_action="errors", errors={target: message[:150]})
             return

@@ -48,7 +48,7 @@ def test_typed_arguments() -> None:
     ("show", "A reference like T-12 is missing.", "/thing show T-n"),
     ("show D-3", "`D-3` is not a reference like T-12.", "/thing show T-n"),
     ("show T-3 extra", "Unexpected `extra` at the end.", "/thing show T-n"),
-    ("update T-2 likelihood 6 impact 1", "Likelihood must be a number from 1 to 5, not `6`.",
+    ("update T-2 likelihood 6 impact 1", "The likelihood must be a number from 1 to 5, not `6`.",
      "likelihood <1-5> impact <1-5>"),
     ("update T-2 likelihood x impact 1", "not `x`", "/thing update"),
     ("update T-2 impact 1", "Expected `likelihood` but found `impact`.", "/thing update"),
