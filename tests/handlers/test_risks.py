@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 from sqlalchemy import func, insert, select, update
-from support.fake_slack import FakeSlack
-from support.quorum_server import QuorumServer
-from support.slack_requests import SlackSender
 
 from bot.models import AuditEvent, JobClaim, OutboxMessage, Project, Risk, RiskAssessment
 from bot.render import slack_unescape
+from support.fake_slack import FakeSlack
+from support.quorum_server import QuorumServer
+from support.slack_requests import SlackSender
 
 CHANNEL = "C0CHURN01"
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
@@ -528,9 +528,8 @@ def digests(fake: FakeSlack, channel: str) -> list[Any]:
 
 def settle(quorum: QuorumServer, fake: FakeSlack) -> None:
     """Wait until the outbox has delivered everything queued so far."""
-    from support.waiting import eventually
-
     from bot import outbox
+    from support.waiting import eventually
 
     def delivered() -> bool:
         with quorum.runtime.db.session() as session:

@@ -14,6 +14,7 @@ from typing import Any
 from bot.commands import Command, Subcommand
 from bot.models import AuditEvent, Decision, Project
 from bot.services.decisions import Page
+from support.risk_samples import RISK_SAMPLES
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 HOSTILE = [
@@ -108,3 +109,4 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "common/help": _help,
     "common/notice": _notice,
 }
+SAMPLES.update(RISK_SAMPLES)
