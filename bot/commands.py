@@ -10,6 +10,10 @@ Types: `text` (the rest of the line), `word`, `int`, `a-b` (an integer range), `
 reference), `user` (an @mention), `list` (comma-separated words), `date` (YYYY-MM-DD) and
 `a|b|c` (one of these words). A pattern that begins with a placeholder is the command's default
 form (`/decision <title>`). The text `help` prints the usage; an empty text asks for the modal.
+
+An optional group `[...]` that begins with a word is taken when that word comes next; one that
+begins with a placeholder (`list [<status:open|closed>]`) is taken whenever text is left, so
+`conclude <ref:H-n> [<outcome:a|b> <evidence:text>]` accepts both `conclude H-1` and the full form.
 """
 
 from __future__ import annotations
@@ -184,9 +188,13 @@ def _match_group(group: _Group, text: str, tokens: list[_Token], position: int,
         elif isinstance(item, _Slot):
             position = _match_slot(item, text, tokens, position, args)
         else:
+            # An optional group is taken when its leading word is next or, for a group that
+            # begins with a placeholder (`[<status:a|b>]`), whenever any text is left.
             lead = item.items[0]
-            if position < len(tokens) and isinstance(lead, _Literal) \
-                    and tokens[position].text.lower() == lead.word.lower():
+            leads = isinstance(lead, _Slot) or (
+                isinstance(lead, _Literal) and position < len(tokens)
+                and tokens[position].text.lower() == lead.word.lower())
+            if position < len(tokens) and leads:
                 position = _match_group(item, text, tokens, position, args)
     return position
 

@@ -10,10 +10,12 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import AuditEvent, Decision, Project
+from bot.models import AuditEvent, Decision, Hypothesis, Project
 from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import as_record as decision_record
+from bot.services.hypotheses import as_record as hypothesis_record
+from bot.services.hypotheses import history_records as hypothesis_history
 from bot.services.risks import export_records as risk_records
 
 FORMATS = ("json", "csv", "md")
@@ -23,6 +25,12 @@ def _decisions(session: Session) -> Iterator[dict[str, Any]]:
     query = select(Decision).order_by(Decision.team_id, Decision.number)
     for decision in session.scalars(query.execution_options(yield_per=500)):
         yield decision_record(decision)
+
+
+def _hypotheses(session: Session) -> Iterator[dict[str, Any]]:
+    query = select(Hypothesis).order_by(Hypothesis.team_id, Hypothesis.number)
+    for hypothesis in session.scalars(query.execution_options(yield_per=500)):
+        yield {**hypothesis_record(hypothesis), "history": hypothesis_history(session, hypothesis)}
 
 
 def _audit(session: Session) -> Iterator[dict[str, Any]]:
@@ -48,6 +56,7 @@ def _audit(session: Session) -> Iterator[dict[str, Any]]:
 REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] = {
     "decisions": (_decisions, "decision/adr.md.j2"),
     "risks": (risk_records, "risk/register.md.j2"),
+    "hypotheses": (_hypotheses, "hypothesis/log.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 

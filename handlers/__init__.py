@@ -5,9 +5,9 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.runtime import Runtime
-from handlers import decisions, risks
+from handlers import decisions, hypotheses, risks
 
-FEATURES = (decisions, risks)
+FEATURES = (decisions, hypotheses, risks)
 
 
 def register_all(app: App, runtime: Runtime) -> None:

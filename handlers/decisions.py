@@ -10,10 +10,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.commands import Command, Subcommand
-from bot.models import Decision
+from bot.models import Decision, Hypothesis
 from bot.render import renderer, slack_unescape
 from bot.runtime import Runtime
 from bot.services import decisions as service
+from bot.services import hypotheses as hypothesis_service
 from bot.services.audit import changed_fields, history
 from bot.services.projects import project_for_channel
 from handlers.common import (
@@ -40,21 +41,27 @@ COMMAND = Command("/decision", "decision records", [
 
 
 def modal(*, channel: str, channel_name: str | None = None, decision: Decision | None = None,
-          title: str = "", context: str = "", permalink: str | None = None) -> dict[str, Any]:
-    """The decision form, empty, prefilled from a message, or holding an existing decision."""
+          title: str = "", context: str = "", permalink: str | None = None,
+          hypotheses: list[Hypothesis] | None = None) -> dict[str, Any]:
+    """The decision form, empty, prefilled from a message, or holding an existing decision.
+
+    `hypotheses` are the options of "Based on hypotheses"; the block is left out without any.
+    """
     if decision is not None:
         form = {name: getattr(decision, name) for name in
                 ("title", "context", "options", "decision", "consequences", "status")}
         form["deciders"] = list(decision.deciders or [])
+        form["hypotheses"] = [hypothesis.ref for hypothesis in decision.hypotheses]
     else:
         form = {"title": title, "context": context, "options": "", "decision": "",
-                "consequences": "", "status": "proposed", "deciders": []}
+                "consequences": "", "status": "proposed", "deciders": [], "hypotheses": []}
     metadata = write_metadata(channel=channel, channel_name=channel_name,
                               decision_id=decision.id if decision else None, permalink=permalink)
     return renderer.view(
         "decision/modal", form=form, metadata=metadata, ref=decision.ref if decision else None,
         permalink=permalink or (decision.source_permalink if decision else None),
         statuses=[status.value for status in service.SETTABLE_STATUSES],
+        hypotheses=hypotheses or [],
     )
 
 
@@ -68,9 +75,12 @@ def register(app: App, runtime: Runtime) -> None:
         parsed = COMMAND.parse(command.get("text", ""))
         team, channel, user = team_id_of(body), command["channel_id"], command["user_id"]
         if parsed.subcommand is None:
+            with db.session() as session:
+                view = modal(channel=channel, channel_name=command.get("channel_name"),
+                             hypotheses=hypothesis_service.choices_for_decision(
+                                 session, team, channel))
             ack()
-            client.views_open(trigger_id=command["trigger_id"],
-                              view=modal(channel=channel, channel_name=command.get("channel_name")))
+            client.views_open(trigger_id=command["trigger_id"], view=view)
             return
         if parsed.wants_help:
             ack(**help_message(COMMAND))
@@ -118,6 +128,8 @@ def register(app: App, runtime: Runtime) -> None:
             consequences=values.get("consequences", ""),
             status=values.get("status") or "proposed", deciders=values.get("deciders") or [],
             source_permalink=meta.get("permalink"),
+            # Without the block (the channel had no hypotheses) the links stay as they are.
+            hypotheses=values.get("hypotheses") if "hypotheses" in values else None,
         )
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)
@@ -138,7 +150,10 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         with db.session() as session:
             decision = service.get_by_id(session, int(action["value"]))
-            view = modal(channel=decision.project.channel_id, decision=decision)
+            view = modal(channel=decision.project.channel_id, decision=decision,
+                         hypotheses=hypothesis_service.choices_for_decision(
+                             session, decision.team_id, decision.project.channel_id,
+                             cited=decision.hypotheses))
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action("decision_list_page")
@@ -165,9 +180,10 @@ def register(app: App, runtime: Runtime) -> None:
             log.warning("no permalink for the message: %s", exc.response.get("error"))
         text = slack_unescape(message.get("text") or "").strip()
         first_line = text.splitlines()[0] if text else ""
-        client.views_open(
-            trigger_id=shortcut["trigger_id"],
-            view=modal(channel=channel, channel_name=shortcut["channel"].get("name"),
-                       title=first_line[: service.TITLE_LIMIT],
-                       context=text[: service.TEXT_LIMIT], permalink=permalink),
-        )
+        with db.session() as session:
+            view = modal(channel=channel, channel_name=shortcut["channel"].get("name"),
+                         title=first_line[: service.TITLE_LIMIT],
+                         context=text[: service.TEXT_LIMIT], permalink=permalink,
+                         hypotheses=hypothesis_service.choices_for_decision(
+                             session, team_id_of(shortcut), channel))
+        client.views_open(trigger_id=shortcut["trigger_id"], view=view)

@@ -15,6 +15,7 @@ from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Decision, DecisionStatus, Project
 from bot.render import renderer
 from bot.services.audit import record_event
+from bot.services.hypotheses import resolve_for_decision
 from bot.services.refs import next_number, parse_ref
 
 TITLE_LIMIT = 150
@@ -36,6 +37,8 @@ class DecisionDraft:
     status: str = DecisionStatus.PROPOSED
     deciders: Sequence[str] = ()
     source_permalink: str | None = None
+    # References (`H-3`) of the hypotheses it is based on; None leaves them as they are.
+    hypotheses: Sequence[str] | None = None
 
     def validated(self) -> DecisionDraft:
         title = " ".join((self.title or "").split())
@@ -61,8 +64,10 @@ class DecisionDraft:
                 field="status",
             )
         deciders = list(dict.fromkeys(d for d in self.deciders if d))
+        hypotheses = None if self.hypotheses is None else list(dict.fromkeys(self.hypotheses))
         return DecisionDraft(title=title, status=DecisionStatus(self.status), deciders=deciders,
-                             source_permalink=self.source_permalink, **values)
+                             source_permalink=self.source_permalink, hypotheses=hypotheses,
+                             **values)
 
 
 def as_record(decision: Decision) -> dict[str, Any]:
@@ -81,6 +86,7 @@ def as_record(decision: Decision) -> dict[str, Any]:
         "source_permalink": decision.source_permalink,
         "supersedes": decision.supersedes.ref if decision.supersedes else None,
         "superseded_by": decision.superseded_by.ref if decision.superseded_by else None,
+        "hypotheses": [hypothesis.ref for hypothesis in decision.hypotheses],
         "created_by": decision.created_by,
         "created_at": decision.created_at.isoformat(),
         "updated_at": decision.updated_at.isoformat() if decision.updated_at else None,
@@ -106,6 +112,7 @@ def log_decision(session: Session, project: Project, actor: str, draft: Decision
                  supersedes: Decision | None = None) -> Decision:
     """Record a new decision, audit it and queue its card for the project's channel."""
     draft = draft.validated()
+    hypotheses = resolve_for_decision(session, project, draft.hypotheses or [])
     decision = Decision(
         team_id=project.team_id,
         number=next_number(session, project.team_id, Decision.ref_prefix),
@@ -119,6 +126,7 @@ def log_decision(session: Session, project: Project, actor: str, draft: Decision
         deciders=list(draft.deciders),
         source_permalink=draft.source_permalink,
         supersedes=supersedes,
+        hypotheses=hypotheses,
         created_by=actor,
     )
     session.add(decision)
@@ -138,6 +146,8 @@ def edit_decision(session: Session, decision: Decision, actor: str,
                        f"it can no longer be edited." if decision.superseded_by else
                        f"{decision.ref} was superseded; it can no longer be edited.")
     draft = draft.validated()
+    hypotheses = None if draft.hypotheses is None else \
+        resolve_for_decision(session, decision.project, draft.hypotheses)
     before = _snapshot(decision)
     decision.title = draft.title
     for name in TEXT_FIELDS:
@@ -146,6 +156,8 @@ def edit_decision(session: Session, decision: Decision, actor: str,
     decision.deciders = list(draft.deciders)
     if draft.source_permalink:
         decision.source_permalink = draft.source_permalink
+    if hypotheses is not None:
+        decision.hypotheses = hypotheses
     session.flush()
     after = _snapshot(decision)
     if after == before:

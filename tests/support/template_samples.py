@@ -14,6 +14,7 @@ from typing import Any
 from bot.commands import Command, Subcommand
 from bot.models import AuditEvent, Decision, Project
 from bot.services.decisions import Page
+from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
 from support.risk_samples import RISK_SAMPLES
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -43,6 +44,7 @@ def decision(text: str, number: int = 1, status: str = "proposed") -> Decision:
 def linked_decisions(text: str) -> Decision:
     old, new = decision(text, 1, "superseded"), decision(text, 2)
     new.supersedes = old
+    old.hypotheses = [hypothesis(text, n) for n in range(1, 40)]
     return old
 
 
@@ -55,10 +57,12 @@ def _decision_modal() -> list[dict[str, Any]]:
     for text in HOSTILE:
         form = {"title": text[:150], "context": text[:3000], "options": text[:3000],
                 "decision": text[:3000], "consequences": text[:3000],
-                "deciders": ["U0123ABCD"] if text else [], "status": "accepted"}
+                "deciders": ["U0123ABCD"] if text else [], "status": "accepted",
+                "hypotheses": ["H-1", "H-2"] if text else []}
         contexts.append({"form": form, "metadata": json.dumps({"channel": "C1", "t": text[:500]}),
                          "ref": "D-12" if text else None, "permalink": text[:200] or None,
-                         "statuses": ["proposed", "accepted", "rejected"]})
+                         "statuses": ["proposed", "accepted", "rejected"],
+                         "hypotheses": [hypothesis(t, n) for n, t in enumerate(HOSTILE * 20)]})
     return contexts
 
 
@@ -110,3 +114,4 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "common/notice": _notice,
 }
 SAMPLES.update(RISK_SAMPLES)
+SAMPLES.update(HYPOTHESIS_SAMPLES)
