@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from bot.render import slack_unescape
+
 TOKEN = re.compile(r'"([^"]*)"|(\S+)')
 PLACEHOLDER = re.compile(r"^(?P<prefix>[^<]*)<(?P<name>\w+):(?P<type>[^>]+)>$")
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{6,})$")
@@ -144,7 +146,8 @@ class Command:
         return [f"`{sub.usage(self.name)}` — {sub.help}"]
 
     def parse(self, text: str) -> Parsed:
-        text = text.strip()
+        """Parse a command's text as Slack sends it (`&`, `<`, `>` arrive escaped)."""
+        text = slack_unescape(text).strip()
         if not text:
             return Parsed(None)
         tokens = [_Token(m.group(1) if m.group(1) is not None else m.group(2), m.start(), m.end())

@@ -113,10 +113,10 @@ class OutboxWorker:
             self._retry(row, "network", f"{type(exc).__name__}: {exc}")
             return
         assert isinstance(response, dict)
+        keyed_post = method == "chat.postMessage" and "thread_key" not in row.payload
         with self.db.session() as session:
             outbox.mark_sent(session, row.id, channel=response.get("channel"),
-                             ts=response.get("ts"),
-                             key=row.key if method == "chat.postMessage" else None)
+                             ts=response.get("ts"), key=row.key if keyed_post else None)
         metrics.outbox_delivered.labels(method).inc()
 
     def _prepare(self, session: Session, row: outbox.Claimed,
@@ -135,7 +135,7 @@ class OutboxWorker:
             if posted is None:
                 return self._give_up(session, row, f"no message was posted under {row.key}")
             payload["channel"], payload["ts"] = posted.channel, posted.ts
-        elif row.method == "chat.postMessage" and row.key:
+        elif row.method == "chat.postMessage" and row.key and not thread_key:
             posted = outbox.posted_message(session, row.key)
             if posted is not None:  # posted before a lost reply: edit it rather than repeat it
                 payload["channel"], payload["ts"] = posted.channel, posted.ts

@@ -37,11 +37,15 @@ def post_message(
 ) -> OutboxMessage:
     """Queue a `chat.postMessage`; with `key`, later `update_message` calls edit this message.
 
-    With `thread_key`, the message is posted in the thread of the keyed message.
+    With `thread_key`, the message is a reply in the thread of the keyed message: it shares that
+    key, so it waits for the message to be posted and keeps its place among the edits.
     """
     payload = {"channel": channel, **message}
     if thread_key:
+        if key:
+            raise ValueError("a thread reply cannot have a key of its own")
         payload["thread_key"] = thread_key
+        key = thread_key
     return enqueue(session, team_id, "chat.postMessage", payload, key)
 
 

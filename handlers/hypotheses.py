@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 
 from bot.commands import Command, Subcommand
 from bot.models import Hypothesis, HypothesisStatus
-from bot.render import renderer, slack_unescape
+from bot.render import renderer
 from bot.runtime import Runtime
 from bot.services import hypotheses as service
 from bot.services.audit import changed_fields, history
@@ -111,7 +111,7 @@ def register(app: App, runtime: Runtime) -> None:
         if subcommand == "":
             project = project_for_channel(session, team, channel, channel_name)
             # Slack escapes &, < and > in command text; the renderer escapes on the way out.
-            draft = service.HypothesisDraft(statement=slack_unescape(args["statement"]),
+            draft = service.HypothesisDraft(statement=args["statement"],
                                             owner=user)
             hypothesis = service.log_hypothesis(session, project, user, draft)
             return notice(f"Logged *{hypothesis.ref}*. Its card is on its way to the channel; "
@@ -132,7 +132,7 @@ def register(app: App, runtime: Runtime) -> None:
                           f"conclude {hypothesis.ref} {OUTCOME_WORDS} <evidence>`.")
         # conclude, with outcome and evidence
         service.conclude_hypothesis(session, hypothesis, user, args["outcome"],
-                                    slack_unescape(args["evidence"]))
+                                    args["evidence"])
         return notice(f"*{hypothesis.ref}* is concluded: *{hypothesis.status}*. Its card shows "
                       f"the evidence, and the conclusion is announced in its thread.")
 

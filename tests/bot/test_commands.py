@@ -31,6 +31,11 @@ def test_default_form_keeps_the_text_as_typed() -> None:
     assert parsed.args["title"] == 'Use "gradient"   boosting <!channel>'
 
 
+def test_text_arrives_escaped_by_slack_and_is_read_as_typed() -> None:
+    parsed = COMMAND.parse("Ship A &amp; B &lt;today&gt;")
+    assert parsed.args["title"] == "Ship A & B <today>"
+
+
 def test_typed_arguments() -> None:
     assert COMMAND.parse("show t-7").args == {"ref": "T-7"}
     assert COMMAND.parse("update T-2 likelihood 5 impact 1").args == {

@@ -224,6 +224,20 @@ def test_thread_reply_goes_under_the_keyed_message(db: Database, fake_slack: Fak
     assert reply.args["thread_ts"] == card.response["ts"] and "thread_key" not in reply.args
 
 
+def test_a_thread_reply_waits_for_its_card(db: Database, fake_slack: FakeSlack,
+                                          worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("card"), key="card:7")
+        outbox.post_message(session, TEAM, CHANNEL, message("reply"), thread_key="card:7")
+    fake_slack.inject("chat.postMessage", status=429, retry_after=30)
+    worker.run_once()
+    assert fake_slack.calls_to("chat.postMessage") == []
+    drain(worker, db)
+    card, reply = fake_slack.calls_to("chat.postMessage")
+    assert card.args["text"] == "card" and reply.args["thread_ts"] == card.response["ts"]
+    assert all(row.status == OutboxStatus.SENT for row in rows(db))
+
+
 def test_the_worker_thread_wakes_on_commit(db: Database, fake_slack: FakeSlack,
                                            worker: OutboxWorker) -> None:
     worker.poll_seconds = 30  # only the commit hook can make this fast

@@ -115,8 +115,8 @@ def test_references_are_their_own_sequence(slack: SlackSender, quorum: QuorumSer
 
 def test_slack_escaped_and_hostile_statement_is_shown_as_typed(
         slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack) -> None:
-    # Slack sends &, < and > of command text escaped.
-    slack.command("/hypothesis", "Ping &lt;!channel&gt; &amp; &lt;@U0BOB0001&gt; lifts AUC")
+    # The sender escapes &, < and > as Slack does, keeping the mentions Slack turns into entities.
+    slack.command("/hypothesis", "Ping <!channel> & <@U0BOB0001> lifts AUC")
     post = fake_slack.wait_for("chat.postMessage")[0]
     [h] = hypotheses(quorum)
     assert h.statement == "Ping <!channel> & <@U0BOB0001> lifts AUC"
@@ -218,7 +218,7 @@ def test_start_and_conclude_by_command_update_card_and_announce_in_thread(
     assert hypotheses(quorum)[0].started_at is not None
 
     done = slack.command("/hypothesis", "conclude H-1 Supported Recall +2.9 points on the "
-                                        "March holdout &amp; precision flat")
+                                        "March holdout & precision flat")
     assert "concluded: *supported*" in done.json()["text"]
     thread = fake_slack.wait_for("chat.postMessage", count=2)[1].args
     assert thread["thread_ts"] == card["ts"]

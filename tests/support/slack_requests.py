@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -11,9 +12,25 @@ from urllib.parse import urlencode
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
+from bot.render import slack_escape
+
 SIGNING_SECRET = "test-signing-secret"
 TEAM = "T0TEAM001"
 _counter = itertools.count(1)
+
+
+ENTITY = re.compile(r"<(?:[@#!][^<>]*|https?://[^<>]*)>")
+
+
+def as_slack_sends(text: str) -> str:
+    """Command text the way Slack delivers it: `&`, `<`, `>` escaped, mentions and links kept."""
+    parts, last = [], 0
+    for match in ENTITY.finditer(text):
+        parts.append(slack_escape(text[last:match.start()]))
+        parts.append(match.group(0))
+        last = match.end()
+    parts.append(slack_escape(text[last:]))
+    return "".join(parts)
 
 
 def sign(body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
@@ -46,7 +63,7 @@ class SlackSender:
         form = {
             "token": "legacy-verification-token", "team_id": self.team, "team_domain": "acme",
             "channel_id": channel, "channel_name": channel_name, "user_id": user,
-            "user_name": user.lower(), "command": command, "text": text,
+            "user_name": user.lower(), "command": command, "text": as_slack_sends(text),
             "api_app_id": "A0001", "is_enterprise_install": "false",
             "response_url": self.response_url, "trigger_id": f"trigger.{next(_counter)}",
         }
