@@ -14,6 +14,7 @@ from bot.runtime import Runtime
 from bot.services import hypotheses as service
 from bot.services.audit import changed_fields, history
 from bot.services.projects import project_for_channel
+from bot.services.records import lock
 from handlers.common import (
     ephemeral,
     form_values,
@@ -195,7 +196,7 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         with db.session() as session:
             hypothesis = service.get_by_id(session, int(action["value"]), team_id_of(body))
-            if service.lock(session, hypothesis).status == HypothesisStatus.RUNNING:
+            if lock(session, hypothesis).status == HypothesisStatus.RUNNING:
                 return  # a double click: the first one started it
             service.start_hypothesis(session, hypothesis, user_id_of(body))
 

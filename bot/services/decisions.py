@@ -16,6 +16,7 @@ from bot.models import Decision, DecisionStatus, Project
 from bot.render import renderer
 from bot.services.audit import record_event
 from bot.services.hypotheses import resolve_for_decision
+from bot.services.records import lock
 from bot.services.refs import next_number, parse_ref
 
 TITLE_LIMIT = 150
@@ -141,6 +142,7 @@ def log_decision(session: Session, project: Project, actor: str, draft: Decision
 def edit_decision(session: Session, decision: Decision, actor: str,
                   draft: DecisionDraft) -> Decision:
     """Change a decision's fields (the "Add details" modal); the card updates in place."""
+    lock(session, decision)
     if decision.status == DecisionStatus.SUPERSEDED:
         raise Conflict(f"{decision.ref} was superseded by {decision.superseded_by.ref}; "
                        f"it can no longer be edited." if decision.superseded_by else
@@ -171,6 +173,7 @@ def edit_decision(session: Session, decision: Decision, actor: str,
 def supersede(session: Session, old: Decision, actor: str, title: str,
               project: Project | None = None) -> Decision:
     """Replace `old` with a new proposed decision; both records stay and link to each other."""
+    lock(session, old)
     if old.status == DecisionStatus.SUPERSEDED:
         by = f" by {old.superseded_by.ref}" if old.superseded_by else ""
         raise Conflict(f"{old.ref} is already superseded{by}; supersede that one instead.")

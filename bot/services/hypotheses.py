@@ -19,6 +19,7 @@ from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Hypothesis, HypothesisStatus, Project, utcnow
 from bot.render import renderer
 from bot.services.audit import changed_fields, history, record_event
+from bot.services.records import lock
 from bot.services.refs import next_number, parse_ref
 
 STATEMENT_LIMIT = 300
@@ -225,15 +226,6 @@ def _check_can_cite(cited: Hypothesis, project: Project) -> None:
     if not is_concluded(cited):
         raise Conflict(f"{cited.ref} is still {cited.status}; only a concluded hypothesis is "
                        f"reopened, and this one can still be worked on as it is.", field="cites")
-
-
-def lock(session: Session, hypothesis: Hypothesis) -> Hypothesis:
-    """Take the row lock and re-read the record, so that concurrent changes (a double click, two
-    people concluding at once) queue up and each sees the state the previous one left."""
-    session.execute(select(Hypothesis.id).where(Hypothesis.id == hypothesis.id)
-                    .with_for_update())
-    session.refresh(hypothesis)
-    return hypothesis
 
 
 def check_can_edit(hypothesis: Hypothesis) -> None:
