@@ -109,8 +109,8 @@ def _socket(settings: Settings, _: argparse.Namespace) -> int:
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    previous = {signum: signal.signal(signum, lambda *_: stop.set())
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         SocketModeRunner(runtime).run_until(stop)
     except SlackApiError as exc:
@@ -118,6 +118,9 @@ def _socket(settings: Settings, _: argparse.Namespace) -> int:
         raise ConfigError(f"SLACK_APP_TOKEN: Slack refused the connection ({error})") from None
     except (SlackClientError, OSError) as exc:
         raise ConfigError(f"SLACK_API_URL: cannot reach Slack ({exc})") from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 
