@@ -147,7 +147,10 @@ def _shell(settings: Settings, args: argparse.Namespace) -> int:
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     shell = Shell(runtime, user=args.user, channel=args.channel, stdin=sys.stdin,
                   stdout=sys.stdout, interactive=interactive, color=color)
-    return shell.run()
+    try:
+        return shell.run()
+    finally:
+        runtime.db.dispose()  # the last connection closing folds SQLite's WAL back in
 
 
 def _manifest(settings: Settings, args: argparse.Namespace) -> int:

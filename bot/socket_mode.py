@@ -39,19 +39,26 @@ class SocketModeRunner:
         self.handler = SocketModeHandler(self.app, app_token=token)
 
     def start(self) -> SocketModeRunner:
-        """Start delivering and ticking, then connect (returns once connected)."""
+        """Start delivering and ticking, then connect (returns once connected); if Slack
+        refuses the connection, everything started is stopped again before the error rises."""
         self.worker.start()
         if self.scheduler is not None:
             self.scheduler.start()
-        self.handler.connect()
+        try:
+            self.handler.connect()
+        except BaseException:
+            self.stop()
+            raise
         log.info("connected to Slack over Socket Mode")
         return self
 
     def stop(self) -> None:
-        self.handler.close()
-        if self.scheduler is not None:
-            self.scheduler.stop()
-        self.worker.stop()
+        try:
+            self.handler.close()
+        finally:
+            if self.scheduler is not None:
+                self.scheduler.stop()
+            self.worker.stop()
 
     def run_until(self, stop: threading.Event) -> None:
         """Serve until `stop` is set (the CLI sets it on SIGTERM or Ctrl-C)."""

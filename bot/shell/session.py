@@ -323,7 +323,7 @@ class Shell:
             if self.idle:
                 self.out.write("\n")
                 self._flush()
-                self.out.write(self.prompt)
+                self.out.write(self.prompt + _typed_so_far())
                 self.out.flush()
 
     def _flush(self) -> None:
@@ -645,6 +645,15 @@ class Shell:
                                .lower()):
                 return str(option["value"])
         raise ValueError(f"Choose one of 1 to {len(options)}, by number or name.")
+
+
+def _typed_so_far() -> str:
+    """What the person had typed at the prompt when a message arrived, to show it again."""
+    try:
+        import readline
+    except ImportError:
+        return ""
+    return readline.get_line_buffer()
 
 
 def _json(response: BoltResponse) -> dict[str, Any]:

@@ -150,7 +150,11 @@ def test_a_refused_app_token_is_one_line(
                         "DATABASE_URL": database_url,
                         "SLACK_APP_TOKEN": "xapp-revoked"}.items():
         monkeypatch.setenv(name, value)
+    before = set(threading.enumerate())
     assert cli.main(["socket"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line == "quorum: configuration error: SLACK_APP_TOKEN: Slack refused the connection " \
                    "(invalid_auth)"
+    # The worker and the scheduler it had started are stopped again.
+    assert not [t.name for t in set(threading.enumerate()) - before
+                if t.name == "quorum-outbox" or t.name.startswith("APScheduler")]
