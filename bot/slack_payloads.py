@@ -186,7 +186,10 @@ def element_state(element: dict[str, Any], value: Any) -> dict[str, Any]:
         return {"type": kind, key: list(value or [])}
     if kind in ("static_select", "radio_buttons", "external_select"):
         options = {o["value"]: o for o in options_of(element)}
-        if value is not None and value not in options and kind != "external_select":
+        if kind == "external_select" and value is not None and value not in options:
+            # Options of external menus come from the app as people type; take the value as is.
+            options[value] = {"text": {"type": "plain_text", "text": str(value)}, "value": value}
+        if value is not None and value not in options:
             raise ValueError(f"{value!r} is not an option of {element['action_id']}")
         return {"type": kind, "selected_option": options.get(value)}
     if kind in ("multi_static_select", "checkboxes"):

@@ -489,6 +489,8 @@ class Shell:
                                   f"field; `-` clears it; `/cancel` closes the form. "
                                   f"The form is sent ({submit}) after the last field."))
         inputs = [b for b in view.get("blocks", []) if b.get("type") == "input"]
+        if not view.get("submit") and not inputs:  # a read-only modal: shown, then closed
+            return {}
         values: dict[str, Any] = {}
         ask = inputs
         while True:
