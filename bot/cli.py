@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from bot.config import ConfigError, Settings, load_settings
@@ -20,6 +25,25 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("serve", help="run the HTTP app (Slack events, webhooks, health, metrics)")
+    commands.add_parser("socket", help="run the app over Socket Mode (needs SLACK_APP_TOKEN)")
+
+    shell = commands.add_parser(
+        "shell", help="talk to Quorum in this terminal, with no Slack at all",
+        description="Type slash commands as a chosen person in a chosen channel and see the "
+                    "bot's messages as text; press buttons by number and fill forms at prompts. "
+                    "Reads commands from standard input when it is not a terminal.")
+    shell.add_argument("--db", default="quorum.db", metavar="URL_OR_FILE",
+                       help="database: a SQLAlchemy URL or a SQLite file (default ./quorum.db; "
+                            "DATABASE_URL is ignored so that a shell never writes to production)")
+    shell.add_argument("--user", default="alice", type=_name, help="who you are (default alice)")
+    shell.add_argument("--channel", default="general", type=_name,
+                       help="the channel you type in (default general)")
+
+    manifest = commands.add_parser("manifest", help="print the Slack app manifest")
+    manifest.add_argument("--url", help="public https:// address of `quorum serve`")
+    manifest.add_argument("--socket-mode", action="store_true",
+                          help="for `quorum socket`: no request URLs, Socket Mode on")
+    manifest.add_argument("--format", choices=("yaml", "json"), default="yaml")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -66,6 +90,84 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _name(value: str) -> str:
+    from bot.shell.slack import Directory
+
+    name = Directory.valid(value)
+    if name is None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a name (letters, digits, dots, dashes)")
+    return name
+
+
+def _socket(settings: Settings, _: argparse.Namespace) -> int:
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    from bot.socket_mode import SocketModeRunner
+
+    settings.require("slack_bot_token", purpose="to talk to Slack")
+    settings.require("slack_app_token", purpose="for Socket Mode (an app-level token, xapp-…)")
+    runtime = Runtime.from_settings(settings)
+    _upgrade_or_exit(runtime)
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set())
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        SocketModeRunner(runtime).run_until(stop)
+    except SlackApiError as exc:
+        error = exc.response.get("error", "refused")
+        raise ConfigError(f"SLACK_APP_TOKEN: Slack refused the connection ({error})") from None
+    except (SlackClientError, OSError) as exc:
+        raise ConfigError(f"SLACK_API_URL: cannot reach Slack ({exc})") from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+def _shell(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.shell.session import Shell
+
+    url = args.db if "://" in args.db else f"sqlite:///{args.db}"
+    try:
+        settings = load_settings(DATABASE_URL=url)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("DATABASE_URL", "--db", 1)) from None
+    runtime = Runtime.from_settings(settings)
+    _upgrade_or_exit(runtime)
+    logging.getLogger().setLevel(logging.WARNING)  # the terminal is for the conversation
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (line editing and history for input())
+    # Emoji on a terminal that cannot show them, and stray bytes in piped input, are replaced
+    # rather than fatal.
+    for stream in (sys.stdin, sys.stdout):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    shell = Shell(runtime, user=args.user, channel=args.channel, stdin=sys.stdin,
+                  stdout=sys.stdout, interactive=interactive, color=color)
+    try:
+        return shell.run()
+    finally:
+        runtime.db.dispose()  # the last connection closing folds SQLite's WAL back in
+
+
+def _manifest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.manifest import build_manifest, render
+
+    url = (args.url or "").strip()
+    if not args.socket_mode and not url:
+        raise ConfigError("--url: required (the public https:// address of quorum serve), "
+                          "unless you use --socket-mode")
+    if url and not url.startswith("https://"):
+        raise ConfigError("--url: must be an https:// address (Slack only calls https)")
+    url = url.rstrip("/").removesuffix("/slack/events")
+    runtime = Runtime.from_settings(settings)
+    sys.stdout.write(render(build_manifest(runtime, url or None, args.socket_mode), args.format))
+    return 0
+
+
 def _upgrade_or_exit(runtime: Runtime) -> None:
     from sqlalchemy.exc import OperationalError
 
@@ -93,7 +195,8 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": _serve, "db": _db, "export": _export}
+COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "manifest": _manifest,
+            "db": _db, "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -198,6 +198,7 @@ class FakeSlack:
     """A recording, validating, fault-injecting fake of the Slack Web API."""
 
     token: str = "xoxb-test-token"
+    app_token: str = "xapp-test-token"  # apps.connections.* take the app-level token
     team_id: str = "T0001"
     bot_user_id: str = "UBOT"
 
@@ -212,6 +213,8 @@ class FakeSlack:
         self.views: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        # What apps.connections.open hands out: set it to a local Socket Mode server's URL.
+        self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
         self._faults: list[_Fault] = []
         self._seqs: list[int] = []
         self._seq = 0
@@ -342,6 +345,7 @@ class FakeSlack:
             self.views.clear()
             self.users.clear()
             self.channels.clear()
+            self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
 
     # ------------------------------------------------------------------ faults
 
@@ -415,7 +419,9 @@ class FakeSlack:
         if spec is None:
             return _Reply(404, {"ok": False, "error": "unknown_method"})
         try:
-            if "token" in spec.get("args", ["token"]):
+            if method.startswith("apps.connections."):
+                self._check_auth(token, self.app_token)
+            elif "token" in spec.get("args", ["token"]):
                 self._check_auth(token)
             self._check_args(method, spec, args)
             with self._cond:
@@ -424,11 +430,11 @@ class FakeSlack:
             return exc.reply()
         return _Reply(200, body)
 
-    def _check_auth(self, token: str | None) -> None:
-        """Raise not_authed / invalid_auth unless ``token`` is the bot token."""
+    def _check_auth(self, token: str | None, expected: str | None = None) -> None:
+        """Raise not_authed / invalid_auth unless ``token`` is the bot (or ``expected``) token."""
         if not token:
             raise SlackError("not_authed")
-        if token != self.token:
+        if token != (expected or self.token):
             raise SlackError("invalid_auth")
 
     def _check_args(self, method: str, spec: dict[str, Any], args: dict[str, Any]) -> None:
@@ -663,6 +669,10 @@ class FakeSlack:
         user.update(copy.deepcopy(self.users.get(uid, {})))
         return {"ok": True, "user": user}
 
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Hand out the Socket Mode URL (``socket_mode_url``)."""
+        return {"ok": True, "url": self.socket_mode_url}
+
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         """Describe the bot's identity."""
         return {
@@ -692,6 +702,7 @@ class FakeSlack:
         "views.update": _views_update,
         "users.info": _users_info,
         "auth.test": _auth_test,
+        "apps.connections.open": _apps_connections_open,
     }
 
     def _handle_response_url(self, body: dict[str, Any]) -> _Reply:

@@ -342,3 +342,15 @@ def test_reset_forgets_state(fake: FakeSlack, client: WebClient) -> None:
     fake.reset()
     assert fake.calls == [] and fake.messages == {}
     assert client.auth_test()["ok"]
+
+
+def test_apps_connections_open_takes_the_app_token(fake: FakeSlack) -> None:
+    """Socket Mode: the app-level token gets the configured URL; the bot token does not."""
+    fake.socket_mode_url = "ws://127.0.0.1:1/link"
+    app_client = WebClient(token=fake.app_token, base_url=fake.url)
+    assert app_client.apps_connections_open(app_token=fake.app_token)["url"] == \
+        "ws://127.0.0.1:1/link"
+    with pytest.raises(SlackApiError) as err:
+        WebClient(token=fake.token, base_url=fake.url).apps_connections_open(
+            app_token=fake.token)
+    assert err.value.response["error"] == "invalid_auth"
