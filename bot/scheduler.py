@@ -47,10 +47,12 @@ def claim_once(session: Session, key: str) -> bool:
     """True for exactly one caller ever per `key`, across processes; the claim commits with the
     caller's transaction, so work that fails leaves the key free for the next tick."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # RETURNING rather than rowcount: ORM-enabled inserts report rowcount -1 on psycopg.
     result = session.execute(
         insert(JobClaim).values(key=key, claimed_at=utcnow()).on_conflict_do_nothing()
+        .returning(JobClaim.key)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return result.first() is not None
 
 
 def load_sweeps() -> dict[str, Sweep]:
