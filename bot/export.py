@@ -10,10 +10,11 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import AuditEvent, Decision, Project
+from bot.models import AuditEvent, Decision, Gate, Project
 from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import as_record as decision_record
+from bot.services.gates import as_record as gate_record
 
 FORMATS = ("json", "csv", "md")
 
@@ -22,6 +23,12 @@ def _decisions(session: Session) -> Iterator[dict[str, Any]]:
     query = select(Decision).order_by(Decision.team_id, Decision.number)
     for decision in session.scalars(query.execution_options(yield_per=500)):
         yield decision_record(decision)
+
+
+def _gates(session: Session) -> Iterator[dict[str, Any]]:
+    query = select(Gate).order_by(Gate.team_id, Gate.number)
+    for gate in session.scalars(query.execution_options(yield_per=500)):
+        yield gate_record(gate)
 
 
 def _audit(session: Session) -> Iterator[dict[str, Any]]:
@@ -46,6 +53,7 @@ def _audit(session: Session) -> Iterator[dict[str, Any]]:
 # Each register: how to read its records, and the template of one record in Markdown.
 REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] = {
     "decisions": (_decisions, "decision/adr.md.j2"),
+    "gates": (_gates, "gate/export.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.runtime import Runtime
-from handlers import decisions
+from handlers import admin, decisions, gates
 
-FEATURES = (decisions,)
+FEATURES = (decisions, gates, admin)
 
 
 def register_all(app: App, runtime: Runtime) -> None:
