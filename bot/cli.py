@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply the schema migrations")
 
+    gate = commands.add_parser("gate", help="milestone gates")
+    gate_commands = gate.add_subparsers(dest="gate_command", required=True, metavar="ACTION")
+    check = gate_commands.add_parser(
+        "check", help="exit 0 when the model version passed its gate, 1 otherwise")
+    check.add_argument("--model", required=True, help="the model's name")
+    check.add_argument("--version", required=True, help="the model version, e.g. 3 or v3")
+    check.add_argument("--milestone", help="only a gate of this milestone (e.g. launch)")
+
     export = commands.add_parser("export", help="write a register to standard output")
     from bot.export import FORMATS, REGISTERS
 
@@ -195,8 +203,26 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.errors import QuorumError
+    from bot.render import renderer
+    from bot.services.gates import check, role_states
+
+    runtime = Runtime.from_settings(settings)
+    _upgrade_or_exit(runtime)
+    try:
+        with runtime.db.session() as session:
+            result = check(session, args.model, args.version, args.milestone)
+            states = role_states(result.gate) if result.gate else []
+            print(renderer.text("gate/check.txt.j2", result=result, states=states), end="")
+    except QuorumError as exc:
+        print(f"quorum: {exc.message}", file=sys.stderr)
+        return 2
+    return 0 if result.passed else 1
+
+
 COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "manifest": _manifest,
-            "db": _db, "export": _export}
+            "db": _db, "export": _export, "gate": _gate}
 
 if __name__ == "__main__":
     sys.exit(main())

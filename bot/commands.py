@@ -14,6 +14,10 @@ form (`/decision <title>`). The text `help` prints the usage; an empty text asks
 An optional group `[...]` that begins with a word is taken when that word comes next; one that
 begins with a placeholder (`list [<status:open|closed>]`) is taken whenever text is left, so
 `conclude <ref:H-n> [<outcome:a|b> <evidence:text>]` accepts both `conclude H-1` and the full form.
+
+Subcommands may share their first word when the words after it tell them apart
+(`role add <user:user> <role:word>`, `role remove <user:user> <role:word>`); `Parsed.subcommand`
+is then the leading words (`"role add"`).
 """
 
 from __future__ import annotations
@@ -121,8 +125,14 @@ class Subcommand:
         self.pattern = pattern
         self.help = help
         self.tree = _compile(pattern)
-        first = self.tree.items[0] if self.tree.items else None
-        self.keyword = first.word.lower() if isinstance(first, _Literal) else ""
+        # The literal words before the first placeholder or option name this subcommand.
+        self.words: list[str] = []
+        for item in self.tree.items:
+            if not isinstance(item, _Literal):
+                break
+            self.words.append(item.word.lower())
+        self.keyword = self.words[0] if self.words else ""
+        self.name = " ".join(self.words)
 
     def usage(self, command: str) -> str:
         return f"{command} {_usage_of(self.tree)}".rstrip()
@@ -131,13 +141,15 @@ class Subcommand:
 class Command:
     """A slash command and its subcommands."""
 
-    def __init__(self, name: str, summary: str, subcommands: list[Subcommand]) -> None:
+    def __init__(self, name: str, summary: str, subcommands: list[Subcommand],
+                 bare: str | None = "open a form") -> None:
         self.name = name
         self.summary = summary
         self.subcommands = subcommands
+        self.bare = bare  # what the command does with no text; None leaves it out of the usage
 
     def usage(self) -> list[str]:
-        lines = [f"`{self.name}` — open a form"]
+        lines = [f"`{self.name}` — {self.bare}"] if self.bare else []
         lines += [f"`{sub.usage(self.name)}` — {sub.help}" for sub in self.subcommands]
         lines.append(f"`{self.name} help` — show this help")
         return lines
@@ -155,13 +167,28 @@ class Command:
         head = tokens[0].text.lower()
         if head == "help" and len(tokens) == 1:
             return Parsed("help")
-        for sub in self.subcommands:
-            if sub.keyword and sub.keyword == head:
-                return Parsed(sub.keyword, self._match(sub, text, tokens))
+        candidates = [sub for sub in self.subcommands if sub.keyword and sub.keyword == head]
+        if candidates:
+            sub = self._choose(candidates, tokens)
+            return Parsed(sub.name, self._match(sub, text, tokens))
         default = next((sub for sub in self.subcommands if not sub.keyword), None)
         if default is None:
             raise UsageError(f"`{tokens[0].text}` is not a `{self.name}` subcommand.", self.usage())
         return Parsed("", self._match(default, text, tokens))
+
+    def _choose(self, candidates: list[Subcommand], tokens: list[_Token]) -> Subcommand:
+        """Of the subcommands sharing the first word, the one whose leading words were typed."""
+        if len(candidates) == 1:
+            return candidates[0]
+        typed = [token.text.lower() for token in tokens]
+        fitting = [sub for sub in candidates if typed[: len(sub.words)] == sub.words]
+        if fitting:
+            return max(fitting, key=lambda sub: len(sub.words))
+        choices = sorted({sub.words[1] for sub in candidates if len(sub.words) > 1})
+        found = f"`{tokens[1].text}`" if len(tokens) > 1 else "nothing"
+        usage = [line for sub in candidates for line in self.usage_for(sub)]
+        raise UsageError(f"Expected {' or '.join(f'`{c}`' for c in choices)} after "
+                         f"`{tokens[0].text}` but found {found}.", usage)
 
     def _match(self, sub: Subcommand, text: str, tokens: list[_Token]) -> dict[str, Any]:
         args: dict[str, Any] = {}

@@ -22,3 +22,7 @@ class NotFound(QuorumError):
 
 class Conflict(QuorumError):
     """An action the record's current state does not allow."""
+
+
+class Forbidden(QuorumError):
+    """An action this person may not take (not an admin, not a holder of the role)."""

@@ -10,10 +10,11 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import AuditEvent, Decision, Hypothesis, Project
+from bot.models import AuditEvent, Decision, Gate, Hypothesis, Project
 from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import as_record as decision_record
+from bot.services.gates import as_record as gate_record
 from bot.services.hypotheses import as_record as hypothesis_record
 from bot.services.hypotheses import history_records as hypothesis_history
 from bot.services.risks import export_records as risk_records
@@ -31,6 +32,12 @@ def _hypotheses(session: Session) -> Iterator[dict[str, Any]]:
     query = select(Hypothesis).order_by(Hypothesis.team_id, Hypothesis.number)
     for hypothesis in session.scalars(query.execution_options(yield_per=500)):
         yield {**hypothesis_record(hypothesis), "history": hypothesis_history(session, hypothesis)}
+
+
+def _gates(session: Session) -> Iterator[dict[str, Any]]:
+    query = select(Gate).order_by(Gate.team_id, Gate.number)
+    for gate in session.scalars(query.execution_options(yield_per=500)):
+        yield gate_record(gate)
 
 
 def _audit(session: Session) -> Iterator[dict[str, Any]]:
@@ -57,6 +64,7 @@ REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] 
     "decisions": (_decisions, "decision/adr.md.j2"),
     "risks": (risk_records, "risk/register.md.j2"),
     "hypotheses": (_hypotheses, "hypothesis/log.md.j2"),
+    "gates": (_gates, "gate/export.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 

@@ -22,8 +22,8 @@ import templates as templates_package
 TEMPLATE_DIR = Path(templates_package.__file__).parent
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
-USER_ID = re.compile(r"^[UWB][A-Z0-9]{2,20}$")
-CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
+USER_ID = re.compile(r"[UWB][A-Z0-9]{2,20}")
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,20}")
 
 
 class Raw(Markup):
@@ -65,14 +65,14 @@ def _json_value(value: Any) -> Raw:
 
 def _user(user_id: Any) -> Raw:
     user_id = str(user_id or "")
-    if USER_ID.match(user_id):
+    if USER_ID.fullmatch(user_id):
         return Raw(f"<@{user_id}>")
     return Raw(_json_inner(slack_escape(user_id or "someone")))
 
 
 def _channel(channel_id: Any) -> Raw:
     channel_id = str(channel_id or "")
-    if CHANNEL_ID.match(channel_id):
+    if CHANNEL_ID.fullmatch(channel_id):
         return Raw(f"<#{channel_id}>")
     return Raw(_json_inner(slack_escape(channel_id)))
 

@@ -8,6 +8,7 @@ never hold up other requests, and the event loop only moves bytes.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,10 +24,29 @@ from starlette.routing import Route
 
 from bot import metrics, outbox
 from bot.delivery import OutboxWorker
+from bot.errors import QuorumError
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
+from bot.services.gates import check
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def bearer_refusal(request: Request, token: str | None) -> Response | None:
+    """A 401 JSON answer unless the request carries `Authorization: Bearer <token>`.
+
+    With no token configured every request is refused: an open API would be worse.
+    """
+    if not token:
+        reason = "QUORUM_WEBHOOK_TOKEN is not set on the server, so it refuses every request"
+    else:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              token.encode()):
+            return None
+        reason = "missing or wrong bearer token (Authorization: Bearer <QUORUM_WEBHOOK_TOKEN>)"
+    return JSONResponse({"ok": False, "error": "unauthorized", "reason": reason},
+                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _measured(route: str, endpoint: Endpoint) -> Endpoint:
@@ -64,6 +84,30 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             metrics.outbox_pending.set(await run_in_threadpool(pending))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def api_gates(request: Request) -> Response:
+        """The CI check over HTTP: did `model` `version` pass its (`milestone`) gate?"""
+        refusal = bearer_refusal(request, runtime.settings.webhook_token)
+        if refusal is not None:
+            return refusal
+        model = request.query_params.get("model", "").strip()
+        version = request.query_params.get("version", "").strip()
+        milestone = request.query_params.get("milestone") or None
+        if not model or not version:
+            return JSONResponse({"ok": False, "error": "bad_request",
+                                 "reason": "give model and version, e.g. "
+                                           "/api/gates?model=churn&version=3"}, status_code=400)
+
+        def lookup() -> dict[str, object]:
+            with runtime.db.session() as session:
+                return check(session, model, version, milestone).as_record()
+
+        try:
+            result = await run_in_threadpool(lookup)
+        except QuorumError as exc:
+            return JSONResponse({"ok": False, "error": "bad_request", "reason": exc.message},
+                                status_code=400)
+        return JSONResponse({"ok": True, **result})
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if worker is not None:
@@ -83,6 +127,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             Route("/slack/events", _measured("/slack/events", slack_events), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/api/gates", _measured("/api/gates", api_gates), methods=["GET"]),
         ],
         lifespan=lifespan,
     )

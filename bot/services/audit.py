@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import AuditEvent, Referenced
+from bot.models import AuditEvent, Project, Referenced
 
 
 def record_event(
@@ -15,7 +15,7 @@ def record_event(
     *,
     actor: str,
     action: str,
-    entity: Referenced,
+    entity: Referenced | Project,
     project_id: int | None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,

@@ -14,6 +14,7 @@ from typing import Any
 from bot.commands import Command, Subcommand
 from bot.models import AuditEvent, Decision, Project
 from bot.services.decisions import Page
+from support.gate_samples import GATE_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
 from support.risk_samples import RISK_SAMPLES
 
@@ -115,3 +116,4 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
 }
 SAMPLES.update(RISK_SAMPLES)
 SAMPLES.update(HYPOTHESIS_SAMPLES)
+SAMPLES.update(GATE_SAMPLES)

@@ -1,0 +1,94 @@
+"""`/quorum`: roles, project settings and help for every command.
+
+Later features add their subcommands (`model add`, `trace`) to `COMMAND` and answer them in
+`_answer`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+from sqlalchemy.orm import Session
+
+from bot.commands import Command, Subcommand
+from bot.models import Project
+from bot.render import renderer
+from bot.runtime import Runtime
+from bot.services import roles as role_service
+from bot.services.projects import project_for_channel
+from handlers.common import ephemeral, guarded, notice, team_id_of
+
+COMMAND = Command("/quorum", "roles, settings and help for every Quorum command", [
+    Subcommand("role add <user:user> <role:word>",
+               "give someone a role in this channel's project (`ds`, `eng`, `pm` or any word)"),
+    Subcommand("role remove <user:user> <role:word>", "take a role away from someone"),
+    Subcommand("roles", "who holds which role in this project, and its settings"),
+    Subcommand("settings self-approval <value:on|off>",
+               "whether a gate's requester may approve it themselves (off by default)"),
+    Subcommand("settings reminders <hours:1-168>",
+               "hours a gate sign-off waits before its holders get a DM (default 24), then daily"),
+], bare="show every Quorum command")
+
+
+def all_commands() -> list[Command]:
+    """`/quorum` first, then the command of every registered feature."""
+    import handlers
+
+    commands = [COMMAND]
+    for feature in handlers.FEATURES:
+        command = getattr(feature, "COMMAND", None)
+        if isinstance(command, Command) and command not in commands:
+            commands.append(command)
+    return commands
+
+
+def roles_view(session: Session, project: Project, actor: str,
+               admins: frozenset[str]) -> dict[str, Any]:
+    holders = role_service.holders(session, project)
+    missing = [role for role in role_service.DEFAULT_ROLES if role not in holders]
+    return renderer.message("admin/roles", project=project, holders=holders, missing=missing,
+                            settings=role_service.settings_of(project),
+                            can_change=role_service.is_admin(actor, admins))
+
+
+def register(app: App, runtime: Runtime) -> None:
+    db = runtime.db
+
+    @app.command(COMMAND.name)
+    @guarded
+    def on_command(ack: Ack, command: dict[str, Any], body: dict[str, Any]) -> None:
+        parsed = COMMAND.parse(command.get("text", ""))
+        if parsed.subcommand is None or parsed.wants_help:
+            ack(**ephemeral(renderer.message("admin/help", commands=all_commands())))
+            return
+        team, channel, user = team_id_of(body), command["channel_id"], command["user_id"]
+        with db.session() as session:
+            project = project_for_channel(session, team, channel, command.get("channel_name"))
+            reply = _answer(session, parsed.subcommand, parsed.args, project, user)
+        ack(**reply)
+
+    def _answer(session: Session, subcommand: str, args: dict[str, Any], project: Project,
+                user: str) -> dict[str, Any]:
+        admins = runtime.settings.admins
+        if subcommand == "role add":
+            assignment = role_service.add_role(session, project, user, args["user"],
+                                               args["role"], admins)
+            return ephemeral(renderer.message("admin/role_changed", added=True,
+                                              user=assignment.user_id, role=assignment.role))
+        if subcommand == "role remove":
+            role = role_service.normalize_role(args["role"])
+            role_service.remove_role(session, project, user, args["user"], role, admins)
+            return ephemeral(renderer.message("admin/role_changed", added=False,
+                                              user=args["user"], role=role))
+        if subcommand == "roles":
+            return ephemeral(roles_view(session, project, user, admins))
+        if subcommand == "settings self-approval":
+            allowed = args["value"] == "on"
+            role_service.set_self_approval(session, project, user, allowed, admins)
+            return notice("Requesters can now approve their own gates in this project."
+                          if allowed else
+                          "Requesters can no longer approve their own gates in this project.")
+        # settings reminders
+        role_service.set_reminder_hours(session, project, user, args["hours"], admins)
+        return notice(f"Waiting sign-offs are now reminded after {args['hours']} h, then daily.")
