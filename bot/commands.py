@@ -9,7 +9,9 @@ A pattern reads like the usage line people see, with a type after each placehold
 Types: `text` (the rest of the line), `word`, `int`, `a-b` (an integer range), `X-n` (a
 reference), `user` (an @mention), `list` (comma-separated words), `date` (YYYY-MM-DD) and
 `a|b|c` (one of these words). A pattern that begins with a placeholder is the command's default
-form (`/decision <title>`). The text `help` prints the usage; an empty text asks for the modal.
+form (`/decision <title>`). An optional group is taken when the next word is its leading word,
+or a value its leading placeholder accepts (`declare [<severity:sev1|sev2>] <title:text>`).
+The text `help` prints the usage; an empty text asks for the modal.
 """
 
 from __future__ import annotations
@@ -183,12 +185,29 @@ def _match_group(group: _Group, text: str, tokens: list[_Token], position: int,
             position += 1
         elif isinstance(item, _Slot):
             position = _match_slot(item, text, tokens, position, args)
-        else:
-            lead = item.items[0]
-            if position < len(tokens) and isinstance(lead, _Literal) \
-                    and tokens[position].text.lower() == lead.word.lower():
-                position = _match_group(item, text, tokens, position, args)
+        elif position < len(tokens) and _opens(item, tokens[position]):
+            position = _match_group(item, text, tokens, position, args)
     return position
+
+
+def _opens(group: _Group, token: _Token) -> bool:
+    """Whether an optional group starts at `token`: its leading word, or a value that its leading
+    placeholder accepts (`[<severity:sev1|sev2>] <title:text>`)."""
+    lead = group.items[0]
+    if isinstance(lead, _Literal):
+        return token.text.lower() == lead.word.lower()
+    if not isinstance(lead, _Slot) or lead.type == "text":
+        return False
+    raw = token.text
+    if lead.prefix:
+        if not raw.lower().startswith(lead.prefix.lower()):
+            return False
+        raw = raw[len(lead.prefix):]
+    try:
+        convert(lead.type, raw, lead.name)
+    except _NoMatch:
+        return False
+    return True
 
 
 def _match_slot(slot: _Slot, text: str, tokens: list[_Token], position: int,

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from bot.models import AuditEvent, Decision, Project
+from bot.models import AuditEvent, Decision, Incident, Project
 from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import as_record as decision_record
+from bot.services.incidents import as_record as incident_record
 
 FORMATS = ("json", "csv", "md")
 
@@ -22,6 +23,13 @@ def _decisions(session: Session) -> Iterator[dict[str, Any]]:
     query = select(Decision).order_by(Decision.team_id, Decision.number)
     for decision in session.scalars(query.execution_options(yield_per=500)):
         yield decision_record(decision)
+
+
+def _incidents(session: Session) -> Iterator[dict[str, Any]]:
+    query = select(Incident).options(selectinload(Incident.events)) \
+        .order_by(Incident.team_id, Incident.number)
+    for incident in session.scalars(query).unique():
+        yield incident_record(incident)
 
 
 def _audit(session: Session) -> Iterator[dict[str, Any]]:
@@ -46,6 +54,7 @@ def _audit(session: Session) -> Iterator[dict[str, Any]]:
 # Each register: how to read its records, and the template of one record in Markdown.
 REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] = {
     "decisions": (_decisions, "decision/adr.md.j2"),
+    "incidents": (_incidents, "incident/postmortem.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.runtime import Runtime
-from handlers import decisions
+from handlers import decisions, incidents
 
-FEATURES = (decisions,)
+FEATURES = (decisions, incidents)
 
 
 def register_all(app: App, runtime: Runtime) -> None:
