@@ -113,11 +113,16 @@ class IncidentDraft:
 
 
 def draft_from_command(severity: str | None, title: str, actor: str) -> IncidentDraft:
-    """`/incident declare [sevN] <title>`: a title that starts with an unknown severity
-    (`sev5 …`) is refused rather than taken as part of the title."""
-    first = title.split(maxsplit=1)[0] if title.strip() else ""
-    if severity is None and SEVERITY_WORD.match(first):
-        check_severity(first.replace("-", ""))
+    """`/incident declare [sevN] <title>`, the declarer in command. A title that starts with
+    another spelling of a severity (`SEV-1 …`) sets it; an unknown one (`sev5 …`) is refused
+    rather than taken as part of the title."""
+    words = title.split(maxsplit=1)
+    if severity is None and words and SEVERITY_WORD.match(words[0]):
+        spelled = words[0]
+        if spelled.lower().replace("-", "") not in SEVERITIES:
+            raise InvalidInput(f"`{spelled}` is not a severity: use sev1, sev2, sev3 or sev4.",
+                               field="severity")
+        severity, title = spelled.lower().replace("-", ""), words[1] if len(words) > 1 else ""
     return IncidentDraft(title=title, severity=severity or DEFAULT_SEVERITY, commander=actor)
 
 
