@@ -108,6 +108,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 def _announce(settings: Settings, args: argparse.Namespace) -> int:
     from bot.errors import QuorumError
     from bot.services import incidents
+    from bot.services.routing import route
 
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
@@ -116,7 +117,7 @@ def _announce(settings: Settings, args: argparse.Namespace) -> int:
         model_version=args.model_version, description=args.description)
     try:
         with runtime.db.session() as session:
-            where = incidents.route(session, project=args.channel, model=args.model,
+            where = route(session, project=args.channel, model=args.model,
                                     default_channel=settings.default_channel)
             if args.channel and where.via != "project":
                 raise QuorumError(f"--channel {args.channel}: no project has that channel id "

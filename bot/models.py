@@ -201,8 +201,10 @@ class Incident(Referenced, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     project: Mapped[Project | None] = relationship(lazy="joined")
+    # Chronological: an alert's entry carries the time Alertmanager says it started firing.
     events: Mapped[list[IncidentEvent]] = relationship(
-        back_populates="incident", order_by="IncidentEvent.id", cascade="all, delete-orphan"
+        back_populates="incident", order_by="(IncidentEvent.at, IncidentEvent.id)",
+        cascade="all, delete-orphan",
     )
 
 

@@ -30,7 +30,7 @@ from bot.delivery import OutboxWorker
 from bot.errors import InvalidInput
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
-from bot.services import incidents
+from bot.services import alertmanager
 
 log = logging.getLogger("quorum.web")
 
@@ -103,14 +103,14 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         if isinstance(data, JSONResponse):
             return data
         try:
-            note = incidents.parse_alertmanager(data)
+            note = alertmanager.parse_alertmanager(data)
         except InvalidInput as exc:
             return _refusal(422, "invalid_payload", exc.message, field=exc.field)
         settings = runtime.settings
 
         def apply() -> dict[str, object]:
             with runtime.db.session() as session:
-                outcome = incidents.receive_alertmanager(
+                outcome = alertmanager.receive_alertmanager(
                     session, note, severity_map=settings.alert_severity_map,
                     default_channel=settings.default_channel)
                 return outcome.as_json()

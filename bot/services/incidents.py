@@ -1,33 +1,30 @@
-"""Incidents: declare, acknowledge, update, mitigate and resolve `INC-n`; Alertmanager's webhook
-notifications; update reminders; the incident summary.
+"""Incidents: declare, acknowledge, update, mitigate and resolve `INC-n`; dedicated channels;
+update reminders; the incident summary. (Alertmanager's notifications: `bot.services.alertmanager`.)
 
 Every change is one timeline entry (`IncidentEvent`), posted in the thread of the incident's card
 in the project channel, and one audit event; the card (and its copy in the dedicated channel, if
-any) is edited in place. Incidents that come from outside Slack find their project through
-`route`, the one place that decides where they go.
+any) is edited in place.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.config import INCIDENT_SEVERITIES
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Incident, IncidentEvent, IncidentStatus, Project, utcnow
-from bot.render import CHANNEL_ID, renderer
+from bot.render import renderer
 from bot.scheduler import claim_once, sweep
 from bot.services.audit import record_event
-from bot.services.projects import project_for_channel
 from bot.services.refs import next_number, parse_ref
 
 SEVERITIES = INCIDENT_SEVERITIES
@@ -274,8 +271,9 @@ def _refresh_cards(session: Session, incident: Incident) -> None:
                               render_card(incident))
 
 
-def _audit(session: Session, incident: Incident, actor: str, action: str,
-           before: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> None:
+def audit(session: Session, incident: Incident, actor: str, action: str,
+          before: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> None:
+    """Append `incident.<action>` to the audit log, with the incident as it is now."""
     after = {**_snapshot(incident), **(extra or {})}
     record_event(session, actor=actor, action=f"incident.{action}", entity=incident,
                  project_id=incident.project_id, before=before, after=after)
@@ -322,8 +320,9 @@ def declare(session: Session, project: Project | None, actor: str, draft: Incide
     )
     session.add(incident)
     session.flush()
-    _record(session, incident, Kind.DECLARED, actor, draft.description, at=now, post=False)
-    _audit(session, incident, actor, "declared", None)
+    _record(session, incident, Kind.DECLARED, actor, draft.description, at=incident.started_at,
+            post=False)
+    audit(session, incident, actor, "declared", None)
     if project is not None:
         outbox.post_message(session, team, project.channel_id, render_card(incident),
                             key=card_key(incident))
@@ -341,7 +340,7 @@ def acknowledge(session: Session, incident: Incident, actor: str,
     _engage(incident, actor, now)
     incident.last_update_at = now
     _record(session, incident, Kind.ACKNOWLEDGED, actor, at=now)
-    _audit(session, incident, actor, "acknowledged", before)
+    audit(session, incident, actor, "acknowledged", before)
     _refresh_cards(session, incident)
     return True
 
@@ -359,7 +358,7 @@ def mitigate(session: Session, incident: Incident, actor: str,
     incident.mitigated_at = now
     incident.last_update_at = now
     _record(session, incident, Kind.MITIGATED, actor, at=now)
-    _audit(session, incident, actor, "mitigated", before)
+    audit(session, incident, actor, "mitigated", before)
     _refresh_cards(session, incident)
     return True
 
@@ -376,7 +375,7 @@ def add_update(session: Session, incident: Incident, actor: str, text: str,
     _engage(incident, actor, now)
     incident.last_update_at = now
     event = _record(session, incident, Kind.UPDATE, actor, text, at=now)
-    _audit(session, incident, actor, "updated", before, {"update": text})
+    audit(session, incident, actor, "updated", before, {"update": text})
     _refresh_cards(session, incident)
     return event
 
@@ -398,7 +397,7 @@ def resolve(session: Session, incident: Incident, actor: str, summary: str,
     incident.last_update_at = now
     incident.summary, incident.root_cause, incident.follow_ups = summary, root_cause, follow_ups
     _record(session, incident, Kind.RESOLVED, actor, summary, at=now)
-    _audit(session, incident, actor, "resolved", before)
+    audit(session, incident, actor, "resolved", before)
     _refresh_cards(session, incident)
     if incident.project is not None:
         session.refresh(incident, ["events"])
@@ -431,7 +430,7 @@ def record_channel(session: Session, incident: Incident, channel_id: str, actor:
     before = _snapshot(incident)
     incident.channel_id = channel_id
     _record(session, incident, Kind.CHANNEL, actor, channel_id)
-    _audit(session, incident, actor, "channel_opened", before)
+    audit(session, incident, actor, "channel_opened", before)
     people = [user for user in dict.fromkeys(invite) if user and user not in (ALERTMANAGER, CLI)]
     if people:
         outbox.enqueue(session, incident.team_id, "conversations.invite",
@@ -508,342 +507,3 @@ def remind_stale_incidents(session: Session, now: datetime) -> None:
         outbox.post_message(session, incident.team_id, incident.project.channel_id,
                             renderer.message("incident/reminder", i=incident, silent=silent),
                             thread_key=card_key(incident))
-
-
-# ------------------------------------------------------------------------------------ routing
-
-@dataclass(frozen=True)
-class Route:
-    """Where an incident from outside Slack goes: a project, or nowhere (`project` None)."""
-
-    project: Project | None
-    team_id: str
-    via: str  # "project", "default_channel" or "unrouted"
-
-
-def _find_project(session: Session, name_or_channel: str) -> Project | None:
-    wanted = name_or_channel.strip().lstrip("#")
-    if not wanted:
-        return None
-    return session.scalars(
-        select(Project).where(or_(Project.channel_id == wanted, Project.name == wanted))
-        .order_by(Project.id).limit(1)
-    ).first()
-
-
-def _single_team(session: Session) -> str | None:
-    """The workspace, when Quorum knows exactly one (the usual single-workspace install)."""
-    teams = session.scalars(select(Project.team_id).distinct().limit(2)).all()
-    return teams[0] if len(teams) == 1 else None
-
-
-def route(session: Session, *, project: str | None = None, model: str | None = None,
-          default_channel: str | None = None) -> Route:
-    """The project an alert or a scripted announcement belongs to.
-
-    1. `project`: a project's channel id or name (a channel id that is not yet a project becomes
-       one when Quorum knows a single workspace);
-    2. (`model`: model-to-project bindings arrive with `/quorum model add`; they go here);
-    3. `default_channel` (QUORUM_DEFAULT_CHANNEL): its project, created in the single known
-       workspace on first use;
-    4. otherwise unrouted, stored in the single known workspace (or the unnamed one, "").
-    """
-    if project:
-        found = _find_project(session, project)
-        if found is not None:
-            return Route(found, found.team_id, "project")
-        team = _single_team(session)
-        if team and CHANNEL_ID.match(project.strip()):
-            return Route(project_for_channel(session, team, project.strip()), team, "project")
-    if default_channel:
-        found = _find_project(session, default_channel)
-        if found is not None:
-            return Route(found, found.team_id, "default_channel")
-        team = _single_team(session)
-        if team:
-            channel = default_channel.strip()
-            return Route(project_for_channel(session, team, channel, channel.lstrip("#")), team,
-                         "default_channel")
-    return Route(None, _single_team(session) or "", "unrouted")
-
-
-# ----------------------------------------------------------------------- Alertmanager webhook
-
-@dataclass(frozen=True)
-class Alert:
-    status: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: datetime | None
-    ends_at: datetime | None
-    generator_url: str
-    fingerprint: str
-
-    @property
-    def name(self) -> str:
-        return self.labels.get("alertname", "")
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One Alertmanager webhook notification (payload version 4), validated."""
-
-    group_key: str
-    status: str
-    receiver: str
-    alerts: list[Alert]
-    group_labels: dict[str, str] = field(default_factory=dict)
-    common_labels: dict[str, str] = field(default_factory=dict)
-    common_annotations: dict[str, str] = field(default_factory=dict)
-    external_url: str = ""
-    truncated_alerts: int = 0
-
-    @property
-    def firing(self) -> list[Alert]:
-        return [alert for alert in self.alerts if alert.status == "firing"]
-
-    @property
-    def resolved(self) -> list[Alert]:
-        return [alert for alert in self.alerts if alert.status == "resolved"]
-
-    def label(self, name: str) -> str | None:
-        """A label shared by the group, else the first firing (or any) alert's."""
-        for labels in (self.common_labels, self.group_labels,
-                       *(a.labels for a in self.firing), *(a.labels for a in self.alerts)):
-            if labels.get(name):
-                return labels[name]
-        return None
-
-
-def _string_map(value: Any, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                              for k, v in value.items()):
-        raise InvalidInput(f"`{where}` must be an object of string values.", field=where)
-    return dict(value)
-
-
-def _string(data: dict[str, Any], name: str, where: str, *, required: bool = True,
-            limit: int | None = None) -> str:
-    value = data.get(name)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value):
-        raise InvalidInput(f"`{where}` must be a non-empty string.", field=where)
-    if limit is not None and len(value) > limit:
-        raise InvalidInput(f"`{where}` is longer than {limit} characters.", field=where)
-    return value
-
-
-def _time(value: Any, where: str) -> datetime | None:
-    """An RFC 3339 time; Go's zero time (`0001-01-01T00:00:00Z`, "not ended") is None."""
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"`{where}` must be an RFC 3339 time.", field=where)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"`{where}` is not an RFC 3339 time: {value[:40]!r}.",
-                           field=where) from None
-    if parsed.year <= 1:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=utcnow().tzinfo)
-
-
-def parse_alertmanager(data: Any) -> Notification:
-    """Validate a webhook body (already decoded JSON); InvalidInput names the first problem."""
-    if not isinstance(data, dict):
-        raise InvalidInput("The payload must be a JSON object.", field="payload")
-    if data.get("version") != "4":
-        raise InvalidInput(f"Unsupported payload version {data.get('version')!r}: Quorum reads "
-                           f"Alertmanager's webhook payload version \"4\".", field="version")
-    raw_alerts = data.get("alerts")
-    if not isinstance(raw_alerts, list) or not raw_alerts:
-        raise InvalidInput("`alerts` must be a non-empty list.", field="alerts")
-    status = data.get("status")
-    if status not in ("firing", "resolved"):
-        raise InvalidInput("`status` must be \"firing\" or \"resolved\".", field="status")
-    alerts = []
-    for index, raw in enumerate(raw_alerts):
-        where = f"alerts[{index}]"
-        if not isinstance(raw, dict):
-            raise InvalidInput(f"`{where}` must be an object.", field="alerts")
-        if raw.get("status") not in ("firing", "resolved"):
-            raise InvalidInput(f"`{where}.status` must be \"firing\" or \"resolved\".",
-                               field="alerts")
-        alerts.append(Alert(
-            status=raw["status"],
-            labels=_string_map(raw.get("labels"), f"{where}.labels"),
-            annotations=_string_map(raw.get("annotations"), f"{where}.annotations"),
-            starts_at=_time(raw.get("startsAt"), f"{where}.startsAt"),
-            ends_at=_time(raw.get("endsAt"), f"{where}.endsAt"),
-            generator_url=_string(raw, "generatorURL", f"{where}.generatorURL", required=False),
-            fingerprint=_string(raw, "fingerprint", f"{where}.fingerprint", limit=64),
-        ))
-    truncated = data.get("truncatedAlerts", 0)
-    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
-        raise InvalidInput("`truncatedAlerts` must be a whole number.", field="truncatedAlerts")
-    return Notification(
-        group_key=_string(data, "groupKey", "groupKey", limit=1000),
-        status=status,
-        receiver=_string(data, "receiver", "receiver", required=False),
-        alerts=alerts,
-        group_labels=_string_map(data.get("groupLabels"), "groupLabels"),
-        common_labels=_string_map(data.get("commonLabels"), "commonLabels"),
-        common_annotations=_string_map(data.get("commonAnnotations"), "commonAnnotations"),
-        external_url=_string(data, "externalURL", "externalURL", required=False),
-        truncated_alerts=truncated,
-    )
-
-
-@dataclass(frozen=True)
-class AlertOutcome:
-    """What a notification did: the incident it concerns, and whether anything changed."""
-
-    incident: Incident | None
-    routed: bool
-    created: bool = False
-    changed: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        incident = self.incident
-        return {"ok": True, "incident": incident.ref if incident else None,
-                "status": incident.status if incident else None, "routed": self.routed,
-                "created": self.created, "changed": self.changed}
-
-
-def severity_of(alerts: Iterable[Alert], severity_map: dict[str, str]) -> str:
-    """The most severe mapping of the alerts' `severity` labels (sev3 for unknown labels)."""
-    mapped = [severity_map.get(alert.labels.get("severity", "").strip().lower(),
-                               DEFAULT_SEVERITY) for alert in alerts]
-    return min(mapped, default=DEFAULT_SEVERITY)
-
-
-def _alert_text(alert: Alert) -> str:
-    return renderer.text("incident/alert.txt.j2", alert=alert).strip()
-
-
-def _open_for_group(session: Session, group_key: str) -> Incident | None:
-    return session.scalars(
-        select(Incident).where(Incident.alert_group_key == group_key,
-                               Incident.status.in_(OPEN_STATUSES))
-        .order_by(Incident.id.desc()).limit(1)
-    ).unique().first()
-
-
-def _latest_for_group(session: Session, group_key: str) -> Incident | None:
-    return session.scalars(
-        select(Incident).where(Incident.alert_group_key == group_key)
-        .order_by(Incident.id.desc()).limit(1)
-    ).unique().first()
-
-
-def _seen_alert(session: Session, incident: Incident, kind: str, fingerprint: str) -> bool:
-    return session.scalar(
-        select(IncidentEvent.id).where(IncidentEvent.incident_id == incident.id,
-                                       IncidentEvent.kind == kind,
-                                       IncidentEvent.alert_fingerprint == fingerprint)
-    ) is not None
-
-
-def _seen_firing(session: Session, incident: Incident, alert: Alert) -> bool:
-    """Whether this very firing of the alert (same fingerprint, same start) is on the timeline;
-    Alertmanager repeats it while the alert keeps firing, and a new start is a new firing."""
-    at = session.scalar(
-        select(IncidentEvent.at).where(IncidentEvent.incident_id == incident.id,
-                                       IncidentEvent.kind == Kind.ALERT,
-                                       IncidentEvent.alert_fingerprint == alert.fingerprint)
-    )
-    if at is None:
-        return False
-    return alert.starts_at is None or alert.starts_at >= utcnow() or at == alert.starts_at
-
-
-def _record_alert(session: Session, incident: Incident, kind: str, alert: Alert,
-                  now: datetime) -> bool:
-    """Add an alert to the timeline once per incident; False when it is already there."""
-    if _seen_alert(session, incident, kind, alert.fingerprint):
-        return False
-    at = (alert.starts_at if kind == Kind.ALERT else alert.ends_at) or now
-    try:
-        # Another replica handling the same notification may win the unique row: not an error.
-        with session.begin_nested():
-            event = IncidentEvent(incident=incident, kind=kind, actor=ALERTMANAGER,
-                                  text=_alert_text(alert), at=min(at, now),
-                                  alert_fingerprint=alert.fingerprint)
-            session.add(event)
-    except IntegrityError:
-        return False
-    if incident.project is not None:
-        outbox.post_message(session, incident.team_id, incident.project.channel_id,
-                            renderer.message("incident/entry", i=incident, e=event),
-                            thread_key=card_key(incident))
-    return True
-
-
-def _declare_from_alerts(session: Session, note: Notification, severity_map: dict[str, str],
-                         default_channel: str | None, now: datetime) -> Incident:
-    firing = note.firing
-    where = route(session, project=note.label("project"), model=note.label("model"),
-                  default_channel=default_channel)
-    first = firing[0]
-    title = note.common_annotations.get("summary") or first.annotations.get("summary") \
-        or note.label("alertname") or note.group_key
-    description = note.common_annotations.get("description") \
-        or first.annotations.get("description") or ""
-    starts = [alert.starts_at for alert in firing if alert.starts_at is not None]
-    draft = IncidentDraft(
-        title=title[:TITLE_LIMIT], severity=severity_of(firing, severity_map),
-        model=(note.label("model") or "")[:MODEL_LIMIT] or None,
-        model_version=(note.label("version") or note.label("model_version") or "")
-        [:VERSION_LIMIT] or None,
-        description=description[:TEXT_LIMIT],
-    )
-    try:
-        with session.begin_nested():
-            return declare(session, where.project, ALERTMANAGER, draft, team_id=where.team_id,
-                           source="alertmanager", started_at=min(starts, default=now),
-                           alert_group_key=note.group_key, now=now)
-    except IntegrityError:
-        # A concurrent notification of the same new group opened it first: join that one.
-        incident = _open_for_group(session, note.group_key)
-        if incident is None:
-            raise
-        return incident
-
-
-def receive_alertmanager(session: Session, note: Notification, *, severity_map: dict[str, str],
-                         default_channel: str | None = None,
-                         now: datetime | None = None) -> AlertOutcome:
-    """Apply one notification: one incident per `groupKey`, each firing alert once on its
-    timeline, resolved alerts noted, and a `resolved` group resolves the incident. Repeated
-    notifications change nothing and announce nothing."""
-    now = now or utcnow()
-    incident = _open_for_group(session, note.group_key)
-    created = False
-    if incident is None:
-        latest = _latest_for_group(session, note.group_key)
-        repeat = latest is not None and all(
-            _seen_firing(session, latest, alert) for alert in note.firing)
-        if note.status == "resolved" or not note.firing or repeat:
-            # Nothing open: already resolved (by a person, or earlier), or never seen firing.
-            return AlertOutcome(latest, routed=bool(latest and latest.project_id))
-        incident = _declare_from_alerts(session, note, severity_map, default_channel, now)
-        created = True
-    changed = created
-    for alert in note.firing:
-        changed |= _record_alert(session, incident, Kind.ALERT, alert, now)
-    for alert in note.resolved:
-        if _seen_alert(session, incident, Kind.ALERT, alert.fingerprint):
-            changed |= _record_alert(session, incident, Kind.ALERT_RESOLVED, alert, now)
-    if note.status == "resolved":
-        summary = renderer.text("incident/alert_resolved.txt.j2", note=note).strip()
-        resolve(session, incident, ALERTMANAGER, summary, now=now)
-        changed = True
-    elif changed:
-        _audit(session, incident, ALERTMANAGER, "alerts_received", None,
-               {"alerts": [alert.fingerprint for alert in note.firing]})
-    return AlertOutcome(incident, routed=incident.project_id is not None, created=created,
-                        changed=changed)

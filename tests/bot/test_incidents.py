@@ -1,4 +1,4 @@
-"""Incident services: channel names, drafts, Alertmanager payloads and routing."""
+"""Incident services: channel names, drafts, Alertmanager payloads, routing and the schema."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from bot.database import Database
 from bot.errors import InvalidInput
+from bot.models import IncidentEvent
+from bot.services import alertmanager
 from bot.services import incidents as service
 from bot.services.projects import project_for_channel
+from bot.services.routing import Route, route
 
 SLACK_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
 
@@ -59,7 +63,7 @@ def test_drafts_are_validated() -> None:
 
 
 def test_alertmanager_payloads_are_read() -> None:
-    note = service.parse_alertmanager({
+    note = alertmanager.parse_alertmanager({
         "version": "4", "groupKey": "g", "status": "firing", "receiver": "quorum",
         "commonLabels": {"alertname": "Drift"}, "truncatedAlerts": 2,
         "alerts": [
@@ -77,28 +81,48 @@ def test_alertmanager_payloads_are_read() -> None:
     assert note.truncated_alerts == 2 and note.label("model") == "churn"
     assert [a.fingerprint for a in note.firing] == ["abc"] and note.resolved == [second]
     severity_map = {"critical": "sev1", "warning": "sev3"}
-    assert service.severity_of(note.alerts, severity_map) == "sev1"
-    assert service.severity_of(note.firing, severity_map) == "sev3"
-    assert service.severity_of([], severity_map) == "sev3"
+    assert alertmanager.severity_of(note.alerts, severity_map) == "sev1"
+    assert alertmanager.severity_of(note.firing, severity_map) == "sev3"
+    assert alertmanager.severity_of([], severity_map) == "sev3"
 
 
 def test_routing_rules(db: Database) -> None:
     with db.session() as session:
         # Nothing known: unrouted, in no workspace.
-        assert service.route(session, project="churn", default_channel="C0ALERTS1") == \
-            service.Route(None, "", "unrouted")
+        assert route(session, project="churn", default_channel="C0ALERTS1") == \
+            Route(None, "", "unrouted")
         churn = project_for_channel(session, "T1", "C0CHURN01", "churn")
         # A project by name or channel id (a leading # is fine).
-        assert service.route(session, project="#churn").project is churn
-        assert service.route(session, project="C0CHURN01").project is churn
+        assert route(session, project="#churn").project is churn
+        assert route(session, project="C0CHURN01").project is churn
         # An unknown channel id becomes a project of the single known workspace.
-        new = service.route(session, project="C0NEW0001")
+        new = route(session, project="C0NEW0001")
         assert (new.via, new.team_id, new.project.channel_id) == ("project", "T1", "C0NEW0001")
         # An unknown name falls through to the default channel, then to unrouted.
-        fallback = service.route(session, project="nope", default_channel="C0ALERTS1")
+        fallback = route(session, project="nope", default_channel="C0ALERTS1")
         assert (fallback.via, fallback.project.team_id) == ("default_channel", "T1")
-        assert service.route(session, project="nope") == service.Route(None, "T1", "unrouted")
+        assert route(session, project="nope") == Route(None, "T1", "unrouted")
         # Two workspaces: the default channel needs a project of its own to know its workspace.
         project_for_channel(session, "T2", "C0OTHER01", "other")
-        assert service.route(session, default_channel="C0ELSE001").via == "unrouted"
-        assert service.route(session, default_channel="C0ALERTS1").project.team_id == "T1"
+        assert route(session, default_channel="C0ELSE001").via == "unrouted"
+        assert route(session, default_channel="C0ALERTS1").project.team_id == "T1"
+
+
+def test_the_schema_keeps_one_open_incident_per_group_and_each_alert_once(db: Database) -> None:
+    draft = service.IncidentDraft(title="Latency")
+    with db.session() as session:
+        project = project_for_channel(session, "T1", "C1", "churn")
+        first = service.declare(session, project, "alertmanager", draft, alert_group_key="g")
+        service.resolve(session, first, "U1", "done")
+        # Once resolved, the group may fire again into a new incident.
+        second = service.declare(session, project, "alertmanager", draft, alert_group_key="g")
+        service.declare(session, project, "U1", draft)  # no group: never constrained
+        service.declare(session, project, "U1", draft)
+        session.add(IncidentEvent(incident=second, kind="alert", actor="alertmanager",
+                                  alert_fingerprint="f1"))
+    with pytest.raises(IntegrityError), db.session() as session:
+        project = project_for_channel(session, "T1", "C1", "churn")
+        service.declare(session, project, "alertmanager", draft, alert_group_key="g")
+    with pytest.raises(IntegrityError), db.session() as session:
+        session.add(IncidentEvent(incident_id=second.id, kind="alert", actor="alertmanager",
+                                  alert_fingerprint="f1"))
