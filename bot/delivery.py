@@ -127,6 +127,11 @@ class OutboxWorker:
         thread_key = payload.pop("thread_key", None)
         if thread_key:
             parent = outbox.posted_message(session, thread_key)
+            waiting = outbox.still_unfinished(session, thread_key) if parent is None else None
+            if waiting is not None:
+                # The parent is still on its way (being retried, say): reply once it is posted.
+                outbox.release(session, row.id, max(waiting.next_attempt_at, utcnow()))
+                return None
             if parent is None:
                 return self._give_up(session, row, f"no message was posted under {thread_key}")
             payload["thread_ts"] = parent.ts

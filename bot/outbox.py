@@ -181,6 +181,15 @@ def hold_method(session: Session, method: str, until: datetime) -> None:
     )
 
 
+def still_unfinished(session: Session, key: str) -> OutboxMessage | None:
+    """The earliest call queued under `key` that is still waiting or being delivered."""
+    return session.scalars(
+        select(OutboxMessage).where(OutboxMessage.message_key == key,
+                                    OutboxMessage.status.in_(UNFINISHED))
+        .order_by(OutboxMessage.id).limit(1)
+    ).first()
+
+
 def posted_message(session: Session, key: str) -> SlackMessage | None:
     """Where the message queued under `key` was posted, once it has been."""
     return session.get(SlackMessage, key)

@@ -224,6 +224,21 @@ def test_thread_reply_goes_under_the_keyed_message(db: Database, fake_slack: Fak
     assert reply.args["thread_ts"] == card.response["ts"] and "thread_key" not in reply.args
 
 
+def test_thread_reply_waits_for_a_parent_that_is_being_retried(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("card"), key="card:7")
+        outbox.post_message(session, TEAM, CHANNEL, message("reply"), thread_key="card:7")
+    fake_slack.inject("chat.postMessage", status=500)
+    worker.run_once()
+    assert [row.status for row in rows(db)] == [OutboxStatus.PENDING, OutboxStatus.PENDING]
+    assert rows(db)[1].attempts == 0
+    drain(worker, db, passes=3)
+    card, reply = fake_slack.calls_to("chat.postMessage")
+    assert reply.args["thread_ts"] == card.response["ts"]
+    assert [row.status for row in rows(db)] == [OutboxStatus.SENT, OutboxStatus.SENT]
+
+
 def test_the_worker_thread_wakes_on_commit(db: Database, fake_slack: FakeSlack,
                                            worker: OutboxWorker) -> None:
     worker.poll_seconds = 30  # only the commit hook can make this fast
