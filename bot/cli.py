@@ -118,7 +118,7 @@ def _announce(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with runtime.db.session() as session:
             where = route(session, project=args.channel, model=args.model,
-                                    default_channel=settings.default_channel)
+                          default_channel=settings.default_channel)
             if args.channel and where.via != "project":
                 raise QuorumError(f"--channel {args.channel}: no project has that channel id "
                                   f"or name.")
