@@ -57,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--version", required=True, help="the model version, e.g. 3 or v3")
     check.add_argument("--milestone", help="only a gate of this milestone (e.g. launch)")
 
+    announce = commands.add_parser("announce", help="announce to Slack from a script or CI job")
+    what = announce.add_subparsers(dest="announce_kind", required=True, metavar="WHAT")
+    incident = what.add_parser("incident", help="declare an incident and post its card")
+    incident.add_argument("--title", required=True, help="what is broken")
+    incident.add_argument("--severity", default="sev3", help="sev1 to sev4 (default sev3)")
+    incident.add_argument("--channel", help="the project: its channel id or name "
+                          "(default QUORUM_DEFAULT_CHANNEL)")
+    incident.add_argument("--model", help="the affected model")
+    incident.add_argument("--version", dest="model_version", help="the affected model version")
+    incident.add_argument("--description", default="", help="what is known so far")
+    incident.add_argument("--commander", help="Slack user id of the incident commander")
+
     export = commands.add_parser("export", help="write a register to standard output")
     from bot.export import FORMATS, REGISTERS
 
@@ -221,8 +233,39 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _announce(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.errors import QuorumError
+    from bot.services import incidents
+    from bot.services.routing import route
+
+    runtime = Runtime.from_settings(settings)
+    _upgrade_or_exit(runtime)
+    draft = incidents.IncidentDraft(
+        title=args.title, severity=args.severity, commander=args.commander, model=args.model,
+        model_version=args.model_version, description=args.description)
+    try:
+        with runtime.db.session() as session:
+            where = route(session, project=args.channel, model=args.model,
+                          default_channel=settings.default_channel)
+            if args.channel and where.via != "project":
+                raise QuorumError(f"--channel {args.channel}: no project has that channel id "
+                                  f"or name.")
+            incident = incidents.declare(session, where.project, incidents.CLI, draft,
+                                         team_id=where.team_id, source="cli")
+            ref, channel = incident.ref, where.project.channel_id if where.project else None
+    except QuorumError as exc:
+        print(f"quorum: {exc.message}", file=sys.stderr)
+        return 1
+    # The running `quorum serve` delivers the card from the outbox.
+    print(ref)
+    if channel is None:
+        print(f"quorum: {ref} is stored but unrouted: give --channel or set "
+              f"QUORUM_DEFAULT_CHANNEL", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "manifest": _manifest,
-            "db": _db, "export": _export, "gate": _gate}
+            "db": _db, "export": _export, "gate": _gate, "announce": _announce}
 
 if __name__ == "__main__":
     sys.exit(main())

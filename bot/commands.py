@@ -11,9 +11,10 @@ reference), `user` (an @mention), `list` (comma-separated words), `date` (YYYY-M
 `a|b|c` (one of these words). A pattern that begins with a placeholder is the command's default
 form (`/decision <title>`). The text `help` prints the usage; an empty text asks for the modal.
 
-An optional group `[...]` that begins with a word is taken when that word comes next; one that
-begins with a placeholder (`list [<status:open|closed>]`) is taken whenever text is left, so
-`conclude <ref:H-n> [<outcome:a|b> <evidence:text>]` accepts both `conclude H-1` and the full form.
+An optional group `[...]` is taken when the next word is its leading word, or a value its leading
+placeholder accepts (`declare [<severity:sev1|sev2>] <title:text>`). A placeholder-led group that
+ends the pattern is taken whenever text is left, so `conclude <ref:H-n> [<outcome:a|b>
+<evidence:text>]` accepts `conclude H-1` and tells what is wrong with `conclude H-1 maybe so`.
 
 Subcommands may share their first word when the words after it tell them apart
 (`role add <user:user> <role:word>`, `role remove <user:user> <role:word>`); `Parsed.subcommand`
@@ -209,7 +210,7 @@ class _NoMatch(Exception):
 
 def _match_group(group: _Group, text: str, tokens: list[_Token], position: int,
                  args: dict[str, Any]) -> int:
-    for item in group.items:
+    for index, item in enumerate(group.items):
         if isinstance(item, _Literal):
             if position >= len(tokens) or tokens[position].text.lower() != item.word.lower():
                 found = f"`{tokens[position].text}`" if position < len(tokens) else "nothing"
@@ -217,16 +218,31 @@ def _match_group(group: _Group, text: str, tokens: list[_Token], position: int,
             position += 1
         elif isinstance(item, _Slot):
             position = _match_slot(item, text, tokens, position, args)
-        else:
-            # An optional group is taken when its leading word is next or, for a group that
-            # begins with a placeholder (`[<status:a|b>]`), whenever any text is left.
-            lead = item.items[0]
-            leads = isinstance(lead, _Slot) or (
-                isinstance(lead, _Literal) and position < len(tokens)
-                and tokens[position].text.lower() == lead.word.lower())
-            if position < len(tokens) and leads:
-                position = _match_group(item, text, tokens, position, args)
+        elif position < len(tokens) and (_opens(item, tokens[position])
+                                         or (index == len(group.items) - 1
+                                             and isinstance(item.items[0], _Slot))):
+            position = _match_group(item, text, tokens, position, args)
     return position
+
+
+def _opens(group: _Group, token: _Token) -> bool:
+    """Whether an optional group starts at `token`: its leading word, or a value that its leading
+    placeholder accepts (`[<severity:sev1|sev2>] <title:text>`)."""
+    lead = group.items[0]
+    if isinstance(lead, _Literal):
+        return token.text.lower() == lead.word.lower()
+    if not isinstance(lead, _Slot) or lead.type == "text":
+        return False
+    raw = token.text
+    if lead.prefix:
+        if not raw.lower().startswith(lead.prefix.lower()):
+            return False
+        raw = raw[len(lead.prefix):]
+    try:
+        convert(lead.type, raw, lead.name)
+    except _NoMatch:
+        return False
+    return True
 
 
 def _match_slot(slot: _Slot, text: str, tokens: list[_Token], position: int,

@@ -15,6 +15,9 @@ class ConfigError(Exception):
     """A configuration problem, worded as the one line the user sees."""
 
 
+DEFAULT_ALERT_SEVERITY_MAP = "critical=sev1,error=sev2,warning=sev3,info=sev4"
+INCIDENT_SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
+
 # Environment variable of each field, for error messages.
 ENV_NAMES = {
     "slack_bot_token": "SLACK_BOT_TOKEN",
@@ -27,6 +30,7 @@ ENV_NAMES = {
     "default_channel": "QUORUM_DEFAULT_CHANNEL",
     "timezone": "QUORUM_TIMEZONE",
     "admins": "QUORUM_ADMINS",
+    "alert_severity_map_raw": "QUORUM_ALERT_SEVERITY_MAP",
     "host": "HOST",
     "port": "PORT",
 }
@@ -47,6 +51,9 @@ class Settings(BaseSettings):
     default_channel: str | None = Field(None, alias="QUORUM_DEFAULT_CHANNEL")
     timezone: str = Field("UTC", alias="QUORUM_TIMEZONE")
     admins_raw: str = Field("", alias="QUORUM_ADMINS")
+    # Alertmanager's `severity` label → incident severity, as `label=sevN` pairs.
+    alert_severity_map_raw: str = Field(DEFAULT_ALERT_SEVERITY_MAP,
+                                        alias="QUORUM_ALERT_SEVERITY_MAP")
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
 
@@ -87,6 +94,16 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("alert_severity_map_raw")
+    @classmethod
+    def _severity_map_shape(cls, value: str) -> str:
+        parse_severity_map(value)
+        return value
+
+    @cached_property
+    def alert_severity_map(self) -> dict[str, str]:
+        return parse_severity_map(self.alert_severity_map_raw)
+
     @cached_property
     def admins(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.admins_raw.split(",") if part.strip())
@@ -96,6 +113,21 @@ class Settings(BaseSettings):
         for name in fields:
             if not getattr(self, name):
                 raise ConfigError(f"{ENV_NAMES[name]}: required {purpose}")
+
+
+def parse_severity_map(raw: str) -> dict[str, str]:
+    """`critical=sev1,warning=sev3` → `{"critical": "sev1", "warning": "sev3"}`."""
+    mapping: dict[str, str] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        label, _, severity = part.partition("=")
+        label, severity = label.strip().lower(), severity.strip().lower()
+        if not label or severity not in INCIDENT_SEVERITIES:
+            raise ValueError(f"{part.strip()!r} is not a label=severity pair "
+                             f"(e.g. critical=sev1,warning=sev3; severities are sev1 to sev4)")
+        mapping[label] = severity
+    return mapping
 
 
 def normalize_database_url(raw: str) -> URL:

@@ -8,15 +8,16 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from bot.models import AuditEvent, Decision, Gate, Hypothesis, Project
+from bot.models import AuditEvent, Decision, Gate, Hypothesis, Incident, Project
 from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import as_record as decision_record
 from bot.services.gates import as_record as gate_record
 from bot.services.hypotheses import as_record as hypothesis_record
 from bot.services.hypotheses import history_records as hypothesis_history
+from bot.services.incidents import as_record as incident_record
 from bot.services.risks import export_records as risk_records
 
 FORMATS = ("json", "csv", "md")
@@ -38,6 +39,13 @@ def _gates(session: Session) -> Iterator[dict[str, Any]]:
     query = select(Gate).order_by(Gate.team_id, Gate.number)
     for gate in session.scalars(query.execution_options(yield_per=500)):
         yield gate_record(gate)
+
+
+def _incidents(session: Session) -> Iterator[dict[str, Any]]:
+    query = select(Incident).options(selectinload(Incident.events)) \
+        .order_by(Incident.team_id, Incident.number)
+    for incident in session.scalars(query).unique():
+        yield incident_record(incident)
 
 
 def _audit(session: Session) -> Iterator[dict[str, Any]]:
@@ -65,6 +73,7 @@ REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] 
     "risks": (risk_records, "risk/register.md.j2"),
     "hypotheses": (_hypotheses, "hypothesis/log.md.j2"),
     "gates": (_gates, "gate/export.md.j2"),
+    "incidents": (_incidents, "incident/postmortem.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 

@@ -35,6 +35,8 @@ BOT_SCOPES = {
     "channels:history": "after a post that got no answer, find it in a public channel instead "
                         "of posting it twice (conversations.history/replies, outbox worker)",
     "groups:history": "the same in private channels",
+    "channels:manage": "open a dedicated incident channel and invite its people "
+                       "(conversations.create, conversations.invite)",
 }
 
 # Bolt's `app.message(...)` listens to messages in the channels Quorum works in.

@@ -1,4 +1,4 @@
-"""The HTTP server of `quorum serve`: Slack's endpoint, health and metrics, on Starlette/uvicorn.
+"""The HTTP server of `quorum serve`: Slack's endpoint, webhooks, health and metrics (Starlette).
 
 Bolt's own Starlette adapter calls the synchronous `App.dispatch` on the event loop, which would
 serialize every request. Here each dispatch runs on a worker thread instead, so slow listeners
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +18,7 @@ from contextlib import asynccontextmanager
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,29 +27,51 @@ from starlette.routing import Route
 
 from bot import metrics, outbox
 from bot.delivery import OutboxWorker
-from bot.errors import QuorumError
+from bot.errors import InvalidInput, QuorumError
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
+from bot.services import alertmanager
 from bot.services.gates import check
+
+log = logging.getLogger("quorum.web")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def bearer_refusal(request: Request, token: str | None) -> Response | None:
-    """A 401 JSON answer unless the request carries `Authorization: Bearer <token>`.
+def _refusal(status: int, error: str, reason: str, **extra: object) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"ok": False, "error": error, "reason": reason, **extra},
+                        status_code=status, headers=headers)
 
-    With no token configured every request is refused: an open API would be worse.
+
+def bearer_refusal(runtime: Runtime, request: Request) -> JSONResponse | None:
+    """The answer to a webhook call without the right `Authorization: Bearer` token, or None.
+
+    With QUORUM_WEBHOOK_TOKEN unset every call is refused: a hook must never be open to all.
     """
-    if not token:
-        reason = "QUORUM_WEBHOOK_TOKEN is not set on the server, so it refuses every request"
-    else:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              token.encode()):
-            return None
-        reason = "missing or wrong bearer token (Authorization: Bearer <QUORUM_WEBHOOK_TOKEN>)"
-    return JSONResponse({"ok": False, "error": "unauthorized", "reason": reason},
-                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    expected = runtime.settings.webhook_token
+    if not expected:
+        return _refusal(503, "webhooks_disabled",
+                        "QUORUM_WEBHOOK_TOKEN is not set, so Quorum refuses every webhook.")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _refusal(401, "unauthorized", "Missing bearer token: send "
+                        "`Authorization: Bearer <QUORUM_WEBHOOK_TOKEN>`.")
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        return _refusal(401, "unauthorized", "Wrong bearer token.")
+    return None
+
+
+async def read_json_object(request: Request) -> dict[str, object] | JSONResponse:
+    """The request body as a JSON object, or the 400 answer that says why it is not one."""
+    body = await request.body()
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _refusal(400, "invalid_json", "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        return _refusal(400, "invalid_json", "The body must be a JSON object.")
+    return data
 
 
 def _measured(route: str, endpoint: Endpoint) -> Endpoint:
@@ -70,6 +95,42 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
+    async def alertmanager_hook(request: Request) -> Response:
+        """Alertmanager's webhook receiver (payload version 4): one incident per alert group."""
+        refusal = bearer_refusal(runtime, request)
+        if refusal is not None:
+            return refusal
+        data = await read_json_object(request)
+        if isinstance(data, JSONResponse):
+            return data
+        try:
+            note = alertmanager.parse_alertmanager(data)
+        except InvalidInput as exc:
+            return _refusal(422, "invalid_payload", exc.message, field=exc.field)
+        settings = runtime.settings
+
+        def apply() -> dict[str, object]:
+            with runtime.db.session() as session:
+                outcome = alertmanager.receive_alertmanager(
+                    session, note, severity_map=settings.alert_severity_map,
+                    default_channel=settings.default_channel)
+                return outcome.as_json()
+
+        try:
+            result = await run_in_threadpool(apply)
+        except InvalidInput as exc:
+            return _refusal(422, "invalid_payload", exc.message, field=exc.field)
+        except DBAPIError:
+            log.exception("Alertmanager notification not stored: database error")
+            return _refusal(503, "database_unavailable", "Quorum cannot reach its database; "
+                            "nothing was stored. Alertmanager will send it again.")
+        except Exception:
+            log.exception("Alertmanager notification failed")
+            return _refusal(500, "internal_error", "Something went wrong on our side; nothing "
+                            "was stored.")
+        # 202: stored, but no channel to announce it in (no project and no default channel).
+        return JSONResponse(result, status_code=200 if result["routed"] else 202)
+
     async def healthz(_: Request) -> Response:
         healthy = await run_in_threadpool(runtime.db.ping)
         return JSONResponse({"ok": healthy, "database": "up" if healthy else "down"},
@@ -86,7 +147,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
 
     async def api_gates(request: Request) -> Response:
         """The CI check over HTTP: did `model` `version` pass its (`milestone`) gate?"""
-        refusal = bearer_refusal(request, runtime.settings.webhook_token)
+        refusal = bearer_refusal(runtime, request)
         if refusal is not None:
             return refusal
         model = request.query_params.get("model", "").strip()
@@ -125,6 +186,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
     return Starlette(
         routes=[
             Route("/slack/events", _measured("/slack/events", slack_events), methods=["POST"]),
+            Route("/hooks/alertmanager", _measured("/hooks/alertmanager", alertmanager_hook),
+                  methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/api/gates", _measured("/api/gates", api_gates), methods=["GET"]),

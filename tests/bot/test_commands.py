@@ -116,3 +116,19 @@ def test_usage_leaves_out_the_bare_form_when_asked() -> None:
     assert QUORUM.usage()[0].startswith("`/quorum role add @user <role>`")
     other = Command("/decision", "decisions", [Subcommand("list", "list")])
     assert other.usage()[0] == "`/decision` — open a form"
+
+
+def test_an_optional_group_may_start_with_a_typed_placeholder() -> None:
+    command = Command("/incident", "incidents", [
+        Subcommand("declare [<severity:sev1|sev2>] <title:text>", "declare"),
+        Subcommand("tag [v<version:int>] <words:text>", "tag"),
+    ])
+    assert command.parse("declare SEV2 Disk full").args == {"severity": "sev2",
+                                                            "title": "Disk full"}
+    assert command.parse("declare Severe drift").args == {"title": "Severe drift"}
+    assert command.parse("declare sev9 Severe drift").args == {"title": "sev9 Severe drift"}
+    assert command.parse("tag v12 shipped").args == {"version": 12, "words": "shipped"}
+    assert command.parse("tag vnext shipped").args == {"words": "vnext shipped"}
+    assert command.usage()[1] == "`/incident declare [<sev1|sev2>] <title>` — declare"
+    with pytest.raises(UsageError, match="<title> is missing"):
+        command.parse("declare sev1")

@@ -53,3 +53,14 @@ def test_secrets_stay_out_of_repr() -> None:
                              DATABASE_URL="postgresql://u:dbpass@h/d")
     assert "s3cret" not in repr(settings) and "hook-token" not in repr(settings)
     assert "dbpass" not in repr(settings)
+
+
+def test_the_alert_severity_map() -> None:
+    assert load_settings().alert_severity_map == {
+        "critical": "sev1", "error": "sev2", "warning": "sev3", "info": "sev4"}
+    custom = load_settings(QUORUM_ALERT_SEVERITY_MAP=" Page=SEV1, ticket=sev4 ,")
+    assert custom.alert_severity_map == {"page": "sev1", "ticket": "sev4"}
+    for bad in ("critical=sev9", "critical", "=sev1"):
+        with pytest.raises(ConfigError, match=r"^QUORUM_ALERT_SEVERITY_MAP: .* is not a "
+                                              r"label=severity pair"):
+            load_settings(QUORUM_ALERT_SEVERITY_MAP=bad)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.commands import Command, Subcommand
-from bot.models import AuditEvent, Decision, Project
+from bot.models import AuditEvent, Decision, Incident, IncidentEvent, Project
 from bot.services.decisions import Page
+from bot.services.incidents import SEVERITIES, Overview
 from support.gate_samples import GATE_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
 from support.risk_samples import RISK_SAMPLES
@@ -90,6 +91,75 @@ def _decision_show() -> list[dict[str, Any]]:
     return contexts
 
 
+INCIDENT_KINDS = ["declared", "acknowledged", "update", "mitigated", "resolved", "channel",
+                  "alert", "alert_resolved", "something_new"]
+
+
+def incident(text: str, number: int = 1, status: str = "declared") -> Incident:
+    i = Incident(id=number, team_id="T1", number=number, project=project(), title=text[:150],
+                 severity=SEVERITIES[number % 4], status=status,
+                 commander="U0123ABCD" if text else None, model=text[:200] or None,
+                 model_version=text[:64] or None, description=text[:3000],
+                 channel_id="C0INC0001" if text else None,
+                 source=["slack", "alertmanager", "cli"][number % 3], started_at=NOW,
+                 acknowledged_at=NOW + timedelta(minutes=4) if status != "declared" else None,
+                 mitigated_at=None, last_update_at=NOW,
+                 resolved_at=NOW + timedelta(hours=2, minutes=5) if status == "resolved" else None,
+                 summary=text[:3000], root_cause=text[:3000], follow_ups=text[:3000],
+                 created_by="U0123ABCD" if number % 2 else "alertmanager", created_at=NOW)
+    return i
+
+
+def timeline(text: str, count: int = 9) -> list[IncidentEvent]:
+    return [IncidentEvent(id=n, kind=INCIDENT_KINDS[n % len(INCIDENT_KINDS)],
+                          text=text if n % 9 != 5 else "C0INC0001",
+                          actor="U0123ABCD" if n % 2 else "<!channel>", at=NOW)
+            for n in range(count)]
+
+
+def _incident_card() -> list[dict[str, Any]]:
+    return [{"i": incident(text, n, status)} for n, text in enumerate(HOSTILE, start=1)
+            for status in ("declared", "acknowledged", "mitigated", "resolved")]
+
+
+def _incident_entry() -> list[dict[str, Any]]:
+    return [{"i": incident(text), "e": e} for text in HOSTILE for e in timeline(text)]
+
+
+def _incident_summary() -> list[dict[str, Any]]:
+    return [{"i": incident(text, n, "resolved"), "duration": timedelta(hours=2, minutes=5),
+             "tta": None if n % 2 else timedelta(minutes=4), "timeline": timeline(text, count)}
+            for n, text in enumerate(HOSTILE, start=1) for count in (0, 3, 75)]
+
+
+def _incident_reminder() -> list[dict[str, Any]]:
+    return [{"i": incident(text, n), "silent": timedelta(minutes=n * 45)}
+            for n, text in enumerate(HOSTILE, start=1)]
+
+
+def _incident_list() -> list[dict[str, Any]]:
+    many = [incident(text, n, "acknowledged") for n, text in enumerate(HOSTILE * 6, start=1)]
+    done = [incident(text, n, "resolved") for n, text in enumerate(HOSTILE * 2, start=1)]
+    return [
+        {"project": project(), "overview": Overview(many, done, timedelta(minutes=7),
+                                                    timedelta(days=1, hours=3), 12, 10)},
+        {"project": project(), "overview": Overview([], [], None, None, 0, 0)},
+    ]
+
+
+def _incident_declare_modal() -> list[dict[str, Any]]:
+    return [{"form": {"title": text[:150], "severity": SEVERITIES[n % 4], "model": text[:200],
+                      "model_version": text[:64], "commander": "U0123ABCD" if text else None,
+                      "description": text[:3000]},
+             "severities": SEVERITIES, "metadata": json.dumps({"channel": "C1", "t": text[:500]})}
+            for n, text in enumerate(HOSTILE)]
+
+
+def _incident_small_modal() -> list[dict[str, Any]]:
+    return [{"i": incident(text, 123456789), "metadata": json.dumps({"incident_id": 1})}
+            for text in HOSTILE]
+
+
 def _error() -> list[dict[str, Any]]:
     return [{"message": text, "usage": [text, "`/decision show D-n` — x"]} for text in HOSTILE] \
         + [{"message": "plain", "usage": []}]
@@ -110,6 +180,14 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "decision/list": _decision_list,
     "decision/search": _decision_search,
     "decision/show": _decision_show,
+    "incident/card": _incident_card,
+    "incident/entry": _incident_entry,
+    "incident/summary": _incident_summary,
+    "incident/reminder": _incident_reminder,
+    "incident/list": _incident_list,
+    "incident/declare_modal": _incident_declare_modal,
+    "incident/update_modal": _incident_small_modal,
+    "incident/resolve_modal": _incident_small_modal,
     "common/error": _error,
     "common/help": _help,
     "common/notice": _notice,

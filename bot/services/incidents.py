@@ -1,0 +1,509 @@
+"""Incidents: declare, acknowledge, update, mitigate and resolve `INC-n`; dedicated channels;
+update reminders; the incident summary. (Alertmanager's notifications: `bot.services.alertmanager`.)
+
+Every change is one timeline entry (`IncidentEvent`), posted in the thread of the incident's card
+in the project channel, and one audit event; the card (and its copy in the dedicated channel, if
+any) is edited in place.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from bot import outbox
+from bot.config import INCIDENT_SEVERITIES
+from bot.errors import Conflict, InvalidInput, NotFound
+from bot.models import Incident, IncidentEvent, IncidentStatus, Project, utcnow
+from bot.render import renderer
+from bot.scheduler import claim_once, sweep
+from bot.services.audit import record_event
+from bot.services.refs import next_number, parse_ref
+
+SEVERITIES = INCIDENT_SEVERITIES
+DEFAULT_SEVERITY = "sev3"
+# How long an open incident may go without a status update before its commander is reminded.
+REMINDER_INTERVALS = {
+    "sev1": timedelta(minutes=30),
+    "sev2": timedelta(hours=1),
+    "sev3": timedelta(hours=4),
+    "sev4": timedelta(hours=24),
+}
+OPEN_STATUSES = (IncidentStatus.DECLARED, IncidentStatus.ACKNOWLEDGED, IncidentStatus.MITIGATED)
+TITLE_LIMIT = 150
+TEXT_LIMIT = 3000
+MODEL_LIMIT = 200
+VERSION_LIMIT = 64
+STATS_DAYS = 30
+RECENT_LIMIT = 10
+CHANNEL_NAME_LIMIT = 80
+# Actors of changes made outside Slack (never Slack user ids).
+ALERTMANAGER = "alertmanager"
+CLI = "quorum-cli"
+SEVERITY_WORD = re.compile(r"(?i)^sev-?\d+$")
+
+
+class Kind:
+    """The kinds of timeline entries."""
+
+    DECLARED = "declared"
+    ACKNOWLEDGED = "acknowledged"
+    UPDATE = "update"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    CHANNEL = "channel"
+    ALERT = "alert"
+    ALERT_RESOLVED = "alert_resolved"
+
+
+# ---------------------------------------------------------------------------------------- input
+
+def _clean_text(value: str | None, name: str, limit: int = TEXT_LIMIT) -> str:
+    value = (value or "").strip()
+    if len(value) > limit:
+        raise InvalidInput(f"The {name.replace('_', ' ')} is {len(value)} characters long; "
+                           f"keep it within {limit}.", field=name)
+    return value
+
+
+def check_severity(value: str | None) -> str:
+    severity = (value or DEFAULT_SEVERITY).strip().lower()
+    if severity not in SEVERITIES:
+        raise InvalidInput(f"`{value}` is not a severity: use sev1, sev2, sev3 or sev4.",
+                           field="severity")
+    return severity
+
+
+@dataclass
+class IncidentDraft:
+    """What a declaration says; validated before anything is written."""
+
+    title: str
+    severity: str = DEFAULT_SEVERITY
+    commander: str | None = None
+    model: str | None = None
+    model_version: str | None = None
+    description: str = ""
+
+    def validated(self) -> IncidentDraft:
+        title = " ".join((self.title or "").split())
+        if not title:
+            raise InvalidInput("The title is empty: say what is broken.", field="title")
+        if len(title) > TITLE_LIMIT:
+            raise InvalidInput(f"The title is {len(title)} characters long; keep it within "
+                               f"{TITLE_LIMIT}.", field="title")
+        return IncidentDraft(
+            title=title,
+            severity=check_severity(self.severity),
+            commander=(self.commander or "").strip() or None,
+            model=_clean_text(self.model, "model", MODEL_LIMIT) or None,
+            model_version=_clean_text(self.model_version, "model_version", VERSION_LIMIT) or None,
+            description=_clean_text(self.description, "description"),
+        )
+
+
+def draft_from_command(severity: str | None, title: str, actor: str) -> IncidentDraft:
+    """`/incident declare [sevN] <title>`, the declarer in command. A title that starts with
+    another spelling of a severity (`SEV-1 …`) sets it; an unknown one (`sev5 …`) is refused
+    rather than taken as part of the title."""
+    words = title.split(maxsplit=1)
+    if severity is None and words and SEVERITY_WORD.match(words[0]):
+        spelled = words[0]
+        if spelled.lower().replace("-", "") not in SEVERITIES:
+            raise InvalidInput(f"`{spelled}` is not a severity: use sev1, sev2, sev3 or sev4.",
+                               field="severity")
+        severity, title = spelled.lower().replace("-", ""), words[1] if len(words) > 1 else ""
+    return IncidentDraft(title=title, severity=severity or DEFAULT_SEVERITY, commander=actor)
+
+
+# ------------------------------------------------------------------------------- presentation
+
+def card_key(incident: Incident) -> str:
+    return f"incident:{incident.id}:card"
+
+
+def room_card_key(incident: Incident) -> str:
+    """The copy of the card in the incident's dedicated channel."""
+    return f"incident:{incident.id}:room-card"
+
+
+def summary_key(incident: Incident) -> str:
+    return f"incident:{incident.id}:summary"
+
+
+def _seconds(delta: timedelta | None) -> int | None:
+    return int(delta.total_seconds()) if delta is not None else None
+
+
+def time_to_acknowledge(incident: Incident) -> timedelta | None:
+    if incident.acknowledged_at is None:
+        return None
+    return max(timedelta(0), incident.acknowledged_at - incident.started_at)
+
+
+def duration(incident: Incident) -> timedelta | None:
+    """From the start of the impact to the resolution; None while open."""
+    if incident.resolved_at is None:
+        return None
+    return max(timedelta(0), incident.resolved_at - incident.started_at)
+
+
+def as_record(incident: Incident) -> dict[str, Any]:
+    """The incident as plain values: the shape of exports (with its timeline)."""
+    return {
+        "ref": incident.ref,
+        "project": incident.project.name if incident.project else None,
+        "channel": incident.project.channel_id if incident.project else None,
+        "status": incident.status,
+        "severity": incident.severity,
+        "title": incident.title,
+        "description": incident.description,
+        "commander": incident.commander,
+        "model": incident.model,
+        "version": incident.model_version,
+        "dedicated_channel": incident.channel_id,
+        "source": incident.source,
+        "started_at": incident.started_at.isoformat(),
+        "acknowledged_at": _iso(incident.acknowledged_at),
+        "mitigated_at": _iso(incident.mitigated_at),
+        "resolved_at": _iso(incident.resolved_at),
+        "time_to_acknowledge_seconds": _seconds(time_to_acknowledge(incident)),
+        "duration_seconds": _seconds(duration(incident)),
+        "summary": incident.summary,
+        "root_cause": incident.root_cause,
+        "follow_ups": incident.follow_ups,
+        "alert_group_key": incident.alert_group_key,
+        "created_by": incident.created_by,
+        "created_at": incident.created_at.isoformat(),
+        "updated_at": _iso(incident.updated_at),
+        "timeline": [
+            {"at": event.at.isoformat(), "kind": event.kind, "actor": event.actor,
+             "text": event.text, "alert_fingerprint": event.alert_fingerprint}
+            for event in incident.events
+        ],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _snapshot(incident: Incident) -> dict[str, Any]:
+    record = as_record(incident)
+    for volatile in ("project", "channel", "created_at", "updated_at", "created_by", "timeline",
+                     "time_to_acknowledge_seconds", "duration_seconds"):
+        record.pop(volatile)
+    return record
+
+
+def render_card(incident: Incident) -> dict[str, Any]:
+    return renderer.message("incident/card", i=incident)
+
+
+def render_summary(incident: Incident) -> dict[str, Any]:
+    return renderer.message("incident/summary", i=incident, duration=duration(incident),
+                            tta=time_to_acknowledge(incident), timeline=list(incident.events))
+
+
+def decision_context(incident: Incident) -> str:
+    """The context of a decision logged from the incident summary."""
+    return renderer.text("incident/decision_context.txt.j2", i=incident,
+                         duration=duration(incident), tta=time_to_acknowledge(incident))
+
+
+# ---------------------------------------------------------------------------------- lookups
+
+def get_incident(session: Session, team_id: str, ref: str, *, lock: bool = False) -> Incident:
+    """The incident named by `ref` in the workspace, or a NotFound that says so."""
+    number = parse_ref(ref, Incident.ref_prefix, "incident")
+    query = select(Incident).where(Incident.team_id == team_id, Incident.number == number)
+    incident = session.scalars(_locked(query) if lock else query).unique().one_or_none()
+    if incident is None:
+        raise NotFound(f"There is no incident {Incident.ref_prefix}-{number} in this workspace.")
+    return incident
+
+
+def get_by_id(session: Session, incident_id: int, *, lock: bool = False) -> Incident:
+    query = select(Incident).where(Incident.id == incident_id)
+    incident = session.scalars(_locked(query) if lock else query).unique().one_or_none()
+    if incident is None:
+        raise NotFound("That incident no longer exists.")
+    return incident
+
+
+def _locked(query: Any) -> Any:
+    # Two clicks of the same button wait for each other instead of both acting (PostgreSQL;
+    # SQLite writers are serialized by BEGIN IMMEDIATE). Only the incident row is locked: the
+    # project is outer-joined and PostgreSQL refuses to lock the nullable side of a join.
+    return query.with_for_update(of=Incident)
+
+
+# ------------------------------------------------------------------------------- the lifecycle
+
+def _record(session: Session, incident: Incident, kind: str, actor: str, text: str = "",
+            *, at: datetime | None = None, fingerprint: str | None = None,
+            post: bool = True) -> IncidentEvent:
+    """Append a timeline entry and post it in the card's thread."""
+    event = IncidentEvent(incident=incident, kind=kind, actor=actor, text=text,
+                          at=at or utcnow(), alert_fingerprint=fingerprint)
+    session.add(event)
+    session.flush()
+    if post and incident.project is not None:
+        outbox.post_message(session, incident.team_id, incident.project.channel_id,
+                            renderer.message("incident/entry", i=incident, e=event),
+                            thread_key=card_key(incident))
+    return event
+
+
+def _refresh_cards(session: Session, incident: Incident) -> None:
+    if incident.project is not None:
+        outbox.update_message(session, incident.team_id, card_key(incident),
+                              render_card(incident))
+    if incident.channel_id:
+        outbox.update_message(session, incident.team_id, room_card_key(incident),
+                              render_card(incident))
+
+
+def audit(session: Session, incident: Incident, actor: str, action: str,
+          before: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> None:
+    """Append `incident.<action>` to the audit log, with the incident as it is now."""
+    after = {**_snapshot(incident), **(extra or {})}
+    record_event(session, actor=actor, action=f"incident.{action}", entity=incident,
+                 project_id=incident.project_id, before=before, after=after)
+
+
+def _require_open(incident: Incident) -> None:
+    if incident.status == IncidentStatus.RESOLVED:
+        when = incident.resolved_at.strftime("%Y-%m-%d %H:%M UTC") if incident.resolved_at \
+            else "earlier"
+        raise Conflict(f"{incident.ref} is already resolved (since {when}).")
+
+
+def _engage(incident: Incident, actor: str, now: datetime) -> None:
+    """A person acting on an incident has acknowledged it, and commands it if no one does."""
+    if actor in (ALERTMANAGER, CLI):
+        return
+    if incident.acknowledged_at is None:
+        incident.acknowledged_at = now
+    if incident.status == IncidentStatus.DECLARED:
+        incident.status = IncidentStatus.ACKNOWLEDGED
+    if not incident.commander:
+        incident.commander = actor
+
+
+def declare(session: Session, project: Project | None, actor: str, draft: IncidentDraft, *,
+            team_id: str | None = None, source: str = "slack", started_at: datetime | None = None,
+            alert_group_key: str | None = None, now: datetime | None = None) -> Incident:
+    """Open `INC-n`, audit it and queue its card for the project's channel.
+
+    `project` is None for an unrouted incident (an alert with nowhere to go): it is stored in
+    the workspace `team_id` and announced nowhere.
+    """
+    draft = draft.validated()
+    team = project.team_id if project is not None else team_id
+    if team is None:
+        raise ValueError("an incident needs a project or a team")
+    now = now or utcnow()
+    incident = Incident(
+        team_id=team, number=next_number(session, team, Incident.ref_prefix), project=project,
+        title=draft.title, severity=draft.severity, status=IncidentStatus.DECLARED,
+        commander=draft.commander, model=draft.model, model_version=draft.model_version,
+        description=draft.description, source=source, started_at=min(started_at or now, now),
+        last_update_at=now, alert_group_key=alert_group_key, created_by=actor, created_at=now,
+    )
+    session.add(incident)
+    session.flush()
+    _record(session, incident, Kind.DECLARED, actor, draft.description, at=incident.started_at,
+            post=False)
+    audit(session, incident, actor, "declared", None)
+    if project is not None:
+        outbox.post_message(session, team, project.channel_id, render_card(incident),
+                            key=card_key(incident))
+    return incident
+
+
+def acknowledge(session: Session, incident: Incident, actor: str,
+                now: datetime | None = None) -> bool:
+    """Acknowledge the incident; False when it already was (a double click changes nothing)."""
+    _require_open(incident)
+    if incident.acknowledged_at is not None:
+        return False
+    now = now or utcnow()
+    before = _snapshot(incident)
+    _engage(incident, actor, now)
+    incident.last_update_at = now
+    _record(session, incident, Kind.ACKNOWLEDGED, actor, at=now)
+    audit(session, incident, actor, "acknowledged", before)
+    _refresh_cards(session, incident)
+    return True
+
+
+def mitigate(session: Session, incident: Incident, actor: str,
+             now: datetime | None = None) -> bool:
+    """Mark the impact as mitigated; False when it already was."""
+    _require_open(incident)
+    if incident.status == IncidentStatus.MITIGATED:
+        return False
+    now = now or utcnow()
+    before = _snapshot(incident)
+    _engage(incident, actor, now)
+    incident.status = IncidentStatus.MITIGATED
+    incident.mitigated_at = now
+    incident.last_update_at = now
+    _record(session, incident, Kind.MITIGATED, actor, at=now)
+    audit(session, incident, actor, "mitigated", before)
+    _refresh_cards(session, incident)
+    return True
+
+
+def add_update(session: Session, incident: Incident, actor: str, text: str,
+               now: datetime | None = None) -> IncidentEvent:
+    """A status update on the timeline (`/incident update` or the card's Add update)."""
+    text = _clean_text(text, "update")
+    if not text:
+        raise InvalidInput("The update is empty: say what changed.", field="update")
+    _require_open(incident)
+    now = now or utcnow()
+    before = _snapshot(incident)
+    _engage(incident, actor, now)
+    incident.last_update_at = now
+    event = _record(session, incident, Kind.UPDATE, actor, text, at=now)
+    audit(session, incident, actor, "updated", before, {"update": text})
+    _refresh_cards(session, incident)
+    return event
+
+
+def resolve(session: Session, incident: Incident, actor: str, summary: str,
+            root_cause: str = "", follow_ups: str = "", now: datetime | None = None) -> Incident:
+    """Resolve the incident and post its summary to the project channel."""
+    summary = _clean_text(summary, "summary")
+    if not summary:
+        raise InvalidInput("The summary is empty: say how it ended.", field="summary")
+    root_cause = _clean_text(root_cause, "root_cause")
+    follow_ups = _clean_text(follow_ups, "follow_ups")
+    _require_open(incident)
+    now = now or utcnow()
+    before = _snapshot(incident)
+    _engage(incident, actor, now)
+    incident.status = IncidentStatus.RESOLVED
+    incident.resolved_at = now
+    incident.last_update_at = now
+    incident.summary, incident.root_cause, incident.follow_ups = summary, root_cause, follow_ups
+    _record(session, incident, Kind.RESOLVED, actor, summary, at=now)
+    audit(session, incident, actor, "resolved", before)
+    _refresh_cards(session, incident)
+    if incident.project is not None:
+        session.refresh(incident, ["events"])
+        outbox.post_message(session, incident.team_id, incident.project.channel_id,
+                            render_summary(incident), key=summary_key(incident))
+    return incident
+
+
+# ------------------------------------------------------------------------ the dedicated channel
+
+def channel_name(number: int, title: str, attempt: int = 1) -> str:
+    """`inc-<n>-<slug>` within Slack's rules: at most 80 characters of lowercase letters, digits,
+    hyphens and underscores. Later attempts (after `name_taken`) end in `-2`, `-3`…"""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9_]+", "-", ascii_title.lower()).strip("-_")
+    slug = re.sub(r"-{2,}", "-", slug)
+    prefix = f"inc-{number}"
+    suffix = f"-{attempt}" if attempt > 1 else ""
+    room = CHANNEL_NAME_LIMIT - len(prefix) - len(suffix) - 1
+    slug = slug[:room].rstrip("-_")
+    return f"{prefix}-{slug}{suffix}" if slug else f"{prefix}{suffix}"
+
+
+def record_channel(session: Session, incident: Incident, channel_id: str, actor: str,
+                   invite: Sequence[str] = ()) -> None:
+    """Remember the incident's dedicated channel (created in Slack by the caller), invite people
+    there, post the card in it and link it from the card in the project channel."""
+    if incident.channel_id:
+        raise Conflict(f"{incident.ref} already has a channel.")
+    before = _snapshot(incident)
+    incident.channel_id = channel_id
+    _record(session, incident, Kind.CHANNEL, actor, channel_id)
+    audit(session, incident, actor, "channel_opened", before)
+    people = [user for user in dict.fromkeys(invite) if user and user not in (ALERTMANAGER, CLI)]
+    if people:
+        outbox.enqueue(session, incident.team_id, "conversations.invite",
+                       {"channel": channel_id, "users": ",".join(people)})
+    outbox.post_message(session, incident.team_id, channel_id, render_card(incident),
+                        key=room_card_key(incident))
+    if incident.project is not None:
+        outbox.update_message(session, incident.team_id, card_key(incident),
+                              render_card(incident))
+
+
+# ------------------------------------------------------------------------------------ listing
+
+@dataclass(frozen=True)
+class Overview:
+    """A project's incidents: the open ones, the recently resolved, and the 30-day averages."""
+
+    open: list[Incident]
+    recent: list[Incident]
+    mtta: timedelta | None
+    mttr: timedelta | None
+    acknowledged: int
+    resolved: int
+    days: int = STATS_DAYS
+
+
+def _mean(deltas: list[timedelta]) -> timedelta | None:
+    return sum(deltas, timedelta(0)) / len(deltas) if deltas else None
+
+
+def overview(session: Session, project: Project, now: datetime | None = None) -> Overview:
+    """Open incidents first (most severe, then oldest), then those resolved in the last 30 days;
+    MTTA over incidents started in that window, MTTR over those resolved in it."""
+    now = now or utcnow()
+    since = now - timedelta(days=STATS_DAYS)
+    mine = Incident.project_id == project.id
+    open_ = list(session.scalars(
+        select(Incident).where(mine, Incident.status.in_(OPEN_STATUSES))
+        .order_by(Incident.severity, Incident.started_at, Incident.id)).unique())
+    resolved = list(session.scalars(
+        select(Incident).where(mine, Incident.status == IncidentStatus.RESOLVED,
+                               Incident.resolved_at >= since)
+        .order_by(Incident.resolved_at.desc(), Incident.id.desc())).unique())
+    started = session.scalars(
+        select(Incident).where(mine, Incident.started_at >= since,
+                               Incident.acknowledged_at.is_not(None))).unique()
+    acknowledged = [tta for i in started if (tta := time_to_acknowledge(i)) is not None]
+    durations = [d for i in resolved if (d := duration(i)) is not None]
+    return Overview(open_, resolved[:RECENT_LIMIT], _mean(acknowledged), _mean(durations),
+                    len(acknowledged), len(durations))
+
+
+# ---------------------------------------------------------------------------------- reminders
+
+@sweep("incident_update_reminders")
+def remind_stale_incidents(session: Session, now: datetime) -> None:
+    """Remind the commander, in the card's thread, of an open incident with no recent update.
+
+    One reminder per interval without an update: the claim key holds the time of the last update
+    and how many intervals have passed since, so a new update starts the count again.
+    """
+    stale = or_(*(and_(Incident.severity == severity, Incident.last_update_at <= now - interval)
+                  for severity, interval in REMINDER_INTERVALS.items()))
+    query = select(Incident).where(Incident.status.in_(OPEN_STATUSES),
+                                   Incident.project_id.is_not(None), stale)
+    for incident in session.scalars(query.order_by(Incident.id)).unique():
+        interval = REMINDER_INTERVALS[incident.severity]
+        silent = now - incident.last_update_at
+        periods = int(silent / interval)
+        key = f"incident:{incident.id}:reminder:" \
+              f"{incident.last_update_at:%Y%m%dT%H%M%S%f}:{periods}"
+        if not claim_once(session, key):
+            continue
+        outbox.post_message(session, incident.team_id, incident.project.channel_id,
+                            renderer.message("incident/reminder", i=incident, silent=silent),
+                            thread_key=card_key(incident))

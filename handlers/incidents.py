@@ -1,0 +1,227 @@
+"""`/incident`, its declare/update/resolve modals, the card's buttons and the summary's
+"Log a decision" button.
+
+The summary's "Add to risk register" button (`incident_add_risk`, value = incident id) has no
+listener here: the risk register wires it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.commands import Command, Subcommand
+from bot.errors import Conflict
+from bot.render import renderer
+from bot.runtime import Runtime
+from bot.services import incidents as service
+from bot.services.projects import project_for_channel
+from handlers import decisions
+from handlers.common import (
+    ephemeral,
+    form_values,
+    guarded,
+    help_message,
+    notice,
+    read_metadata,
+    team_id_of,
+    user_id_of,
+    write_metadata,
+)
+
+log = logging.getLogger("quorum.incidents")
+
+COMMAND = Command("/incident", "incidents: declare, update, resolve", [
+    Subcommand("declare [<severity:sev1|sev2|sev3|sev4>] <title:text>",
+               "declare an incident (sev3 unless given); `declare` alone opens the form"),
+    Subcommand("update <ref:INC-n> <text:text>", "add an update to the incident's timeline"),
+    Subcommand("resolve <ref:INC-n> <summary:text>",
+               "resolve it and post the incident summary to the channel"),
+    Subcommand("list", "open incidents first, with MTTA and MTTR over the last 30 days"),
+])
+CHANNEL_ATTEMPTS = 10
+
+
+def declare_modal(*, channel: str, channel_name: str | None, user: str) -> dict[str, Any]:
+    form = {"title": "", "severity": service.DEFAULT_SEVERITY, "model": "", "model_version": "",
+            "commander": user, "description": ""}
+    return renderer.view("incident/declare_modal", form=form, severities=service.SEVERITIES,
+                         metadata=write_metadata(channel=channel, channel_name=channel_name))
+
+
+def register(app: App, runtime: Runtime) -> None:
+    db = runtime.db
+
+    @app.command(COMMAND.name)
+    @guarded
+    def on_command(ack: Ack, command: dict[str, Any], body: dict[str, Any],
+                   client: WebClient) -> None:
+        text = command.get("text", "")
+        team, channel, user = team_id_of(body), command["channel_id"], command["user_id"]
+        if text.strip().lower() in ("", "declare"):
+            ack()
+            client.views_open(trigger_id=command["trigger_id"], view=declare_modal(
+                channel=channel, channel_name=command.get("channel_name"), user=user))
+            return
+        parsed = COMMAND.parse(text)
+        if parsed.wants_help:
+            ack(**help_message(COMMAND))
+            return
+        args = parsed.args
+        if parsed.subcommand == "declare":
+            draft = service.draft_from_command(args.get("severity"), args["title"], user)
+            draft.validated()  # refuse bad input before the project is created
+        with db.session() as session:
+            project = project_for_channel(session, team, channel, command.get("channel_name"))
+            if parsed.subcommand == "declare":
+                incident = service.declare(session, project, user, draft)
+                reply = notice(f"Declared *{incident.ref}* ({incident.severity}). Its card is on "
+                               f"its way to the channel; the timeline goes in its thread.",
+                               ":rotating_light:")
+            elif parsed.subcommand == "update":
+                incident = service.get_incident(session, team, args["ref"], lock=True)
+                service.add_update(session, incident, user, args["text"])
+                reply = notice(f"Added your update to *{incident.ref}*.")
+            elif parsed.subcommand == "resolve":
+                incident = service.get_incident(session, team, args["ref"], lock=True)
+                service.resolve(session, incident, user, args["summary"])
+                reply = notice(f"Resolved *{incident.ref}*; its summary is on its way to the "
+                               f"project channel.")
+            else:
+                reply = ephemeral(renderer.message(
+                    "incident/list", project=project, overview=service.overview(session, project)))
+        ack(**reply)
+
+    @app.view("incident_declare_modal")
+    @guarded
+    def on_declare_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                          client: WebClient) -> None:
+        values, meta = form_values(view), read_metadata(view)
+        team, user = team_id_of(body), user_id_of(body)
+        draft = service.IncidentDraft(
+            title=values.get("title", ""), severity=values.get("severity") or "",
+            commander=values.get("commander") or user, model=values.get("model"),
+            model_version=values.get("model_version"), description=values.get("description", ""),
+        )
+        draft.validated()  # answer field errors before touching the database
+        with db.session() as session:
+            project = project_for_channel(session, team, meta["channel"], meta.get("channel_name"))
+            incident = service.declare(session, project, user, draft)
+            incident_id, number, title = incident.id, incident.number, incident.title
+            commander = incident.commander
+        ack()
+        if "yes" in (values.get("dedicated") or []):
+            _open_channel(client, incident_id, number, title, user, commander, meta["channel"])
+
+    def _open_channel(client: WebClient, incident_id: int, number: int, title: str, user: str,
+                      commander: str | None, project_channel: str) -> None:
+        """Create `inc-<n>-<slug>` (a suffix when the name is taken) and record it."""
+        error = "name_taken"
+        for attempt in range(1, CHANNEL_ATTEMPTS + 1):
+            try:
+                created = client.conversations_create(
+                    name=service.channel_name(number, title, attempt))
+            except SlackApiError as exc:
+                error = str(exc.response.get("error"))
+                if error == "name_taken":
+                    continue
+                break
+            with db.session() as session:
+                incident = service.get_by_id(session, incident_id, lock=True)
+                service.record_channel(session, incident, created["channel"]["id"], user,
+                                       invite=[user, commander or user])
+            return
+        log.warning("could not create a channel for incident %s: %s", incident_id, error)
+        message = notice(f"INC-{number} is declared, but Slack would not create its channel "
+                         f"(`{error}`).", ":warning:")
+        client.chat_postEphemeral(channel=project_channel, user=user, text=message["text"],
+                                  blocks=message["blocks"])
+
+    @app.action("incident_ack")
+    @guarded
+    def on_acknowledge(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                       respond: Respond) -> None:
+        ack()
+        user = user_id_of(body)
+        with db.session() as session:
+            incident = service.get_by_id(session, int(action["value"]), lock=True)
+            if not service.acknowledge(session, incident, user):
+                respond(replace_original=False, **notice(
+                    f"{incident.ref} was already acknowledged.", ":information_source:"))
+
+    @app.action("incident_mitigate")
+    @guarded
+    def on_mitigate(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                    respond: Respond) -> None:
+        ack()
+        with db.session() as session:
+            incident = service.get_by_id(session, int(action["value"]), lock=True)
+            if not service.mitigate(session, incident, user_id_of(body)):
+                respond(replace_original=False, **notice(
+                    f"{incident.ref} is already marked as mitigated.", ":information_source:"))
+
+    # Listeners take `respond` so that `guarded` answers refusals in place, as ephemeral replies.
+    @app.action("incident_add_update")
+    @guarded
+    def on_add_update(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                      client: WebClient, respond: Respond) -> None:
+        ack()
+        with db.session() as session:
+            incident = service.get_by_id(session, int(action["value"]))
+            if incident.status == "resolved":
+                raise Conflict(f"{incident.ref} is already resolved.")
+            view = renderer.view("incident/update_modal", i=incident,
+                                 metadata=write_metadata(incident_id=incident.id))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.view("incident_update_modal")
+    @guarded
+    def on_update_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values, meta = form_values(view), read_metadata(view)
+        with db.session() as session:
+            incident = service.get_by_id(session, int(meta["incident_id"]), lock=True)
+            service.add_update(session, incident, user_id_of(body), values.get("update", ""))
+        ack()
+
+    @app.action("incident_resolve")
+    @guarded
+    def on_resolve(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                   client: WebClient, respond: Respond) -> None:
+        ack()
+        with db.session() as session:
+            incident = service.get_by_id(session, int(action["value"]))
+            if incident.status == "resolved":
+                raise Conflict(f"{incident.ref} is already resolved.")
+            view = renderer.view("incident/resolve_modal", i=incident,
+                                 metadata=write_metadata(incident_id=incident.id))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.view("incident_resolve_modal")
+    @guarded
+    def on_resolve_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values, meta = form_values(view), read_metadata(view)
+        with db.session() as session:
+            incident = service.get_by_id(session, int(meta["incident_id"]), lock=True)
+            service.resolve(session, incident, user_id_of(body), values.get("summary", ""),
+                            root_cause=values.get("root_cause", ""),
+                            follow_ups=values.get("follow_ups", ""))
+        ack()
+
+    @app.action("incident_log_decision")
+    @guarded
+    def on_log_decision(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                        client: WebClient, respond: Respond) -> None:
+        ack()
+        with db.session() as session:
+            incident = service.get_by_id(session, int(action["value"]))
+            channel = incident.project.channel_id if incident.project else \
+                (body.get("channel") or {}).get("id", "")
+            title = f"After {incident.ref}: {incident.title}"
+            view = decisions.modal(
+                channel=channel, title=title[:150],
+                context=service.decision_context(incident)[:3000])
+        client.views_open(trigger_id=body["trigger_id"], view=view)
