@@ -1,8 +1,7 @@
 """`/incident`, its declare/update/resolve modals, the card's buttons and the summary's
 "Log a decision" button.
 
-The summary's "Add to risk register" button (`incident_add_risk`, value = incident id) has no
-listener here: the risk register wires it.
+The summary's "Add to risk register" opens the risk form prefilled from the incident.
 """
 
 from __future__ import annotations
@@ -19,8 +18,9 @@ from bot.errors import Conflict
 from bot.render import renderer
 from bot.runtime import Runtime
 from bot.services import incidents as service
+from bot.services import risks as risk_service
 from bot.services.projects import project_for_channel
-from handlers import decisions
+from handlers import decisions, risks
 from handlers.common import (
     ephemeral,
     form_values,
@@ -210,6 +210,22 @@ def register(app: App, runtime: Runtime) -> None:
                             root_cause=values.get("root_cause", ""),
                             follow_ups=values.get("follow_ups", ""))
         ack()
+
+    @app.action("incident_add_risk")
+    @guarded
+    def on_add_risk(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                    client: WebClient) -> None:
+        ack()
+        with db.session() as session:
+            incident = service.get_by_id(session, int(action["value"]))
+            project = incident.project
+            channel = project.channel_id if project else (body.get("channel") or {}).get("id", "")
+            view = risks.modal(
+                channel=channel, owner=incident.commander or user_id_of(body),
+                today=risk_service.local_today(project, runtime.settings.timezone),
+                title=f"Recurrence of {incident.ref}: {incident.title}"[:150],
+                description=service.decision_context(incident)[:3000], category="model")
+        client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action("incident_log_decision")
     @guarded

@@ -39,14 +39,16 @@ HISTORY_SHOWN = 15
 
 
 def modal(*, channel: str, today: date, channel_name: str | None = None,
-          risk: Risk | None = None, owner: str | None = None) -> dict[str, Any]:
-    """The risk form: empty (owner and review date prefilled) or holding an existing risk."""
+          risk: Risk | None = None, owner: str | None = None, title: str = "",
+          description: str = "", category: str = "other") -> dict[str, Any]:
+    """The risk form: new (owner, review date and any given text prefilled) or holding a risk."""
     if risk is not None:
         form: dict[str, Any] = {name: getattr(risk, name) for name in (
             "title", "description", "category", "owner", "treatment", "mitigation",
             "next_review", "status")}
     else:
-        form = {"title": "", "description": "", "category": "other", "likelihood": None,
+        form = {"title": title, "description": description, "category": category,
+                "likelihood": None,
                 "impact": None, "owner": owner, "treatment": "mitigate", "mitigation": "",
                 "next_review": today + service.REVIEW_INTERVAL, "status": "open"}
     metadata = write_metadata(channel=channel, channel_name=channel_name,

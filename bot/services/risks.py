@@ -63,9 +63,9 @@ def rating(value: Any, name: str) -> int:
     return int(text)
 
 
-def zone_of(project: Project, default_tz: str) -> ZoneInfo:
+def zone_of(project: Project | None, default_tz: str) -> ZoneInfo:
     """The project's time zone, else the default (QUORUM_TIMEZONE), else UTC."""
-    for name in (project.timezone, default_tz):
+    for name in (project.timezone if project else None, default_tz):
         if name:
             try:
                 return ZoneInfo(name)
@@ -74,7 +74,7 @@ def zone_of(project: Project, default_tz: str) -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
-def local_today(project: Project, default_tz: str, now: datetime | None = None) -> date:
+def local_today(project: Project | None, default_tz: str, now: datetime | None = None) -> date:
     return (now or utcnow()).astimezone(zone_of(project, default_tz)).date()
 
 

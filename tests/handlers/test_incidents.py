@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from bot.models import AuditEvent, Incident, IncidentEvent, OutboxMessage, Project, utcnow
+from bot.models import AuditEvent, Incident, IncidentEvent, OutboxMessage, Project, Risk, utcnow
 from bot.render import slack_unescape
 from support.fake_slack import Call, FakeSlack
 from support.quorum_server import QuorumServer
@@ -310,6 +310,27 @@ def test_log_a_decision_from_the_summary_is_prefilled(slack: SlackSender, quorum
     assert "From incident INC-1 (sev2)" in values["context"]
     assert "Summary: Rolled back to v11" in values["context"]
     assert json.loads(view["private_metadata"])["channel"] == CHANNEL
+
+
+def test_add_to_risk_register_from_the_summary(slack: SlackSender, quorum: QuorumServer,
+                                               fake_slack: FakeSlack) -> None:
+    slack.command("/incident", "declare sev2 Drift on churn-xgb")
+    slack.command("/incident", "resolve INC-1 Rolled back to v11")
+    summary = summary_of(fake_slack, "INC-1")
+    slack.click("incident_add_risk", buttons(summary.args)["incident_add_risk"])
+    view = fake_slack.wait_for("views.open")[0].args["view"]
+    values = {b["block_id"]: b["element"] for b in view["blocks"] if b.get("type") == "input"}
+    assert values["title"]["initial_value"] == "Recurrence of INC-1: Drift on churn-xgb"
+    assert "Summary: Rolled back to v11" in values["description"]["initial_value"]
+    assert values["owner"]["initial_user"] == "U0ALICE01"
+
+    answer = slack.submit(view, {"likelihood": "3", "impact": "4"})
+    assert answer.status_code == 200 and not answer.content.strip(b"{}")
+    with quorum.runtime.db.session() as session:
+        [risk] = session.scalars(select(Risk)).all()
+        assert (risk.title, risk.category, risk.score) == (
+            "Recurrence of INC-1: Drift on churn-xgb", "model", 12)
+        assert risk.project.channel_id == CHANNEL
 
 
 def test_list_shows_open_first_with_mtta_and_mttr(slack: SlackSender, quorum: QuorumServer,
