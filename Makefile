@@ -14,8 +14,12 @@ $(BIN)/quorum: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-## Set up and run Quorum on the embedded SQLite default.
+## Set up and run Quorum on the embedded SQLite default: the real app in your terminal.
 run: $(BIN)/quorum
+	$(BIN)/quorum shell
+
+## Set up and serve Slack over HTTP (needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET).
+serve: $(BIN)/quorum
 	$(BIN)/quorum serve
 
 ## Set up and run the whole test suite (SQLite and PostgreSQL, a real Alertmanager) and the linter.
