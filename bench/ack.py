@@ -83,7 +83,11 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        process.wait(15)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def load(url: str, concurrency: int, seconds: float) -> dict[str, Any]:

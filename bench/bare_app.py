@@ -10,6 +10,7 @@ import argparse
 
 import uvicorn
 from slack_bolt import App
+from slack_sdk import WebClient
 
 from bot.config import load_settings
 from bot.runtime import Runtime
@@ -21,7 +22,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     settings = load_settings()
-    app = App(token="xoxb-bare", signing_secret=settings.slack_signing_secret or "",
+    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    app = App(client=client, signing_secret=settings.slack_signing_secret or "",
               token_verification_enabled=False)
 
     @app.command("/decision")

@@ -8,18 +8,26 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import pytest
 
 from bot.database import Database
 from bot.services.decisions import DecisionDraft, log_decision, supersede
 from bot.services.projects import project_for_channel
+from support.cli import run_quorum
 
 
-def quorum(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("SLACK_", "QUORUM_", "DATABASE_URL"))}
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True,
-                          text=True, env={**environment, **env}, timeout=60,
-                          stdin=subprocess.DEVNULL)
+@pytest.fixture
+def quorum(monkeypatch: pytest.MonkeyPatch) -> Callable[..., SimpleNamespace]:
+    """`quorum ARGS` in this process; the result has returncode, stdout and stderr."""
+
+    def run(*args: str, **env: str) -> SimpleNamespace:
+        code, out, err = run_quorum(monkeypatch, *args, **env)
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run
 
 
 def seed(db: Database) -> None:
@@ -31,7 +39,7 @@ def seed(db: Database) -> None:
         supersede(session, first, "U0BOB0001", "Use LightGBM")
 
 
-def test_export_decisions_json(db: Database) -> None:
+def test_export_decisions_json(db: Database, quorum: Callable[..., SimpleNamespace]) -> None:
     seed(db)
     result = quorum("export", "decisions", "--format", "json", DATABASE_URL=db.url)
     assert result.returncode == 0, result.stderr
@@ -46,7 +54,7 @@ def test_export_decisions_json(db: Database) -> None:
     assert records[1]["supersedes"] == "D-1"
 
 
-def test_export_decisions_csv_and_md(db: Database) -> None:
+def test_export_decisions_csv_and_md(db: Database, quorum: Callable[..., SimpleNamespace]) -> None:
     seed(db)
     rows = list(csv.DictReader(io.StringIO(
         quorum("export", "decisions", "--format", "csv", DATABASE_URL=db.url).stdout)))
@@ -60,7 +68,7 @@ def test_export_decisions_csv_and_md(db: Database) -> None:
         assert heading in markdown
 
 
-def test_export_audit(db: Database) -> None:
+def test_export_audit(db: Database, quorum: Callable[..., SimpleNamespace]) -> None:
     seed(db)
     records = json.loads(quorum("export", "audit", "--format", "json", DATABASE_URL=db.url).stdout)
     assert [(r["ref"], r["action"]) for r in records] == [
@@ -79,7 +87,7 @@ def test_db_upgrade_creates_the_default_sqlite_file(tmp_path) -> None:  # type: 
     assert (tmp_path / "quorum.db").exists()
 
 
-def test_configuration_errors_are_one_line() -> None:
+def test_configuration_errors_are_one_line(quorum: Callable[..., SimpleNamespace]) -> None:
     cases = [
         (("serve",), {}, "SLACK_BOT_TOKEN: required to talk to Slack"),
         (("serve",), {"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET: required"),
@@ -93,3 +101,12 @@ def test_configuration_errors_are_one_line() -> None:
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1, result.stderr
         assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_real_process_prints_one_line_and_exits_2() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "QUORUM_"))}
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], capture_output=True,
+                            text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert result.stderr == "quorum: configuration error: SLACK_BOT_TOKEN: required to talk to " \
+                            "Slack\n"

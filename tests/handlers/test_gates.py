@@ -6,7 +6,6 @@ import io
 import json
 import threading
 from collections.abc import Callable
-from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +13,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot import cli
 from bot.export import export
 from bot.models import AuditEvent, Gate, GateSignoff, OutboxMessage, RoleAssignment
 from bot.render import slack_unescape
+from support.cli import run_quorum
 from support.fake_slack import Call, FakeSlack
 from support.quorum_server import QuorumServer
 from support.slack_requests import SlackSender
@@ -666,11 +665,8 @@ def passed_gate(slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack,
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, database_url: str, *argv: str) -> tuple[int, str]:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    out = io.StringIO()
-    with redirect_stdout(out):
-        code = cli.main(list(argv))
-    return code, out.getvalue()
+    code, out, _ = run_quorum(monkeypatch, *argv, DATABASE_URL=database_url)
+    return code, out
 
 
 def test_cli_gate_check_exit_codes(passed_gate: Gate, monkeypatch: pytest.MonkeyPatch,
