@@ -11,13 +11,13 @@ from sqlalchemy import and_, column, func, literal_column, or_, select, table, t
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.errors import Conflict, InvalidInput, NotFound
+from bot.errors import Conflict, InvalidInput
 from bot.models import Decision, DecisionStatus, Project
 from bot.render import renderer
 from bot.services.audit import record_event
 from bot.services.hypotheses import resolve_for_decision
-from bot.services.records import lock
-from bot.services.refs import next_number, parse_ref
+from bot.services.records import find_by_id, find_by_ref, lock
+from bot.services.refs import next_number
 
 TITLE_LIMIT = 150
 TEXT_LIMIT = 3000
@@ -191,20 +191,11 @@ def supersede(session: Session, old: Decision, actor: str, title: str,
 
 def get_decision(session: Session, team_id: str, ref: str) -> Decision:
     """The decision named by `ref` in the workspace, or a NotFound that says so."""
-    number = parse_ref(ref, Decision.ref_prefix, "decision")
-    decision = session.scalars(
-        select(Decision).where(Decision.team_id == team_id, Decision.number == number)
-    ).one_or_none()
-    if decision is None:
-        raise NotFound(f"There is no decision {Decision.ref_prefix}-{number} in this workspace.")
-    return decision
+    return find_by_ref(session, Decision, team_id, ref, "decision")
 
 
 def get_by_id(session: Session, decision_id: int) -> Decision:
-    decision = session.get(Decision, decision_id)
-    if decision is None:
-        raise NotFound("That decision no longer exists.")
-    return decision
+    return find_by_id(session, Decision, decision_id, "decision")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from bot.render import renderer
 from bot.scheduler import claim_once, sweep
 from bot.services import roles as role_service
 from bot.services.audit import record_event
-from bot.services.refs import next_number, parse_ref
+from bot.services.records import find_by_id, find_by_ref
+from bot.services.refs import next_number
 
 MILESTONE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
@@ -219,22 +220,14 @@ def _in_thread(session: Session, gate: Gate, template: str, **context: Any) -> N
 
 def get_gate(session: Session, project: Project, ref: str) -> Gate:
     """The gate named by `ref` in the channel's project, or a NotFound that says why."""
-    number = parse_ref(ref, Gate.ref_prefix, "gate")
-    gate = session.scalars(
-        select(Gate).where(Gate.team_id == project.team_id, Gate.number == number)
-    ).one_or_none()
-    if gate is None:
-        raise NotFound(f"There is no gate G-{number} in this workspace.")
+    gate = find_by_ref(session, Gate, project.team_id, ref, "gate")
     if gate.project_id != project.id:
         raise NotFound(f"{gate.ref} belongs to another channel's project; ask about it there.")
     return gate
 
 
 def get_by_id(session: Session, gate_id: int, team_id: str | None = None) -> Gate:
-    gate = session.get(Gate, gate_id)
-    if gate is None or (team_id is not None and gate.team_id != team_id):
-        raise NotFound("That gate no longer exists.")
-    return gate
+    return find_by_id(session, Gate, gate_id, "gate", team_id=team_id)
 
 
 def _lock(session: Session, gate_id: int) -> Gate | None:

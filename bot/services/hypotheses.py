@@ -19,8 +19,8 @@ from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Hypothesis, HypothesisStatus, Project, utcnow
 from bot.render import renderer
 from bot.services.audit import changed_fields, history, record_event
-from bot.services.records import lock
-from bot.services.refs import next_number, parse_ref
+from bot.services.records import find_by_id, find_by_ref, lock
+from bot.services.refs import next_number
 
 STATEMENT_LIMIT = 300
 TEXT_LIMIT = 3000
@@ -307,22 +307,12 @@ def _concluded_reason(hypothesis: Hypothesis, consequence: str) -> str:
 
 def get_hypothesis(session: Session, team_id: str, ref: str) -> Hypothesis:
     """The hypothesis named by `ref` in the workspace, or a NotFound that says so."""
-    number = parse_ref(ref, Hypothesis.ref_prefix, "hypothesis")
-    hypothesis = session.scalars(
-        select(Hypothesis).where(Hypothesis.team_id == team_id, Hypothesis.number == number)
-    ).one_or_none()
-    if hypothesis is None:
-        raise NotFound(f"There is no hypothesis {Hypothesis.ref_prefix}-{number} in this "
-                       f"workspace.")
-    return hypothesis
+    return find_by_ref(session, Hypothesis, team_id, ref, "hypothesis")
 
 
 def get_by_id(session: Session, hypothesis_id: int, team_id: str) -> Hypothesis:
     """The hypothesis behind a button or form; never one of another workspace."""
-    hypothesis = session.get(Hypothesis, hypothesis_id)
-    if hypothesis is None or hypothesis.team_id != team_id:
-        raise NotFound("That hypothesis no longer exists.")
-    return hypothesis
+    return find_by_id(session, Hypothesis, hypothesis_id, "hypothesis", team_id=team_id)
 
 
 def get_cited(session: Session, project: Project, ref: str) -> Hypothesis:

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.config import INCIDENT_SEVERITIES
-from bot.errors import Conflict, InvalidInput, NotFound
+from bot.errors import Conflict, InvalidInput
 from bot.models import Incident, IncidentEvent, IncidentStatus, Project, utcnow
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
 from bot.services.audit import record_event
-from bot.services.refs import next_number, parse_ref
+from bot.services.records import find_by_id, find_by_ref
+from bot.services.refs import next_number
 
 SEVERITIES = INCIDENT_SEVERITIES
 DEFAULT_SEVERITY = "sev3"
@@ -221,28 +222,12 @@ def decision_context(incident: Incident) -> str:
 # ---------------------------------------------------------------------------------- lookups
 
 def get_incident(session: Session, team_id: str, ref: str, *, lock: bool = False) -> Incident:
-    """The incident named by `ref` in the workspace, or a NotFound that says so."""
-    number = parse_ref(ref, Incident.ref_prefix, "incident")
-    query = select(Incident).where(Incident.team_id == team_id, Incident.number == number)
-    incident = session.scalars(_locked(query) if lock else query).unique().one_or_none()
-    if incident is None:
-        raise NotFound(f"There is no incident {Incident.ref_prefix}-{number} in this workspace.")
-    return incident
+    """The incident named by `ref` in the workspace; `lock` makes concurrent clicks queue up."""
+    return find_by_ref(session, Incident, team_id, ref, "incident", lock=lock)
 
 
 def get_by_id(session: Session, incident_id: int, *, lock: bool = False) -> Incident:
-    query = select(Incident).where(Incident.id == incident_id)
-    incident = session.scalars(_locked(query) if lock else query).unique().one_or_none()
-    if incident is None:
-        raise NotFound("That incident no longer exists.")
-    return incident
-
-
-def _locked(query: Any) -> Any:
-    # Two clicks of the same button wait for each other instead of both acting (PostgreSQL;
-    # SQLite writers are serialized by BEGIN IMMEDIATE). Only the incident row is locked: the
-    # project is outer-joined and PostgreSQL refuses to lock the nullable side of a join.
-    return query.with_for_update(of=Incident)
+    return find_by_id(session, Incident, incident_id, "incident", lock=lock)
 
 
 # ------------------------------------------------------------------------------- the lifecycle

@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from bot import outbox
 from bot.config import ConfigError, load_settings
-from bot.errors import Conflict, InvalidInput, NotFound
+from bot.errors import Conflict, InvalidInput
 from bot.models import JobClaim, Project, Risk, RiskAssessment, RiskStatus, utcnow
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
 from bot.services.audit import record_event
-from bot.services.refs import next_number, parse_ref
+from bot.services.records import find_by_id, find_by_ref
+from bot.services.refs import next_number
 
 TITLE_LIMIT = 150
 TEXT_LIMIT = 3000
@@ -362,20 +363,11 @@ def close_risk(session: Session, risk: Risk, actor: str, reason: str,
 
 def get_risk(session: Session, team_id: str, ref: str) -> Risk:
     """The risk named by `ref` in the workspace, or a NotFound that says so."""
-    number = parse_ref(ref, Risk.ref_prefix, "risk")
-    risk = session.scalars(
-        select(Risk).where(Risk.team_id == team_id, Risk.number == number)
-    ).one_or_none()
-    if risk is None:
-        raise NotFound(f"There is no risk {Risk.ref_prefix}-{number} in this workspace.")
-    return risk
+    return find_by_ref(session, Risk, team_id, ref, "risk")
 
 
 def get_by_id(session: Session, risk_id: int) -> Risk:
-    risk = session.get(Risk, risk_id)
-    if risk is None:
-        raise NotFound("That risk no longer exists.")
-    return risk
+    return find_by_id(session, Risk, risk_id, "risk")
 
 
 @dataclass(frozen=True)

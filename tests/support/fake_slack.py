@@ -295,7 +295,7 @@ class FakeSlack:
         self,
         method: str,
         count: int = 1,
-        timeout: float = 5.0,
+        timeout: float = 15.0,
         predicate: Callable[[Call], bool] | None = None,
     ) -> list[Call]:
         """Wait for at least ``count`` successful matching calls and return them all."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
     """Retry `check` until it returns a truthy value without raising; fail with its last error."""
     deadline = time.monotonic() + timeout
     while True:
