@@ -38,7 +38,9 @@ def create_db_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Short time-outs: Slack waits 3 seconds for an answer, and a polite "try again" beats none.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=5,
+                         connect_args={"connect_timeout": 2})
 
 
 class Database:

@@ -40,6 +40,24 @@ def test_bad_stale_and_missing_signatures_get_401(slack: SlackSender, quorum: Qu
     assert fresh.status_code == 200 and _decision_count(quorum) == 1
 
 
+def test_an_unreachable_database_gets_a_polite_reply_in_time(make_settings) -> None:  # type: ignore[no-untyped-def]
+    server = QuorumServer(make_settings(
+        DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")).start()
+    try:
+        sender = SlackSender(server.url, "http://127.0.0.1:9/unused")
+        started = time.monotonic()
+        response = sender.command("/decision", "Logged during an outage")
+        assert time.monotonic() - started < 3
+        assert response.status_code == 200
+        assert "cannot reach its database" in response.json()["text"]
+        assert response.json()["response_type"] == "ephemeral"
+        health = httpx.get(f"{server.url}/healthz")
+        assert health.status_code == 503
+        sender.close()
+    finally:
+        server.stop()
+
+
 def test_url_verification_challenge(slack: SlackSender) -> None:
     body = json.dumps({"token": "x", "challenge": "abc123", "type": "url_verification"})
     response = slack.post(body, "application/json")
