@@ -159,11 +159,12 @@ def register(app: App, runtime: Runtime) -> None:
                       respond: Respond) -> None:
         ack()
         gate_id, _, role = str(action["value"]).partition(":")
-        with refusals_on_home(db, body):
-            reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role)
-            if from_home(body):  # the Home's buttons name the role; it says what was signed
+        if from_home(body):  # the Home's buttons name the role; the Home says what was signed
+            with refusals_on_home(db, body):
+                reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role)
                 notify_home(db, body, f"{reply['text']} as `{role}`.")
-                return
+            return
+        reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role)
         respond(response_type="ephemeral", replace_original=True, **reply)
 
     @app.action("gate_request_changes")
