@@ -512,3 +512,18 @@ class SlackMessage(Base):
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HomeTab(Base):
+    """A person who has opened Quorum's App Home, and the project they filter it to.
+
+    Only people with a row get their Home re-published after changes (the others see a fresh
+    one when they first open it); `project_id` None shows every project of theirs.
+    """
+
+    __tablename__ = "home_tabs"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,6 +19,9 @@ WAKE_FLAG = "outbox_queued"
 JOINED_FLAG = "_joined"  # it already joined the channel once for this call
 MAYBE_SENT_FLAG = "_maybe_sent"  # an attempt got no answer: Slack may have acted on it
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+# Calls that replace the whole state of their target: of several pending calls of one of these
+# methods under one key, only the latest is worth sending (a burst of edits sends once).
+COALESCED = ("chat.update", "views.publish")
 
 
 def enqueue(
@@ -47,6 +50,14 @@ def post_message(
         payload["thread_key"] = thread_key
         key = thread_key
     return enqueue(session, team_id, "chat.postMessage", payload, key)
+
+
+def publish_view(
+    session: Session, team_id: str, user_id: str, view: dict[str, Any], key: str
+) -> OutboxMessage:
+    """Queue a `views.publish` of `user_id`'s App Home; of several pending under `key`, only the
+    latest is sent."""
+    return enqueue(session, team_id, "views.publish", {"user_id": user_id, "view": view}, key)
 
 
 def update_message(
@@ -113,16 +124,17 @@ def claim(
 
 
 def _drop_stale_updates(session: Session) -> None:
-    """A pending `chat.update` with a newer pending update of the same message is never sent."""
+    """A pending `chat.update` (or `views.publish`) with a newer pending call of the same method
+    under the same key is never sent: the newer one carries the whole latest state."""
     newer = aliased(OutboxMessage)
     session.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.method == "chat.update",
+            OutboxMessage.method.in_(COALESCED),
             OutboxMessage.status == OutboxStatus.PENDING,
             exists().where(
                 newer.message_key == OutboxMessage.message_key,
-                newer.method == "chat.update",
+                newer.method == OutboxMessage.method,
                 newer.status == OutboxStatus.PENDING,
                 newer.id > OutboxMessage.id,
             ),

@@ -28,6 +28,7 @@ from handlers.common import (
     user_id_of,
     write_metadata,
 )
+from handlers.home import from_home, notify_home, refusals_on_home
 
 COMMAND = Command("/gate", "milestone gates with role sign-offs", [
     Subcommand("request <milestone:word> [for <model:word> v<version:word>] [roles <roles:list>]",
@@ -158,6 +159,11 @@ def register(app: App, runtime: Runtime) -> None:
                       respond: Respond) -> None:
         ack()
         gate_id, _, role = str(action["value"]).partition(":")
+        if from_home(body):  # the Home's buttons name the role; the Home says what was signed
+            with refusals_on_home(db, body):
+                reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role)
+                notify_home(db, body, f"{reply['text']} as `{role}`.")
+            return
         reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role)
         respond(response_type="ephemeral", replace_original=True, **reply)
 
@@ -168,13 +174,15 @@ def register(app: App, runtime: Runtime) -> None:
         # `respond` is for @guarded: a refusal goes back as an ephemeral through response_url.
         ack()
         team, user = team_id_of(body), user_id_of(body)
-        with db.session() as session:
-            gate = service.get_by_id(session, int(action["value"]), team)
-            waiting = service.signable_roles(session, gate, user, SignoffDecision.CHANGES)
-            metadata = write_metadata(gate_id=gate.id,
-                                      role=waiting[0] if len(waiting) == 1 else None)
-            view = renderer.view("gate/changes_modal", g=gate, roles=waiting, metadata=metadata)
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+        with refusals_on_home(db, body):
+            with db.session() as session:
+                gate = service.get_by_id(session, int(action["value"]), team)
+                waiting = service.signable_roles(session, gate, user, SignoffDecision.CHANGES)
+                metadata = write_metadata(gate_id=gate.id,
+                                          role=waiting[0] if len(waiting) == 1 else None)
+                view = renderer.view("gate/changes_modal", g=gate, roles=waiting,
+                                     metadata=metadata)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.view("gate_changes_modal")
     @guarded

@@ -25,6 +25,7 @@ from handlers.common import (
     user_id_of,
     write_metadata,
 )
+from handlers.home import refusals_on_home
 
 COMMAND = Command("/risk", "risk register", [
     Subcommand("<title:text>", "log a risk now, scored 3x3 until you re-assess it"),
@@ -171,11 +172,12 @@ def register(app: App, runtime: Runtime) -> None:
 
     def _open(body: dict[str, Any], action: dict[str, Any], client: WebClient,
               build: Any) -> None:
-        with db.session() as session:
-            risk = service.get_by_id(session, int(action["value"]))
-            service.ensure_not_closed(risk, "changed")
-            view = build(risk)
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+        with refusals_on_home(db, body):  # the Home's Re-assess button comes here too
+            with db.session() as session:
+                risk = service.get_by_id(session, int(action["value"]))
+                service.ensure_not_closed(risk, "changed")
+                view = build(risk)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action("risk_reassess")
     @guarded

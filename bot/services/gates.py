@@ -24,6 +24,7 @@ from bot.errors import Conflict, Forbidden, InvalidInput, NotFound
 from bot.models import Gate, GateSignoff, GateStatus, Project, SignoffDecision, utcnow
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
+from bot.services import home
 from bot.services import roles as role_service
 from bot.services.audit import record_event
 from bot.services.records import find_by_id, find_by_ref
@@ -347,6 +348,7 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
                      project_id=project.id, before=before, after=_snapshot(old))
         _refresh_card(session, old)
         _in_thread(session, old, "gate/superseded", new=gate)
+    home.queue_home_refresh(session, project.team_id, waiting_signers(session, gate))
     only_requester = [] if project.allow_self_approval else [
         role for role in required if holders.get(role) == [actor]]
     return Requested(gate, earlier, only_requester)
@@ -452,6 +454,7 @@ def sign(session: Session, gate_id: int, team_id: str, actor: str, decision: str
         outbox.post_message(session, gate.team_id, gate.project.channel_id, announcement,
                             thread_key=card_key(gate))
         outbox.post_message(session, gate.team_id, gate.project.channel_id, announcement)
+    home.queue_home_refresh(session, gate.team_id, [actor, *role_holders(session, gate)])
     return Signed(gate, signoff, passed)
 
 
@@ -471,6 +474,12 @@ def waiting_signers(session: Session, gate: Gate) -> dict[str, list[str]]:
                 continue
             people.setdefault(user_id, []).append(role)
     return people
+
+
+def role_holders(session: Session, gate: Gate) -> set[str]:
+    """Everyone holding one of the gate's required roles: whose Home lists it while it is open."""
+    holders = role_service.holders(session, gate.project)
+    return {user for role in gate.required_roles for user in holders.get(role, [])}
 
 
 @sweep("gate_reminders")
@@ -517,6 +526,7 @@ def expire_overdue_gates(session: Session, now: datetime) -> None:
         _refresh_card(session, gate)
         _in_thread(session, gate, "gate/expired",
                    waiting=[s.role for s in role_states(gate) if s.state == "waiting"])
+        home.queue_home_refresh(session, gate.team_id, role_holders(session, gate))
 
 
 # ---------------------------------------------------------------------------- the CI check

@@ -24,6 +24,7 @@ from bot.errors import Conflict, InvalidInput
 from bot.models import Incident, IncidentEvent, IncidentStatus, Project, utcnow
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
+from bot.services import home
 from bot.services.audit import record_event
 from bot.services.records import find_by_id, find_by_ref
 from bot.services.refs import next_number
@@ -254,6 +255,8 @@ def _refresh_cards(session: Session, incident: Incident) -> None:
     if incident.channel_id:
         outbox.update_message(session, incident.team_id, room_card_key(incident),
                               render_card(incident))
+    # The commander's Home lists the incident first while it is active (and drops it at the end).
+    home.queue_home_refresh(session, incident.team_id, [incident.commander])
 
 
 def audit(session: Session, incident: Incident, actor: str, action: str,
@@ -311,6 +314,7 @@ def declare(session: Session, project: Project | None, actor: str, draft: Incide
     if project is not None:
         outbox.post_message(session, team, project.channel_id, render_card(incident),
                             key=card_key(incident))
+    home.queue_home_refresh(session, team, [incident.commander])
     return incident
 
 

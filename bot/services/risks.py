@@ -19,6 +19,7 @@ from bot.errors import Conflict, InvalidInput
 from bot.models import JobClaim, Project, Risk, RiskAssessment, RiskStatus, utcnow
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
+from bot.services import home
 from bot.services.audit import record_event
 from bot.services.records import find_by_id, find_by_ref
 from bot.services.refs import next_number
@@ -269,6 +270,7 @@ def log_risk(session: Session, project: Project, actor: str, draft: RiskDraft, *
     outbox.post_message(session, project.team_id, project.channel_id, render_card(risk),
                         key=card_key(risk))
     _announce_if_critical(session, risk, actor, None)
+    home.queue_home_refresh(session, risk.team_id, [risk.owner])
     return risk
 
 
@@ -291,6 +293,7 @@ def edit_risk(session: Session, risk: Risk, actor: str, draft: RiskDraft, *,
     risk.title = draft.title
     risk.description = draft.description
     risk.category = draft.category
+    owners = [risk.owner, draft.owner]  # a new owner gains it, the old one loses it
     risk.owner = draft.owner
     risk.treatment = draft.treatment
     risk.mitigation = draft.mitigation
@@ -304,6 +307,7 @@ def edit_risk(session: Session, risk: Risk, actor: str, draft: RiskDraft, *,
     record_event(session, actor=actor, action="risk.edited", entity=risk,
                  project_id=risk.project_id, before=before, after=after)
     outbox.update_message(session, risk.team_id, card_key(risk), render_card(risk))
+    home.queue_home_refresh(session, risk.team_id, owners)
     return risk
 
 
@@ -335,6 +339,7 @@ def reassess(session: Session, risk: Risk, actor: str, likelihood: Any, impact: 
                                          note=note),
                         thread_key=card_key(risk))
     _announce_if_critical(session, risk, actor, previous_band)
+    home.queue_home_refresh(session, risk.team_id, [risk.owner])
     return risk
 
 
@@ -358,6 +363,7 @@ def close_risk(session: Session, risk: Risk, actor: str, reason: str,
     outbox.post_message(session, risk.team_id, risk.project.channel_id,
                         renderer.message("risk/closed", r=risk, actor=actor),
                         thread_key=card_key(risk))
+    home.queue_home_refresh(session, risk.team_id, [risk.owner])
     return risk
 
 

@@ -266,3 +266,30 @@ def test_the_worker_thread_wakes_on_commit(db: Database, fake_slack: FakeSlack,
         fake_slack.wait_for("chat.postMessage", timeout=3)
     finally:
         worker.stop()
+
+
+def test_only_the_latest_pending_publish_of_a_home_is_sent(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    def home(text: str) -> dict:
+        return {"type": "home", **message(text)}
+
+    with db.session() as session:
+        for n in range(4):
+            outbox.publish_view(session, TEAM, "U0BOB0001", home(f"bob {n}"), key="home:T1:bob")
+        outbox.publish_view(session, TEAM, "U0CAROL01", home("carol"), key="home:T1:carol")
+    with db.session() as session:  # a later transaction's publish supersedes the earlier ones
+        outbox.publish_view(session, TEAM, "U0BOB0001", home("bob last"), key="home:T1:bob")
+    drain(worker, db)
+    published = [(c.args["user_id"], c.args["view"]["blocks"][0]["text"]["text"])
+                 for c in fake_slack.calls_to("views.publish")]
+    assert sorted(published) == [("U0BOB0001", "bob last"), ("U0CAROL01", "carol")]
+    assert [r.status for r in rows(db)].count(OutboxStatus.SUPERSEDED) == 4
+    # A chat.update under another key is not affected by publishes, nor the other way round.
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("card"), key="card:9")
+        outbox.publish_view(session, TEAM, "U0BOB0001", home("again"), key="home:T1:bob")
+        outbox.update_message(session, TEAM, "card:9", message("card v2"))
+    drain(worker, db)
+    assert fake_slack.calls_to("views.publish")[-1].args["view"]["blocks"][0]["text"]["text"] \
+        == "again"
+    assert len(fake_slack.calls_to("chat.update")) == 1

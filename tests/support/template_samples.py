@@ -16,6 +16,7 @@ from bot.models import AuditEvent, Decision, Incident, IncidentEvent, Project
 from bot.services.decisions import Page
 from bot.services.incidents import SEVERITIES, Overview
 from support.gate_samples import GATE_SAMPLES
+from support.home_samples import HOME_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
 from support.risk_samples import RISK_SAMPLES
 
@@ -195,3 +196,4 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
 SAMPLES.update(RISK_SAMPLES)
 SAMPLES.update(HYPOTHESIS_SAMPLES)
 SAMPLES.update(GATE_SAMPLES)
+SAMPLES.update(HOME_SAMPLES)

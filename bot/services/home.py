@@ -1,0 +1,275 @@
+"""The App Home: each person's dashboard of what waits for them, and keeping it current.
+
+`build_home` reads the registers into plain sections (a total and the few most relevant items
+each); `publish_home` renders `templates/home/home.json.j2` and queues a `views.publish` through
+the outbox under one key per person, so that a burst of changes publishes once (the outbox drops
+superseded pending publishes). Services call `queue_home_refresh` after changes that affect
+people. No Slack imports here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import and_, case, func, or_, select, union
+from sqlalchemy.orm import Session, selectinload
+
+from bot import outbox
+from bot.errors import NotFound
+from bot.models import (
+    Decision,
+    Gate,
+    GateStatus,
+    HomeTab,
+    Hypothesis,
+    HypothesisStatus,
+    Incident,
+    IncidentStatus,
+    Project,
+    Risk,
+    RiskStatus,
+    RoleAssignment,
+    utcnow,
+)
+from bot.render import renderer
+
+T = TypeVar("T")
+
+# Items shown per section; the rest are counted with the command that lists them. A Home has
+# at most 100 blocks: a gate takes two (its line and its buttons), other items one each.
+WAITING_SHOWN = 6
+ITEMS_SHOWN = 6
+RECENT_DECISION_DAYS = 30
+# A static select holds at most 100 options; one is "All projects".
+PROJECT_CHOICES = 99
+OPEN_RISK_STATUSES = (RiskStatus.OPEN, RiskStatus.MITIGATING, RiskStatus.MONITORING,
+                      RiskStatus.ACCEPTED)
+ACTIVE_HYPOTHESES = (HypothesisStatus.PROPOSED, HypothesisStatus.RUNNING)
+ALL_PROJECTS = "all"
+
+
+@dataclass(frozen=True)
+class Section(Generic[T]):
+    """One part of the Home: the items to show and how many there are in all."""
+
+    items: list[T] = field(default_factory=list)
+    total: int = 0
+
+    @property
+    def more(self) -> int:
+        return max(0, self.total - len(self.items))
+
+
+@dataclass(frozen=True)
+class WaitingSignoff:
+    """A gate the person can sign, and the roles they can sign it as."""
+
+    gate: Gate
+    roles: list[str]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A one-line note at the top of the Home: what a click did, or why it did nothing."""
+
+    text: str
+    ok: bool = False
+
+
+@dataclass(frozen=True)
+class Home:
+    team_id: str
+    user_id: str
+    today: date
+    projects: list[Project]
+    project: Project | None  # the project filter; None shows them all
+    waiting: Section[WaitingSignoff]
+    risks: Section[Risk]
+    overdue_risks: int
+    hypotheses: Section[Hypothesis]
+    incidents: Section[Incident]
+    decisions: Section[Decision]
+    rituals: Section[Any]
+
+
+def home_key(team_id: str, user_id: str) -> str:
+    return f"home:{team_id}:{user_id}"
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def user_projects(session: Session, team_id: str, user_id: str) -> list[Project]:
+    """The projects a person takes part in: a role there, or a risk, hypothesis, incident or
+    decision of theirs."""
+    ids = union(
+        select(RoleAssignment.project_id).where(RoleAssignment.user_id == user_id),
+        select(Risk.project_id).where(Risk.team_id == team_id, Risk.owner == user_id),
+        select(Hypothesis.project_id).where(
+            Hypothesis.team_id == team_id,
+            or_(Hypothesis.owner == user_id, Hypothesis.created_by == user_id)),
+        select(Incident.project_id).where(Incident.team_id == team_id,
+                                          Incident.commander == user_id),
+        select(Decision.project_id).where(Decision.team_id == team_id,
+                                          Decision.created_by == user_id),
+    ).subquery()
+    return list(session.scalars(
+        select(Project).where(Project.team_id == team_id, Project.id.in_(select(ids.c[0])))
+        .order_by(Project.name, Project.id)
+    ))
+
+
+def waiting_signoffs(session: Session, team_id: str, user_id: str, project_ids: list[int],
+                     now: datetime) -> Section[WaitingSignoff]:
+    """Open gates the person can sign for a role they hold, the soonest due first."""
+    held: dict[int, set[str]] = {}
+    for project_id, role in session.execute(
+            select(RoleAssignment.project_id, RoleAssignment.role)
+            .where(RoleAssignment.user_id == user_id,
+                   RoleAssignment.project_id.in_(project_ids))):
+        held.setdefault(project_id, set()).add(role)
+    if not held:
+        return Section()
+    gates = session.scalars(
+        select(Gate).options(selectinload(Gate.signoffs))
+        .where(Gate.team_id == team_id, Gate.status == GateStatus.OPEN,
+               Gate.project_id.in_(list(held)),
+               or_(Gate.expires_at.is_(None), Gate.expires_at > now))
+        .order_by(Gate.due_date.is_(None), Gate.due_date, Gate.created_at, Gate.id)
+    ).all()
+    waiting = []
+    for gate in gates:
+        if gate.requested_by == user_id and not gate.project.allow_self_approval:
+            continue  # they cannot approve their own gate (see gates.signable_roles)
+        signed = {signoff.role for signoff in gate.signoffs}
+        roles = [role for role in gate.required_roles
+                 if role in held[gate.project_id] and role not in signed]
+        if roles:
+            waiting.append(WaitingSignoff(gate, roles))
+    return Section(waiting[:WAITING_SHOWN], len(waiting))
+
+
+def _section(session: Session, query: Any, order: Iterable[Any],
+             shown: int = ITEMS_SHOWN) -> Section[Any]:
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(*order).limit(shown)).all() if total else []
+    return Section(list(items), total)
+
+
+def build_home(session: Session, team_id: str, user_id: str,
+               now: datetime | None = None) -> Home:
+    """Everything the person's Home shows, within the project filter they chose."""
+    now = now or utcnow()
+    today = now.date()
+    projects = user_projects(session, team_id, user_id)
+    tab = session.get(HomeTab, (team_id, user_id))
+    chosen = next((p for p in projects if tab and p.id == tab.project_id), None)
+    ids = [chosen.id] if chosen else [p.id for p in projects]
+
+    risks = select(Risk).where(Risk.team_id == team_id, Risk.owner == user_id,
+                               Risk.status.in_(OPEN_RISK_STATUSES))
+    hypotheses = select(Hypothesis).where(
+        Hypothesis.team_id == team_id, Hypothesis.status.in_(ACTIVE_HYPOTHESES),
+        or_(Hypothesis.owner == user_id,
+            and_(Hypothesis.owner.is_(None), Hypothesis.created_by == user_id)))
+    mine = Incident.commander == user_id
+    incidents = select(Incident).where(Incident.team_id == team_id,
+                                       Incident.status != IncidentStatus.RESOLVED)
+    if chosen:
+        risks = risks.where(Risk.project_id == chosen.id)
+        hypotheses = hypotheses.where(Hypothesis.project_id == chosen.id)
+        incidents = incidents.where(Incident.project_id == chosen.id)
+    else:
+        incidents = incidents.where(or_(mine, Incident.project_id.in_(ids)))
+    decisions = select(Decision).where(
+        Decision.project_id.in_(ids),
+        Decision.created_at >= now - timedelta(days=RECENT_DECISION_DAYS))
+    overdue = Risk.next_review < today
+    return Home(
+        team_id=team_id,
+        user_id=user_id,
+        today=today,
+        projects=projects,
+        project=chosen,
+        waiting=waiting_signoffs(session, team_id, user_id, ids, now),
+        risks=_section(session, risks, (case((overdue, 0), else_=1), Risk.next_review,
+                                        Risk.score.desc(), Risk.number)),
+        overdue_risks=session.scalar(select(func.count()).select_from(
+            risks.where(overdue).subquery())) or 0,
+        hypotheses=_section(session, hypotheses, (
+            case((Hypothesis.status == HypothesisStatus.RUNNING, 0), else_=1),
+            Hypothesis.created_at.desc(), Hypothesis.number.desc())),
+        incidents=_section(session, incidents, (case((mine, 0), else_=1), Incident.severity,
+                                                Incident.started_at.desc(),
+                                                Incident.number.desc())),
+        decisions=_section(session, decisions, (Decision.created_at.desc(),
+                                                Decision.number.desc())),
+        rituals=next_rituals(session, team_id, user_id, ids, now),
+    )
+
+
+def next_rituals(session: Session, team_id: str, user_id: str, project_ids: list[int],
+                 now: datetime) -> Section[Any]:
+    """The next rituals in the person's projects: the hook the rituals feature fills in.
+
+    Until it does, there are none, and the Home shows no rituals section at all.
+    """
+    return Section()
+
+
+# ---------------------------------------------------------------------------- publishing
+
+
+def render_home(home: Home, notice: Notice | None = None) -> dict[str, Any]:
+    return renderer.view("home/home", home=home, notice=notice,
+                         choices=home.projects[:PROJECT_CHOICES], all_projects=ALL_PROJECTS)
+
+
+def publish_home(session: Session, team_id: str, user_id: str,
+                 notice: Notice | None = None) -> None:
+    """Queue the person's Home as it is now; the latest queued publish is the one sent."""
+    view = render_home(build_home(session, team_id, user_id), notice)
+    outbox.publish_view(session, team_id, user_id, view, key=home_key(team_id, user_id))
+
+
+def home_opened(session: Session, team_id: str, user_id: str,
+                now: datetime | None = None) -> None:
+    """The person opened the Home tab: remember them (for later refreshes) and publish it."""
+    tab = session.get(HomeTab, (team_id, user_id))
+    if tab is None:
+        session.add(HomeTab(team_id=team_id, user_id=user_id, opened_at=now or utcnow()))
+        session.flush()
+    else:
+        tab.opened_at = now or utcnow()
+    publish_home(session, team_id, user_id)
+
+
+def choose_project(session: Session, team_id: str, user_id: str, value: str) -> None:
+    """The project filter at the top: one of the person's projects, or all of them."""
+    projects = {str(p.id): p for p in user_projects(session, team_id, user_id)}
+    if value != ALL_PROJECTS and value not in projects:
+        raise NotFound("That project is not one of yours any more; showing all your projects.")
+    tab = session.get(HomeTab, (team_id, user_id))
+    if tab is None:
+        tab = HomeTab(team_id=team_id, user_id=user_id, opened_at=utcnow())
+        session.add(tab)
+    tab.project_id = projects[value].id if value != ALL_PROJECTS else None
+    session.flush()
+    publish_home(session, team_id, user_id)
+
+
+def queue_home_refresh(session: Session, team_id: str, user_ids: Iterable[str | None]) -> None:
+    """Re-publish the Home of each of these people who has opened it, as it is after the change
+    being made in `session` (queued in the same transaction, coalesced per person)."""
+    wanted = sorted({user for user in user_ids if user})
+    if not wanted:
+        return
+    session.flush()
+    opened = session.scalars(
+        select(HomeTab.user_id).where(HomeTab.team_id == team_id, HomeTab.user_id.in_(wanted))
+    ).all()
+    for user_id in sorted(opened):
+        publish_home(session, team_id, user_id)
