@@ -22,10 +22,12 @@ run: $(BIN)/quorum
 serve: $(BIN)/quorum
 	$(BIN)/quorum serve
 
-## Set up and run the whole test suite (SQLite and PostgreSQL, a real Alertmanager) and the linter.
+## Set up and run the whole test suite (SQLite and PostgreSQL, a real Alertmanager and MLflow)
+## and the linter.
 test: $(BIN)/quorum
 	@if [ -n "$(TEST_DATABASE_URL)" ]; then $(BIN)/python scripts/ensure_postgres.py; fi
 	@bash scripts/ensure_alertmanager.sh
+	@bash scripts/ensure_mlflow.sh
 	$(BIN)/python -m pytest
 	$(BIN)/ruff check .
 

@@ -68,6 +68,19 @@ def _parser() -> argparse.ArgumentParser:
     incident.add_argument("--version", dest="model_version", help="the affected model version")
     incident.add_argument("--description", default="", help="what is known so far")
     incident.add_argument("--commander", help="Slack user id of the incident commander")
+    # Checked by the service rather than argparse, so that bad input is one line and exit 1.
+    promotion = what.add_parser("promotion", help="announce a model version's promotion, "
+                                "with its gate record")
+    promotion.add_argument("--model", help="the registered model's name (required)")
+    promotion.add_argument("--version", help="the promoted version, e.g. 3 or v3 (required)")
+    promotion.add_argument("--to", help="the alias or stage it now holds, e.g. production "
+                           "(required)")
+    promotion.add_argument("--from", dest="from_", help="the alias or stage it leaves")
+    promotion.add_argument("--url", help="a link: the pipeline run, the model page")
+    promotion.add_argument("--note", help="a short note for the channel")
+    promotion.add_argument("--actor", help="who promoted it (a Slack user id or a name)")
+    promotion.add_argument("--channel", help="the project: its channel id or name (default: the "
+                           "model's binding, then QUORUM_DEFAULT_CHANNEL)")
 
     export = commands.add_parser("export", help="write a register to standard output")
     from bot.export import FORMATS, REGISTERS
@@ -234,6 +247,8 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _announce(settings: Settings, args: argparse.Namespace) -> int:
+    if args.announce_kind == "promotion":
+        return _announce_promotion(settings, args)
     from bot.errors import QuorumError
     from bot.services import incidents
     from bot.services.routing import route
@@ -262,6 +277,44 @@ def _announce(settings: Settings, args: argparse.Namespace) -> int:
         print(f"quorum: {ref} is stored but unrouted: give --channel or set "
               f"QUORUM_DEFAULT_CHANNEL", file=sys.stderr)
     return 0
+
+
+def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.errors import QuorumError
+    from bot.services import promotions
+
+    draft = promotions.PromotionDraft(
+        model=args.model, version=args.version, to=args.to, from_=args.from_, url=args.url,
+        note=args.note, actor=args.actor, channel=args.channel)
+    try:
+        draft.validated()  # before the database is even opened
+    except QuorumError as exc:
+        print(f"quorum: {_option(exc)}{exc.message}", file=sys.stderr)
+        return 1
+    runtime = Runtime.from_settings(settings)
+    _upgrade_or_exit(runtime)
+    try:
+        with runtime.db.session() as session:
+            outcome = promotions.record_promotion(
+                session, draft, source="cli", created_by=promotions.CLI,
+                default_channel=settings.default_channel)
+            assert outcome.promotion is not None
+            ref = outcome.promotion.ref
+    except QuorumError as exc:
+        print(f"quorum: {_option(exc)}{exc.message}", file=sys.stderr)
+        return 1
+    # The running `quorum serve` delivers the announcement from the outbox.
+    print(ref)
+    if not outcome.routed:
+        print(f"quorum: {ref} is stored but unrouted: bind the model with `/quorum model add "
+              f"{draft.model}`, give --channel or set QUORUM_DEFAULT_CHANNEL", file=sys.stderr)
+    return 0
+
+
+def _option(exc: Exception) -> str:
+    """`--model: ` for an error about the model field."""
+    field = getattr(exc, "field", None)
+    return f"--{field}: " if field else ""
 
 
 COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "manifest": _manifest,

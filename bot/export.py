@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from bot.models import AuditEvent, Decision, Gate, Hypothesis, Incident, Project
+from bot.models import AuditEvent, Decision, Gate, Hypothesis, Incident, Project, Promotion
 from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import as_record as decision_record
@@ -18,6 +18,7 @@ from bot.services.gates import as_record as gate_record
 from bot.services.hypotheses import as_record as hypothesis_record
 from bot.services.hypotheses import history_records as hypothesis_history
 from bot.services.incidents import as_record as incident_record
+from bot.services.promotions import as_record as promotion_record
 from bot.services.risks import export_records as risk_records
 
 FORMATS = ("json", "csv", "md")
@@ -48,6 +49,12 @@ def _incidents(session: Session) -> Iterator[dict[str, Any]]:
         yield incident_record(incident)
 
 
+def _promotions(session: Session) -> Iterator[dict[str, Any]]:
+    query = select(Promotion).order_by(Promotion.team_id, Promotion.number)
+    for promotion in session.scalars(query).unique():
+        yield promotion_record(promotion)
+
+
 def _audit(session: Session) -> Iterator[dict[str, Any]]:
     projects = {p.id: p.name for p in session.scalars(select(Project))}
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)
@@ -74,6 +81,7 @@ REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] 
     "hypotheses": (_hypotheses, "hypothesis/log.md.j2"),
     "gates": (_gates, "gate/export.md.j2"),
     "incidents": (_incidents, "incident/postmortem.md.j2"),
+    "promotions": (_promotions, "promotion/export.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 

@@ -30,7 +30,7 @@ from bot.delivery import OutboxWorker
 from bot.errors import InvalidInput, QuorumError
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
-from bot.services import alertmanager
+from bot.services import alertmanager, promotions
 from bot.services.gates import check
 
 log = logging.getLogger("quorum.web")
@@ -131,6 +131,86 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         # 202: stored, but no channel to announce it in (no project and no default channel).
         return JSONResponse(result, status_code=200 if result["routed"] else 202)
 
+    def _store_failed(what: str, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError):
+            log.exception("%s not stored: database error", what)
+            return _refusal(503, "database_unavailable", "Quorum cannot reach its database; "
+                            "nothing was stored. Send it again later.")
+        log.exception("%s failed", what)
+        return _refusal(500, "internal_error", "Something went wrong on our side; nothing "
+                        "was stored.")
+
+    async def mlflow_hook(request: Request) -> Response:
+        """MLflow's registry webhooks: an alias set on a version is a promotion."""
+        secret = runtime.settings.mlflow_webhook_secret
+        if not secret:
+            return _refusal(503, "webhooks_disabled", "MLFLOW_WEBHOOK_SECRET is not set, so "
+                            "Quorum refuses every MLflow webhook.")
+        body = await request.body()  # the raw bytes: the signature covers exactly these
+        delivery_id = request.headers.get("x-mlflow-delivery-id", "").strip()
+        reason = promotions.verify_mlflow_signature(
+            secret, delivery_id, request.headers.get("x-mlflow-timestamp", "").strip(), body,
+            request.headers.get("x-mlflow-signature", "").strip(), time.time())
+        if reason is not None:
+            return _refusal(401, "invalid_signature", reason)
+        if len(delivery_id) > promotions.DELIVERY_ID_LIMIT:
+            return _refusal(400, "invalid_payload", "X-MLflow-Delivery-Id is too long.",
+                            field="X-MLflow-Delivery-Id")
+        data = await read_json_object(request)
+        if isinstance(data, JSONResponse):
+            return data
+        try:
+            promotions.mlflow_draft(data)  # validate before touching the database
+        except InvalidInput as exc:
+            return _refusal(400, "invalid_payload", exc.message, field=exc.field)
+        settings = runtime.settings
+
+        def apply() -> dict[str, object]:
+            with runtime.db.session() as session:
+                return promotions.receive_mlflow(
+                    session, data, delivery_id,
+                    default_channel=settings.default_channel).as_json()
+
+        try:
+            result = await run_in_threadpool(apply)
+        except InvalidInput as exc:
+            return _refusal(400, "invalid_payload", exc.message, field=exc.field)
+        except Exception as exc:
+            # A 5xx makes MLflow deliver it again, with the same delivery id.
+            return _store_failed("MLflow webhook", exc)
+        fresh_unrouted = result["created"] and not result["routed"]
+        return JSONResponse(result, status_code=202 if fresh_unrouted else 200)
+
+    async def promotion_hook(request: Request) -> Response:
+        """A deployment pipeline says a model version was promoted."""
+        refusal = bearer_refusal(runtime, request)
+        if refusal is not None:
+            return refusal
+        data = await read_json_object(request)
+        if isinstance(data, JSONResponse):
+            return data
+        draft = promotions.PromotionDraft.from_json(data)
+        try:
+            draft.validated()
+        except InvalidInput as exc:
+            return _refusal(400, "invalid_payload", exc.message, field=exc.field)
+        settings = runtime.settings
+
+        def apply() -> dict[str, object]:
+            with runtime.db.session() as session:
+                return promotions.record_promotion(
+                    session, draft, source="webhook", created_by=promotions.WEBHOOK,
+                    default_channel=settings.default_channel).as_json()
+
+        try:
+            result = await run_in_threadpool(apply)
+        except InvalidInput as exc:
+            return _refusal(400, "invalid_payload", exc.message, field=exc.field)
+        except Exception as exc:
+            return _store_failed("Promotion", exc)
+        # 202: stored, but no channel to announce it in (no binding and no default channel).
+        return JSONResponse(result, status_code=201 if result["routed"] else 202)
+
     async def healthz(_: Request) -> Response:
         healthy = await run_in_threadpool(runtime.db.ping)
         return JSONResponse({"ok": healthy, "database": "up" if healthy else "down"},
@@ -187,6 +267,9 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         routes=[
             Route("/slack/events", _measured("/slack/events", slack_events), methods=["POST"]),
             Route("/hooks/alertmanager", _measured("/hooks/alertmanager", alertmanager_hook),
+                  methods=["POST"]),
+            Route("/hooks/mlflow", _measured("/hooks/mlflow", mlflow_hook), methods=["POST"]),
+            Route("/hooks/promotion", _measured("/hooks/promotion", promotion_hook),
                   methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -1,7 +1,6 @@
-"""`/quorum`: roles, project settings and help for every command.
+"""`/quorum`: roles, project settings, model bindings, traces and help for every command.
 
-Later features add their subcommands (`model add`, `trace`) to `COMMAND` and answer them in
-`_answer`.
+Later features add their subcommands to `COMMAND` and answer them in `_answer`.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from bot.commands import Command, Subcommand
 from bot.models import Project
 from bot.render import renderer
 from bot.runtime import Runtime
+from bot.services import promotions as promotion_service
 from bot.services import roles as role_service
 from bot.services.projects import project_for_channel
 from handlers.common import ephemeral, guarded, notice, team_id_of
@@ -28,6 +28,14 @@ COMMAND = Command("/quorum", "roles, settings and help for every Quorum command"
                "whether a gate's requester may approve it themselves (off by default)"),
     Subcommand("settings reminders <hours:1-168>",
                "hours a gate sign-off waits before its holders get a DM (default 24), then daily"),
+    Subcommand("settings new-versions <value:on|off>",
+               "whether new MLflow model versions are announced here (off by default)"),
+    Subcommand("model add <name:word>",
+               "send the promotions and alerts of this registered model to this channel"),
+    Subcommand("model remove <name:word>", "stop sending this model's promotions here"),
+    Subcommand("models", "the registered models bound to this channel's project"),
+    Subcommand("trace <model:word> v<version:word>",
+               "one model version's hypotheses, decisions, gates, promotions and incidents"),
 ], bare="show every Quorum command")
 
 
@@ -89,6 +97,30 @@ def register(app: App, runtime: Runtime) -> None:
             return notice("Requesters can now approve their own gates in this project."
                           if allowed else
                           "Requesters can no longer approve their own gates in this project.")
+        if subcommand == "settings new-versions":
+            enabled = args["value"] == "on"
+            promotion_service.set_new_versions(session, project, user, enabled, admins)
+            return notice("New MLflow model versions will be announced in this channel."
+                          if enabled else
+                          "New MLflow model versions will no longer be announced here; "
+                          "promotions still are.")
+        if subcommand == "model add":
+            binding, created = promotion_service.bind_model(session, project, user,
+                                                            args["name"], admins)
+            return notice(f"`{binding.model}` is now bound to this channel: its promotions "
+                          f"and alerts are announced here." if created else
+                          f"`{binding.model}` was already bound to this channel.")
+        if subcommand == "model remove":
+            promotion_service.unbind_model(session, project, user, args["name"], admins)
+            return notice(f"`{args['name']}` is no longer bound to this channel.")
+        if subcommand == "models":
+            return ephemeral(renderer.message(
+                "promotion/models", project=project,
+                bindings=promotion_service.bindings(session, project)))
+        if subcommand == "trace":
+            found = promotion_service.trace(session, project.team_id, args["model"],
+                                            args["version"])
+            return ephemeral(renderer.message("promotion/trace", t=found))
         # settings reminders
         role_service.set_reminder_hours(session, project, user, args["hours"], admins)
         return notice(f"Waiting sign-offs are now reminded after {args['hours']} h, then daily.")

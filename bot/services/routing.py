@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from bot.models import Project
+from bot.models import ModelBinding, Project
 from bot.render import CHANNEL_ID
 from bot.services.projects import project_for_channel
 
@@ -19,7 +19,7 @@ class Route:
 
     project: Project | None
     team_id: str
-    via: str  # "project", "default_channel" or "unrouted"
+    via: str  # "project", "model", "default_channel" or "unrouted"
 
 
 def _find_project(session: Session, name_or_channel: str) -> Project | None:
@@ -44,8 +44,7 @@ def route(session: Session, *, project: str | None = None, model: str | None = N
 
     1. `project`: a project's channel id or name (a channel id that is not yet a project becomes
        one when Quorum knows a single workspace);
-    2. `model`: accepted but not used yet: model-to-project bindings arrive with
-       `/quorum model add`, and their lookup goes here;
+    2. `model`: the project the model name is bound to (`/quorum model add <name>`);
     3. `default_channel` (QUORUM_DEFAULT_CHANNEL): its project, created in the single known
        workspace on first use;
     4. otherwise unrouted, stored in the single known workspace (or the unnamed one, "").
@@ -57,6 +56,13 @@ def route(session: Session, *, project: str | None = None, model: str | None = N
         team = _single_team(session)
         if team and CHANNEL_ID.match(project.strip()):
             return Route(project_for_channel(session, team, project.strip()), team, "project")
+    if model and model.strip():
+        binding = session.scalars(
+            select(ModelBinding).where(ModelBinding.model == model.strip())
+            .order_by(ModelBinding.id).limit(1)
+        ).first()
+        if binding is not None:
+            return Route(binding.project, binding.team_id, "model")
     if default_channel:
         found = _find_project(session, default_channel)
         if found is not None:

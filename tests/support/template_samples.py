@@ -18,6 +18,7 @@ from bot.services.incidents import SEVERITIES, Overview
 from support.gate_samples import GATE_SAMPLES
 from support.home_samples import HOME_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
+from support.promotion_samples import PROMOTION_SAMPLES
 from support.risk_samples import RISK_SAMPLES
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -197,3 +198,4 @@ SAMPLES.update(RISK_SAMPLES)
 SAMPLES.update(HYPOTHESIS_SAMPLES)
 SAMPLES.update(GATE_SAMPLES)
 SAMPLES.update(HOME_SAMPLES)
+SAMPLES.update(PROMOTION_SAMPLES)
