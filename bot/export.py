@@ -19,6 +19,7 @@ from bot.services.hypotheses import as_record as hypothesis_record
 from bot.services.hypotheses import history_records as hypothesis_history
 from bot.services.incidents import as_record as incident_record
 from bot.services.risks import export_records as risk_records
+from bot.services.rituals import export_records as ritual_records
 
 FORMATS = ("json", "csv", "md")
 
@@ -74,6 +75,7 @@ REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] 
     "hypotheses": (_hypotheses, "hypothesis/log.md.j2"),
     "gates": (_gates, "gate/export.md.j2"),
     "incidents": (_incidents, "incident/postmortem.md.j2"),
+    "rituals": (ritual_records, "ritual/export.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 
