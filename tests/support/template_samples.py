@@ -18,6 +18,7 @@ from bot.services.incidents import SEVERITIES, Overview
 from support.gate_samples import GATE_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
 from support.risk_samples import RISK_SAMPLES
+from support.ritual_samples import RITUAL_SAMPLES
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 HOSTILE = [
@@ -195,3 +196,4 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
 SAMPLES.update(RISK_SAMPLES)
 SAMPLES.update(HYPOTHESIS_SAMPLES)
 SAMPLES.update(GATE_SAMPLES)
+SAMPLES.update(RITUAL_SAMPLES)
