@@ -351,25 +351,28 @@ def _fire_due(session: Session, schedule: RitualSchedule, now: datetime) -> None
     schedule.checked_until = max(schedule.checked_until, due[-1])
 
 
-def _locked(session: Session, query: Any) -> list[Any]:
-    """Rows another replica is working on are skipped (PostgreSQL); SQLite runs writers alone."""
-    return list(session.scalars(query.with_for_update(skip_locked=True)))
+def _locked(session: Session, query: Any, model: Any) -> list[Any]:
+    """Rows another replica is working on are skipped (PostgreSQL); SQLite runs writers alone.
+
+    Only the model's own rows are locked (`of=`): its joined project is an outer join.
+    """
+    return list(session.scalars(query.with_for_update(skip_locked=True, of=model)))
 
 
 @sweep("rituals")
 def run_rituals(session: Session, now: datetime) -> None:
     """Post due rituals, remind standup participants halfway, close and summarize."""
     for schedule in _locked(session, select(RitualSchedule).where(RitualSchedule.enabled)
-                            .order_by(RitualSchedule.id)):
+                            .order_by(RitualSchedule.id), RitualSchedule):
         _fire_due(session, schedule, now)
     for occurrence in _locked(session, select(RitualOccurrence).where(
             RitualOccurrence.status == OccurrenceStatus.OPEN,
             RitualOccurrence.reminded_at.is_(None),
-            RitualOccurrence.remind_at <= now).order_by(RitualOccurrence.id)):
+            RitualOccurrence.remind_at <= now).order_by(RitualOccurrence.id), RitualOccurrence):
         _remind(session, occurrence, now)
     for occurrence in _locked(session, select(RitualOccurrence).where(
             RitualOccurrence.status == OccurrenceStatus.OPEN,
-            RitualOccurrence.closes_at <= now).order_by(RitualOccurrence.id)):
+            RitualOccurrence.closes_at <= now).order_by(RitualOccurrence.id), RitualOccurrence):
         close(session, occurrence, now)
 
 

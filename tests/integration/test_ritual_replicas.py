@@ -57,7 +57,7 @@ def replicas(database_url: str, fake_slack: FakeSlack) -> Iterator[list[subproce
             process.kill()
 
 
-def wait_healthy(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_healthy(process: subprocess.Popen[bytes], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{process.port}/healthz"  # type: ignore[attr-defined]
     while time.monotonic() < deadline:
