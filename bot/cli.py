@@ -117,7 +117,8 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
     worker = OutboxWorker(runtime.db, web_client(runtime))
-    web = create_web_app(runtime, build_app(runtime), worker, Scheduler(runtime.db))
+    web = create_web_app(runtime, build_app(runtime), worker,
+                         Scheduler(runtime.db, settings.scheduler_tick_seconds))
     uvicorn.run(web, host=settings.host, port=settings.port, log_level="info",
                 access_log=False, timeout_graceful_shutdown=10)
     return 0

@@ -31,6 +31,7 @@ ENV_NAMES = {
     "timezone": "QUORUM_TIMEZONE",
     "admins": "QUORUM_ADMINS",
     "alert_severity_map_raw": "QUORUM_ALERT_SEVERITY_MAP",
+    "scheduler_tick_seconds": "QUORUM_SCHEDULER_TICK_SECONDS",
     "host": "HOST",
     "port": "PORT",
 }
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     # Alertmanager's `severity` label → incident severity, as `label=sevN` pairs.
     alert_severity_map_raw: str = Field(DEFAULT_ALERT_SEVERITY_MAP,
                                         alias="QUORUM_ALERT_SEVERITY_MAP")
+    # How often the scheduler looks for due work (rituals, reminders); tests shorten it.
+    scheduler_tick_seconds: float = Field(30.0, alias="QUORUM_SCHEDULER_TICK_SECONDS", gt=0,
+                                          le=3600)
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
 

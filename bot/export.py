@@ -20,6 +20,7 @@ from bot.services.hypotheses import history_records as hypothesis_history
 from bot.services.incidents import as_record as incident_record
 from bot.services.promotions import as_record as promotion_record
 from bot.services.risks import export_records as risk_records
+from bot.services.rituals import export_records as ritual_records
 
 FORMATS = ("json", "csv", "md")
 
@@ -82,6 +83,7 @@ REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] 
     "gates": (_gates, "gate/export.md.j2"),
     "incidents": (_incidents, "incident/postmortem.md.j2"),
     "promotions": (_promotions, "promotion/export.md.j2"),
+    "rituals": (ritual_records, "ritual/export.md.j2"),
     "audit": (_audit, "common/audit.md.j2"),
 }
 

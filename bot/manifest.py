@@ -35,6 +35,9 @@ BOT_SCOPES = {
     "channels:history": "after a post that got no answer, find it in a public channel instead "
                         "of posting it twice (conversations.history/replies, outbox worker)",
     "groups:history": "the same in private channels",
+    "channels:read": "list a public channel's members: standup participants when nobody holds "
+                     "a role (conversations.members)",
+    "groups:read": "the same in private channels",
     "channels:manage": "open a dedicated incident channel and invite its people "
                        "(conversations.create, conversations.invite)",
 }

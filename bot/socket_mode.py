@@ -35,7 +35,8 @@ class SocketModeRunner:
         self.app = build_app(runtime, verify_requests=False)
         self.worker = OutboxWorker(runtime.db, web_client(runtime),
                                    poll_seconds=worker_poll_seconds)
-        self.scheduler = Scheduler(runtime.db) if run_scheduler else None
+        self.scheduler = Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds) \
+            if run_scheduler else None
         self.handler = SocketModeHandler(self.app, app_token=token)
 
     def start(self) -> SocketModeRunner:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.runtime import Runtime
-from handlers import admin, decisions, gates, home, hypotheses, incidents, risks
+from handlers import admin, decisions, gates, home, hypotheses, incidents, risks, rituals
 
-FEATURES = (decisions, hypotheses, gates, risks, incidents, admin, home)
+FEATURES = (decisions, hypotheses, gates, risks, incidents, rituals, admin, home)
 
 
 def register_all(app: App, runtime: Runtime) -> None:

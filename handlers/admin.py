@@ -45,9 +45,10 @@ def all_commands() -> list[Command]:
 
     commands = [COMMAND]
     for feature in handlers.FEATURES:
-        command = getattr(feature, "COMMAND", None)
-        if isinstance(command, Command) and command not in commands:
-            commands.append(command)
+        # A module with several commands lists them in COMMANDS (rituals: /standup, /retro).
+        for command in (getattr(feature, "COMMAND", None), *getattr(feature, "COMMANDS", ())):
+            if isinstance(command, Command) and command not in commands:
+                commands.append(command)
     return commands
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, or_, select, union
 from sqlalchemy.orm import Session, selectinload
@@ -31,10 +32,12 @@ from bot.models import (
     Project,
     Risk,
     RiskStatus,
+    RitualSchedule,
     RoleAssignment,
     utcnow,
 )
 from bot.render import renderer
+from bot.services.ritual_times import next_occurrences
 
 T = TypeVar("T")
 
@@ -211,13 +214,31 @@ def build_home(session: Session, team_id: str, user_id: str,
     )
 
 
-def next_rituals(session: Session, team_id: str, user_id: str, project_ids: list[int],
-                 now: datetime) -> Section[Any]:
-    """The next rituals in the person's projects: the hook the rituals feature fills in.
+@dataclass(frozen=True)
+class NextRitual:
+    """A standup or retro coming up, at its local time in its schedule's time zone."""
 
-    Until it does, there are none, and the Home shows no rituals section at all.
-    """
-    return Section()
+    kind: str
+    channel_id: str
+    local: datetime
+    zone: str
+
+
+def next_rituals(session: Session, team_id: str, user_id: str, project_ids: list[int],
+                 now: datetime) -> Section[NextRitual]:
+    """The next standup or retro of each of the person's projects, soonest first."""
+    schedules = session.scalars(select(RitualSchedule).where(
+        RitualSchedule.project_id.in_(project_ids), RitualSchedule.enabled.is_(True))).all()
+    upcoming = []
+    for schedule in schedules:
+        times = next_occurrences(schedule.cron, schedule.timezone, schedule.every_weeks,
+                                 schedule.anchor_week, now, count=1)
+        if times:
+            upcoming.append(NextRitual(schedule.kind, schedule.project.channel_id,
+                                       times[0].astimezone(ZoneInfo(schedule.timezone)),
+                                       schedule.timezone))
+    upcoming.sort(key=lambda ritual: ritual.local)
+    return Section(upcoming[:ITEMS_SHOWN], len(upcoming))
 
 
 # ---------------------------------------------------------------------------- publishing

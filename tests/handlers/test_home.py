@@ -170,6 +170,16 @@ def test_opening_the_home_publishes_every_section(slack: SlackSender, quorum: Qu
     assert "Sign-offs waiting for you · 0" in alice and "Nothing waits for your sign-off" in alice
 
 
+def test_next_rituals_show_the_coming_standup_in_its_time_zone(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack) -> None:
+    give_roles(slack, {BOB: "ds"})
+    answer = slack.command("/standup", "schedule weekdays 09:30 tz Europe/Paris", user=BOB)
+    assert "Europe/Paris" in reply_text(answer)
+    shown = text_of(open_home(slack, fake_slack, BOB))
+    assert "Next rituals · 1" in shown
+    assert f"*Standup* in <#{CHANNEL}>" in shown and "09:30 (Europe/Paris)" in shown
+
+
 def test_the_messages_tab_and_retried_events_are_harmless(
         slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack) -> None:
     answer = slack.event({"type": "app_home_opened", "user": BOB, "channel": "D0HOME001",

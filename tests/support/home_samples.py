@@ -19,6 +19,7 @@ from bot.services.home import (
     PROJECT_CHOICES,
     WAITING_SHOWN,
     Home,
+    NextRitual,
     Notice,
     Section,
     WaitingSignoff,
@@ -70,8 +71,9 @@ def home(text: str, *, total: int = 400, project_count: int = 150, chosen: bool 
                             for n in range(1, shown + 1)], total),
         incidents=Section([_incident(text, n) for n in range(1, shown + 1)], total),
         decisions=Section([_decision(text, n) for n in range(1, shown + 1)], total),
-        rituals=Section([f"{text[:300]} standup {n}" for n in range(shown)] if rituals else [],
-                        total if rituals else 0),
+        rituals=Section([NextRitual(["standup", "retro"][n % 2], "C0CHURN01", NOW,
+                                    "America/Argentina/ComodRivadavia")
+                         for n in range(shown)] if rituals else [], total if rituals else 0),
     )
 
 

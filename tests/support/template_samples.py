@@ -20,6 +20,7 @@ from support.home_samples import HOME_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
 from support.promotion_samples import PROMOTION_SAMPLES
 from support.risk_samples import RISK_SAMPLES
+from support.ritual_samples import RITUAL_SAMPLES
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 HOSTILE = [
@@ -199,3 +200,4 @@ SAMPLES.update(HYPOTHESIS_SAMPLES)
 SAMPLES.update(GATE_SAMPLES)
 SAMPLES.update(HOME_SAMPLES)
 SAMPLES.update(PROMOTION_SAMPLES)
+SAMPLES.update(RITUAL_SAMPLES)
