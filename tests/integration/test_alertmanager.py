@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,9 +22,9 @@ from bot.models import Incident, utcnow
 from bot.render import slack_unescape
 from bot.services.projects import project_for_channel
 from support.fake_slack import FakeSlack
+from support.processes import free_port, running
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM
-from support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -52,12 +50,6 @@ receivers:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def quorum_for_alerts(make_settings: Callable[..., Any]) -> Iterator[QuorumServer]:
     server = QuorumServer(make_settings(QUORUM_WEBHOOK_TOKEN=TOKEN)).start()
@@ -80,30 +72,12 @@ def alertmanager(quorum_for_alerts: QuorumServer, tmp_path: Path) -> Iterator[st
     (tmp_path / "data").mkdir()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "alertmanager.log").open("w")
-    process = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
-         "--cluster.listen-address=", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def ready() -> bool:
-            assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        eventually(ready, timeout=15)
+    command = [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
+               "--cluster.listen-address=", "--log.level=warn"]
+    with running(command, ready_url=f"{url}/-/ready", log_path=tmp_path / "alertmanager.log",
+                 timeout=15):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def post_alert(alertmanager: str, *, ends: bool) -> None:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -27,6 +25,7 @@ from bot.services import gates as gate_service
 from bot.services import roles as role_service
 from bot.services.projects import project_for_channel
 from support.fake_slack import FakeSlack
+from support.processes import free_port, running
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM
 from support.waiting import eventually
@@ -64,12 +63,6 @@ version = client.create_model_version(model, source=f"runs:/{run.info.run_id}/mo
 client.set_registered_model_alias(model, "champion", version.version)
 print(json.dumps({"version": version.version}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def venv_binary(name: str) -> Path:
@@ -117,31 +110,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env.update(MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true", MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
                MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=FERNET_KEY, MLFLOW_WEBHOOK_CACHE_TTL="0",
                MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    log_path = tmp_path / "mlflow.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [str(binary), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    try:
-        def ready() -> bool:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                return httpx.get(f"{url}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        eventually(ready, timeout=120)
+    command = [str(binary), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+               "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1"]
+    with running(command, ready_url=f"{url}/health", log_path=tmp_path / "mlflow.log", env=env,
+                 cwd=tmp_path, timeout=120):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def test_setting_an_alias_in_mlflow_announces_the_promotion_with_its_gate(

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -20,55 +19,32 @@ from bot.models import RitualOccurrence, RitualSchedule, utcnow
 from bot.services import rituals
 from bot.services.projects import project_for_channel
 from support.fake_slack import FakeSlack
+from support.processes import free_port, running
 from support.slack_requests import SIGNING_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 TICK = 0.5
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def replicas(database_url: str, fake_slack: FakeSlack) -> Iterator[list[subprocess.Popen[bytes]]]:
+def replicas(database_url: str, fake_slack: FakeSlack,
+             tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Two real `quorum serve` processes on one database, ticking every TICK seconds."""
     base = {key: value for key, value in os.environ.items()
             if not key.startswith(("SLACK_", "QUORUM_", "DATABASE_URL", "PORT", "HOST"))}
-    processes = []
-    for _ in range(2):
-        port = free_port()
-        env = {**base, "SLACK_BOT_TOKEN": fake_slack.token,
-               "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake_slack.url,
-               "DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": str(port),
-               "QUORUM_SCHEDULER_TICK_SECONDS": str(TICK), "PYTHONPATH": str(ROOT)}
-        process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT,
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        process.port = port  # type: ignore[attr-defined]
-        processes.append(process)
-    yield processes
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def wait_healthy(process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    url = f"http://127.0.0.1:{process.port}/healthz"  # type: ignore[attr-defined]
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]  # type: ignore
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("quorum serve did not become healthy")
+    with ExitStack() as stack:
+        processes = []
+        for number in range(2):
+            port = free_port()
+            env = {**base, "SLACK_BOT_TOKEN": fake_slack.token,
+                   "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake_slack.url,
+                   "DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": str(port),
+                   "QUORUM_SCHEDULER_TICK_SECONDS": str(TICK), "PYTHONPATH": str(ROOT)}
+            processes.append(stack.enter_context(running(
+                [sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=ROOT, timeout=90,
+                ready_url=f"http://127.0.0.1:{port}/healthz",
+                log_path=tmp_path / f"serve-{number}.log")))
+        yield processes
 
 
 @pytest.mark.slow
@@ -82,9 +58,6 @@ def test_two_serve_processes_post_a_due_standup_exactly_once(
                                            f"daily {now:%H:%M}", "UTC", now=now)
         # Set a minute before, so this minute's occurrence is due (and within the grace period).
         schedule.checked_until = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
-    for process in replicas:
-        wait_healthy(process)
-
     fake_slack.wait_for("chat.postMessage", timeout=20,
                         predicate=lambda c: "Standup" in c.args["text"])
     # Both processes keep ticking: give them several more ticks to post it again.

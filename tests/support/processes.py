@@ -1,0 +1,55 @@
+"""Real server processes beside the tests (Alertmanager, MLflow, `quorum serve`)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from support.waiting import eventually
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(command: Sequence[str], *, ready_url: str, log_path: Path,
+            env: Mapping[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 30) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `command`, wait until `ready_url` answers 200, and stop it afterwards.
+
+    Its output goes to `log_path`; if it dies while starting, the failure shows the log's end.
+    """
+    with log_path.open("w") as log:
+        process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(env) if env is not None else None, cwd=cwd)
+        try:
+            def ready() -> bool:
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    return httpx.get(ready_url, timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            eventually(ready, timeout=timeout)
+            yield process
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
