@@ -164,19 +164,24 @@ def register(app: App, runtime: Runtime) -> None:
                 respond(replace_original=False, **notice(
                     f"{incident.ref} is already marked as mitigated.", ":information_source:"))
 
+    def open_incident_form(template: str, body: dict[str, Any], action: dict[str, Any],
+                           client: WebClient) -> None:
+        """Open one of an unresolved incident's forms: an update, or its resolution."""
+        with db.session() as session:
+            incident = service.get_by_id(session, int(action["value"]))
+            if incident.status == "resolved":
+                raise Conflict(f"{incident.ref} is already resolved.")
+            view = renderer.view(template, i=incident,
+                                 metadata=write_metadata(incident_id=incident.id))
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
     # Listeners take `respond` so that `guarded` answers refusals in place, as ephemeral replies.
     @app.action("incident_add_update")
     @guarded
     def on_add_update(ack: Ack, body: dict[str, Any], action: dict[str, Any],
                       client: WebClient, respond: Respond) -> None:
         ack()
-        with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]))
-            if incident.status == "resolved":
-                raise Conflict(f"{incident.ref} is already resolved.")
-            view = renderer.view("incident/update_modal", i=incident,
-                                 metadata=write_metadata(incident_id=incident.id))
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+        open_incident_form("incident/update_modal", body, action, client)
 
     @app.view("incident_update_modal")
     @guarded
@@ -192,13 +197,7 @@ def register(app: App, runtime: Runtime) -> None:
     def on_resolve(ack: Ack, body: dict[str, Any], action: dict[str, Any],
                    client: WebClient, respond: Respond) -> None:
         ack()
-        with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]))
-            if incident.status == "resolved":
-                raise Conflict(f"{incident.ref} is already resolved.")
-            view = renderer.view("incident/resolve_modal", i=incident,
-                                 metadata=write_metadata(incident_id=incident.id))
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+        open_incident_form("incident/resolve_modal", body, action, client)
 
     @app.view("incident_resolve_modal")
     @guarded
