@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +52,10 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite runs one writer at a time. Queueing our own threads on a lock hands the database
+        # over at once; left to SQLite's busy handler they would sleep and retry (long tails).
+        self._turn: threading.RLock | contextlib.nullcontext[None] = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
         self._commit_hooks: list[Callable[[Session], None]] = []
         event.listen(self._sessions, "after_commit", self._after_commit)
 
@@ -68,7 +74,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on any exception."""
-        with self._sessions() as session:
+        with self._turn, self._sessions() as session:
             try:
                 yield session
                 session.commit()
