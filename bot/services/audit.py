@@ -36,6 +36,16 @@ def record_event(
     return event
 
 
+# Fields every audit event carries anyway (who, when, which project), left out of snapshots.
+BOOKKEEPING = frozenset({"project", "channel", "created_at", "updated_at", "created_by"})
+
+
+def snapshot(record: dict[str, Any], *also_leave_out: str) -> dict[str, Any]:
+    """A record (its export shape) as the audit log keeps it before and after a change."""
+    return {key: value for key, value in record.items()
+            if key not in BOOKKEEPING and key not in also_leave_out}
+
+
 def history(session: Session, entity: Referenced) -> list[AuditEvent]:
     """The audit events of one record, oldest first."""
     return list(

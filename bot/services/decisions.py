@@ -14,7 +14,7 @@ from bot import outbox
 from bot.errors import Conflict, InvalidInput
 from bot.models import Decision, DecisionStatus, Project
 from bot.render import renderer
-from bot.services.audit import record_event
+from bot.services.audit import record_event, snapshot
 from bot.services.hypotheses import resolve_for_decision
 from bot.services.records import find_by_id, find_by_ref, lock
 from bot.services.refs import next_number
@@ -95,10 +95,7 @@ def as_record(decision: Decision) -> dict[str, Any]:
 
 
 def _snapshot(decision: Decision) -> dict[str, Any]:
-    record = as_record(decision)
-    for volatile in ("project", "channel", "created_at", "updated_at", "created_by"):
-        record.pop(volatile)
-    return record
+    return snapshot(as_record(decision))
 
 
 def card_key(decision: Decision) -> str:

@@ -26,7 +26,7 @@ from bot.render import renderer
 from bot.scheduler import claim_once, sweep
 from bot.services import home
 from bot.services import roles as role_service
-from bot.services.audit import record_event
+from bot.services.audit import record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref
 from bot.services.refs import next_number
 
@@ -193,10 +193,7 @@ def as_record(gate: Gate) -> dict[str, Any]:
 
 
 def _snapshot(gate: Gate) -> dict[str, Any]:
-    record = as_record(gate)
-    for volatile in ("project", "channel", "created_at", "updated_at", "created_by"):
-        record.pop(volatile)
-    return record
+    return snapshot(as_record(gate))
 
 
 def card_key(gate: Gate) -> str:

@@ -18,7 +18,7 @@ from bot import outbox
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Hypothesis, HypothesisStatus, Project, utcnow
 from bot.render import renderer
-from bot.services.audit import changed_fields, history, record_event
+from bot.services.audit import changed_fields, history, record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref, lock
 from bot.services.refs import next_number
 
@@ -152,11 +152,8 @@ def _iso(value: Any) -> str | None:
 
 
 def _snapshot(hypothesis: Hypothesis) -> dict[str, Any]:
-    record = as_record(hypothesis)
-    # Decisions record their own links; the rest is bookkeeping that every event carries anyway.
-    for volatile in ("project", "channel", "created_at", "updated_at", "created_by", "decisions"):
-        record.pop(volatile)
-    return record
+    # Decisions record their own links to hypotheses.
+    return snapshot(as_record(hypothesis), "decisions")
 
 
 def card_key(hypothesis: Hypothesis) -> str:

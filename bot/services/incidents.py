@@ -25,7 +25,7 @@ from bot.models import Incident, IncidentEvent, IncidentStatus, Project, utcnow
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
 from bot.services import home
-from bot.services.audit import record_event
+from bot.services.audit import record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref
 from bot.services.refs import next_number
 
@@ -198,11 +198,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _snapshot(incident: Incident) -> dict[str, Any]:
-    record = as_record(incident)
-    for volatile in ("project", "channel", "created_at", "updated_at", "created_by", "timeline",
-                     "time_to_acknowledge_seconds", "duration_seconds"):
-        record.pop(volatile)
-    return record
+    return snapshot(as_record(incident), "timeline", "time_to_acknowledge_seconds",
+                    "duration_seconds")
 
 
 def render_card(incident: Incident) -> dict[str, Any]:

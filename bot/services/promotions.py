@@ -35,7 +35,7 @@ from bot.models import (
 )
 from bot.render import renderer
 from bot.services import roles as role_service
-from bot.services.audit import record_event
+from bot.services.audit import record_event, snapshot
 from bot.services.gates import (
     ACTIVE,
     MODEL_PATTERN,
@@ -341,10 +341,7 @@ def as_record(promotion: Promotion) -> dict[str, Any]:
 
 
 def _snapshot(promotion: Promotion) -> dict[str, Any]:
-    record = as_record(promotion)
-    for volatile in ("project", "created_at", "created_by"):
-        record.pop(volatile)
-    return record
+    return snapshot(as_record(promotion))
 
 
 def _route(session: Session, draft: PromotionDraft, default_channel: str | None) -> Route:
