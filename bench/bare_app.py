@@ -1,5 +1,6 @@
 """The baseline: a bare Bolt app that only acks `/decision`, served exactly like `quorum serve`
-(the same Starlette app factory, thread-pool dispatch and uvicorn settings).
+(the same Starlette app factory, `dispatch_until_ack` on the listener threads, Bolt's
+`process_before_response=True`, and the same uvicorn settings).
 
     python bench/bare_app.py --port 3001
 """
@@ -14,7 +15,7 @@ from slack_sdk import WebClient
 
 from bot.config import load_settings
 from bot.runtime import Runtime
-from bot.web import create_web_app
+from bot.web import HeaderDeadlineProtocol, create_web_app
 
 
 def main() -> None:
@@ -24,14 +25,15 @@ def main() -> None:
     settings = load_settings()
     client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     app = App(client=client, signing_secret=settings.slack_signing_secret or "",
-              token_verification_enabled=False)
+              token_verification_enabled=False, process_before_response=True)
 
     @app.command("/decision")
     def ack_only(ack) -> None:  # type: ignore[no-untyped-def]
         ack()
 
     web = create_web_app(Runtime.from_settings(settings), app, worker=None)
-    uvicorn.run(web, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(web, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+                http=HeaderDeadlineProtocol)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime
@@ -110,17 +111,19 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     from bot.delivery import OutboxWorker
     from bot.scheduler import Scheduler
     from bot.slack_app import build_app, web_client
-    from bot.web import create_web_app
+    from bot.web import HeaderDeadlineProtocol, create_web_app
 
     settings.require("slack_bot_token", purpose="to talk to Slack")
     settings.require("slack_signing_secret", purpose="to verify requests from Slack")
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
-    worker = OutboxWorker(runtime.db, web_client(runtime))
+    worker = OutboxWorker(runtime.db, web_client(runtime),
+                          lease=timedelta(seconds=settings.outbox_lease_seconds))
     web = create_web_app(runtime, build_app(runtime), worker,
                          Scheduler(runtime.db, settings.scheduler_tick_seconds))
+    # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
     uvicorn.run(web, host=settings.host, port=settings.port, log_level="info",
-                access_log=False, timeout_graceful_shutdown=10)
+                access_log=False, timeout_graceful_shutdown=10, http=HeaderDeadlineProtocol)
     return 0
 
 

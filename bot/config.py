@@ -32,6 +32,7 @@ ENV_NAMES = {
     "admins": "QUORUM_ADMINS",
     "alert_severity_map_raw": "QUORUM_ALERT_SEVERITY_MAP",
     "scheduler_tick_seconds": "QUORUM_SCHEDULER_TICK_SECONDS",
+    "outbox_lease_seconds": "QUORUM_OUTBOX_LEASE_SECONDS",
     "host": "HOST",
     "port": "PORT",
 }
@@ -42,7 +43,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    slack_bot_token: str | None = Field(None, alias="SLACK_BOT_TOKEN")
+    # Every secret is left out of repr(): a logged or printed Settings must not carry one.
+    slack_bot_token: str | None = Field(None, alias="SLACK_BOT_TOKEN", repr=False)
     slack_signing_secret: str | None = Field(None, alias="SLACK_SIGNING_SECRET", repr=False)
     slack_app_token: str | None = Field(None, alias="SLACK_APP_TOKEN", repr=False)
     slack_api_url: str = Field("https://slack.com/api/", alias="SLACK_API_URL")
@@ -58,6 +60,11 @@ class Settings(BaseSettings):
     # How often the scheduler looks for due work (rituals, reminders); tests shorten it.
     scheduler_tick_seconds: float = Field(30.0, alias="QUORUM_SCHEDULER_TICK_SECONDS", gt=0,
                                           le=3600)
+    # How long a worker holds an outbox row it is delivering before another process may take it
+    # over (a dead worker's rows wait this long). The worker never waits on Slack longer than a
+    # third of it, so a live delivery always finishes inside its lease.
+    outbox_lease_seconds: float = Field(60.0, alias="QUORUM_OUTBOX_LEASE_SECONDS", ge=3,
+                                        le=3600)
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
 
@@ -138,8 +145,10 @@ def normalize_database_url(raw: str) -> URL:
     """Parse a database URL, mapping plain `postgres://` URLs to the psycopg 3 driver."""
     try:
         url = make_url(raw)
-    except ArgumentError:
-        raise ValueError("is not a valid SQLAlchemy URL (e.g. sqlite:///quorum.db)") from None
+    except (ArgumentError, ValueError):
+        # Never the parser's own words: they may quote a part of the URL, password included.
+        raise ValueError("is not a valid SQLAlchemy URL (e.g. sqlite:///quorum.db or "
+                         "postgresql://user:password@host:5432/quorum)") from None
     if url.drivername in ("postgres", "postgresql"):
         url = url.set(drivername="postgresql+psycopg")
     if url.get_backend_name() not in ("sqlite", "postgresql"):

@@ -12,9 +12,14 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# What "the database cannot be reached right now" looks like: a driver error, or no connection
+# free in the pool within `pool_timeout` (not a driver error, so it needs naming).
+UNAVAILABLE = (DBAPIError, PoolTimeout)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -41,7 +46,8 @@ def create_db_engine(url: str) -> Engine:
         _configure_sqlite(engine)
         return engine
     # Short time-outs: Slack waits 3 seconds for an answer, and a polite "try again" beats none.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=5,
+    # A request either waits for a pooled connection or opens one, so neither wait may pass 2 s.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=2,
                          connect_args={"connect_timeout": 2})
 
 

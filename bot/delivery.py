@@ -2,6 +2,9 @@
 
 Each `quorum serve` process runs one worker thread. Rows are leased in short transactions (see
 `bot.outbox.claim`), so several replicas share the work and a crashed worker's lease runs out.
+Before each call the worker renews the row's lease, and it waits on Slack for at most a third
+of the lease (a post whose earlier attempt is unanswered costs a look-up and a post), so a live
+delivery always ends before anyone else may take the row over.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import metrics, outbox
@@ -41,11 +46,20 @@ class OutboxWorker:
     """Delivers the outbox in a background thread until stopped."""
 
     def __init__(self, db: Database, client: WebClient, *, poll_seconds: float = 1.0,
-                 batch: int = 20) -> None:
+                 batch: int = 20, lease: timedelta = outbox.DEFAULT_LEASE) -> None:
         self.db = db
         self.client = client
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.lease = lease
+        # Two calls (a look-up, then the post) must fit in a lease, with room to record them.
+        call_limit = lease.total_seconds() / 3
+        if client.timeout is None or client.timeout > call_limit:
+            client.timeout = call_limit  # type: ignore[assignment]
+        # What a failed database left undone: outcomes to record, leased rows never tried.
+        self._unrecorded: list[Callable[[Session], object]] = []
+        self._untried: list[outbox.Claimed] = []
+        self._held: dict[str, datetime] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,26 +95,61 @@ class OutboxWorker:
 
     def run_once(self) -> int:
         """Lease one batch of due calls and deliver them; returns how many were handled."""
+        self._settle()
         with self.db.session() as session:
-            batch = outbox.claim(session, limit=self.batch)
+            batch = outbox.claim(session, limit=self.batch, lease=self.lease)
         # Methods Slack rate-limited during this batch; the database holds them for later batches.
-        self._held: dict[str, datetime] = {}
-        for row in batch:
-            held_until = self._held.get(row.method)
-            if self._stop.is_set() or (held_until and held_until > utcnow()):
-                with self.db.session() as session:
-                    outbox.release(session, row.id, held_until or utcnow())
-                continue
-            self._deliver(row)
+        self._held = {}
+        for index, row in enumerate(batch):
+            try:
+                held_until = self._held.get(row.method)
+                if self._stop.is_set() or (held_until and held_until > utcnow()):
+                    self._untried.append(row)
+                    self._settle(held_until)
+                    continue
+                self._deliver(row)
+            except SQLAlchemyError:
+                # The database failed: the rest of the batch is handed back once it answers.
+                self._untried.extend(batch[index + 1:])
+                raise
         return len(batch)
+
+    def _settle(self, due: datetime | None = None) -> None:
+        """Record what a failed database left unrecorded and hand back rows never tried (each
+        only if this worker still holds its lease)."""
+        while self._unrecorded:
+            with self.db.session() as session:
+                self._unrecorded[0](session)
+            self._unrecorded.pop(0)
+        while self._untried:
+            row = self._untried[0]
+            with self.db.session() as session:
+                outbox.release(session, row.id, due or utcnow(), attempts=row.attempts)
+            self._untried.pop(0)
+
+    def _record(self, outcome: Callable[[Session], object]) -> None:
+        """Write a call's outcome; if the database fails, keep it to write on the next pass."""
+        try:
+            with self.db.session() as session:
+                outcome(session)
+        except SQLAlchemyError:
+            self._unrecorded.append(outcome)
+            raise
 
     def _deliver(self, row: outbox.Claimed) -> None:
         payload = dict(row.payload)
         try:
             with self.db.session() as session:
+                if not outbox.renew(session, row.id, row.attempts, self.lease):
+                    log.info("outbox call %s was taken over by another worker", row.id)
+                    return
                 method = self._prepare(session, row, payload)
-            if method is None:
-                return
+        except SQLAlchemyError:
+            self._untried.append(row)  # nothing went out
+            raise
+        if method is None:
+            return
+        try:
             if method == "chat.postMessage" and row.payload.get(outbox.MAYBE_SENT_FLAG):
                 response = self._find_earlier_post(row, payload) or \
                     self.client.api_call(method, json=payload).data
@@ -114,9 +163,9 @@ class OutboxWorker:
             return
         assert isinstance(response, dict)
         keyed_post = method == "chat.postMessage" and "thread_key" not in row.payload
-        with self.db.session() as session:
-            outbox.mark_sent(session, row.id, channel=response.get("channel"),
-                             ts=response.get("ts"), key=row.key if keyed_post else None)
+        self._record(lambda session: outbox.mark_sent(
+            session, row.id, channel=response.get("channel"), ts=response.get("ts"),
+            key=row.key if keyed_post else None, attempts=row.attempts))
         metrics.outbox_delivered.labels(method).inc()
 
     def _prepare(self, session: Session, row: outbox.Claimed,
@@ -175,7 +224,7 @@ class OutboxWorker:
 
     def _give_up(self, session: Session, row: outbox.Claimed, error: str) -> None:
         log.error("giving up on outbox call %s %s: %s", row.id, row.method, error)
-        outbox.mark_failed(session, row.id, error)
+        outbox.mark_failed(session, row.id, error, attempts=row.attempts)
         metrics.outbox_failed.labels("no_message").inc()
 
     def _handle_slack_error(self, row: outbox.Claimed, payload: dict[str, Any],
@@ -186,9 +235,13 @@ class OutboxWorker:
             wait = float(exc.response.headers.get("Retry-After", "1") or 1)
             until = utcnow() + timedelta(seconds=wait)
             self._held[row.method] = until
-            with self.db.session() as session:
-                outbox.mark_retry(session, row.id, until, f"ratelimited for {wait:g}s")
+
+            def hold(session: Session) -> None:
+                outbox.mark_retry(session, row.id, until, f"ratelimited for {wait:g}s",
+                                  attempts=row.attempts)
                 outbox.hold_method(session, row.method, until)
+
+            self._record(hold)
             metrics.outbox_retries.labels("ratelimited").inc()
             return
         if status >= 500 or error in TRANSIENT_ERRORS:
@@ -196,15 +249,15 @@ class OutboxWorker:
             return
         first_refusal = not row.payload.get(outbox.JOINED_FLAG)
         if error == "not_in_channel" and first_refusal and self._join(payload.get("channel")):
-            with self.db.session() as session:
-                outbox.mark_retry(session, row.id, utcnow(), "joined the channel",
-                                  note=outbox.JOINED_FLAG)
+            self._record(lambda session: outbox.mark_retry(
+                session, row.id, utcnow(), "joined the channel", note=outbox.JOINED_FLAG,
+                attempts=row.attempts))
             metrics.outbox_retries.labels("joined_channel").inc()
             return
         log.error("giving up on outbox call %s %s to %s: %s", row.id, row.method,
                   payload.get("channel"), error)
-        with self.db.session() as session:
-            outbox.mark_failed(session, row.id, error)
+        self._record(lambda session: outbox.mark_failed(session, row.id, error,
+                                                        attempts=row.attempts))
         metrics.outbox_failed.labels(error).inc()
 
     def _join(self, channel: str | None) -> bool:
@@ -218,14 +271,16 @@ class OutboxWorker:
             return False
 
     def _retry(self, row: outbox.Claimed, reason: str, error: str) -> None:
-        with self.db.session() as session:
-            if row.attempts >= MAX_ATTEMPTS:
-                log.error("giving up on outbox call %s %s after %s attempts: %s", row.id,
-                          row.method, row.attempts, error)
-                outbox.mark_failed(session, row.id, f"{error} (after {row.attempts} attempts)")
-                metrics.outbox_failed.labels("too_many_attempts").inc()
-                return
-            at = utcnow() + timedelta(seconds=backoff_seconds(row.attempts))
-            outbox.mark_retry(session, row.id, at, error, note=outbox.MAYBE_SENT_FLAG)
+        if row.attempts >= MAX_ATTEMPTS:
+            log.error("giving up on outbox call %s %s after %s attempts: %s", row.id,
+                      row.method, row.attempts, error)
+            self._record(lambda session: outbox.mark_failed(
+                session, row.id, f"{error} (after {row.attempts} attempts)",
+                attempts=row.attempts))
+            metrics.outbox_failed.labels("too_many_attempts").inc()
+            return
+        at = utcnow() + timedelta(seconds=backoff_seconds(row.attempts))
+        self._record(lambda session: outbox.mark_retry(
+            session, row.id, at, error, note=outbox.MAYBE_SENT_FLAG, attempts=row.attempts))
         metrics.outbox_retries.labels(reason).inc()
 

@@ -733,6 +733,19 @@ class JobClaim(Base):
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ProcessedRequest(Base):
+    """A Slack event or modal submission already acted on, remembered in the same transaction as
+    its effect: Slack's retry of the event (same `event_id`) or a second press of Submit (same
+    view id) then changes nothing, while a retry of an attempt that failed still goes through.
+    Swept once no retry can come any more (`bot.services.idempotency`)."""
+
+    __tablename__ = "processed_requests"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class SlackMessage(Base):
     """Where a keyed message (a record's card) lives in Slack, so later changes edit it."""
 

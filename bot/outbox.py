@@ -18,6 +18,8 @@ WAKE_FLAG = "outbox_queued"
 # Notes the worker keeps in a payload between attempts (never sent to Slack):
 JOINED_FLAG = "_joined"  # it already joined the channel once for this call
 MAYBE_SENT_FLAG = "_maybe_sent"  # an attempt got no answer: Slack may have acted on it
+IN_FLIGHT_FLAG = "_in_flight"  # a call went out under the current lease (see `renew`)
+DEFAULT_LEASE = timedelta(seconds=60)
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 # Calls that replace the whole state of their target: of several pending calls of one of these
 # methods under one key, only the latest is worth sending (a burst of edits sends once).
@@ -80,13 +82,14 @@ class Claimed:
     created_at: datetime
 
 
-def claim(
-    session: Session, limit: int = 20, lease: timedelta = timedelta(seconds=60)
-) -> list[Claimed]:
+def claim(session: Session, limit: int = 20, lease: timedelta = DEFAULT_LEASE) -> list[Claimed]:
     """Lease up to `limit` due rows to the caller, oldest first, keeping per-key order.
 
-    Rows whose lease ran out (a worker died mid-delivery) are due again. On PostgreSQL the rows are
-    locked with SKIP LOCKED, so replicas never lease the same row.
+    Rows whose lease ran out (a worker died mid-delivery) are due again; one whose call was out
+    when it did may have reached Slack, so it is looked up before being posted again. On
+    PostgreSQL the rows are locked with SKIP LOCKED, so replicas never lease the same row.
+    `attempts` is the lease's fencing token: every claim increments it, so a worker whose row was
+    taken over can tell (see `renew` and the `mark_*` functions).
     """
     now = utcnow()
     _drop_stale_updates(session)
@@ -113,6 +116,8 @@ def claim(
     ).all()
     claimed = []
     for row in rows:
+        if row.status == OutboxStatus.SENDING and row.payload.get(IN_FLIGHT_FLAG):
+            row.payload = {**_without(row.payload, IN_FLIGHT_FLAG), MAYBE_SENT_FLAG: True}
         row.status = OutboxStatus.SENDING
         row.claimed_until = now + lease
         row.attempts += 1
@@ -144,43 +149,89 @@ def _drop_stale_updates(session: Session) -> None:
     )
 
 
+def _without(payload: dict[str, Any], flag: str) -> dict[str, Any]:
+    return {name: value for name, value in payload.items() if name != flag}
+
+
+def _leased(session: Session, row_id: int, attempts: int | None) -> OutboxMessage | None:
+    """The row, if the caller still holds its lease (`attempts` is the token `claim` handed out;
+    None skips the check). A row another worker took over is left to that worker."""
+    row = session.get_one(OutboxMessage, row_id, with_for_update=attempts is not None)
+    if attempts is not None and (row.status != OutboxStatus.SENDING or row.attempts != attempts):
+        return None
+    if IN_FLIGHT_FLAG in row.payload:
+        row.payload = _without(row.payload, IN_FLIGHT_FLAG)
+    return row
+
+
+def renew(session: Session, row_id: int, attempts: int, lease: timedelta) -> bool:
+    """Before a call goes out: extend the caller's lease to a full `lease` from now and note that
+    the call is out. False when the row is no longer the caller's (its lease ran out and another
+    worker took it over): the caller must not send it.
+
+    The worker keeps every call to well within the lease, so nobody takes over a row while its
+    call may still reach Slack; a row taken over after its call went out is looked up first.
+    """
+    row = _leased(session, row_id, attempts)
+    if row is None:
+        return False
+    row.claimed_until = utcnow() + lease
+    row.payload = {**row.payload, IN_FLIGHT_FLAG: True}
+    return True
+
+
 def mark_sent(session: Session, row_id: int, *, channel: str | None = None,
-              ts: str | None = None, key: str | None = None) -> None:
-    """Record a delivery; a keyed post remembers its `ts` so that updates edit it."""
-    row = session.get_one(OutboxMessage, row_id)
+              ts: str | None = None, key: str | None = None,
+              attempts: int | None = None) -> bool:
+    """Record a delivery; a keyed post remembers its `ts` so that updates edit it.
+
+    False (and nothing written) if the caller lost the row's lease meanwhile."""
+    row = _leased(session, row_id, attempts)
+    if row is None:
+        return False
     row.status = OutboxStatus.SENT
     row.delivered_at = utcnow()
     row.claimed_until = None
     row.last_error = None
     if key and channel and ts and session.get(SlackMessage, key) is None:
         session.add(SlackMessage(key=key, channel=channel, ts=ts))
+    return True
 
 
 def mark_retry(session: Session, row_id: int, at: datetime, error: str,
-               note: str | None = None) -> None:
-    row = session.get_one(OutboxMessage, row_id)
+               note: str | None = None, attempts: int | None = None) -> bool:
+    row = _leased(session, row_id, attempts)
+    if row is None:
+        return False
     if note:
         row.payload = {**row.payload, note: True}
     row.status = OutboxStatus.PENDING
     row.next_attempt_at = at
     row.claimed_until = None
     row.last_error = error
+    return True
 
 
-def release(session: Session, row_id: int, at: datetime) -> None:
+def release(session: Session, row_id: int, at: datetime, attempts: int | None = None) -> bool:
     """Hand a leased row back untried, due again at `at`."""
-    row = session.get_one(OutboxMessage, row_id)
+    row = _leased(session, row_id, attempts)
+    if row is None:
+        return False
     row.status = OutboxStatus.PENDING
     row.next_attempt_at = at
     row.claimed_until = None
     row.attempts -= 1
+    return True
 
 
-def mark_failed(session: Session, row_id: int, error: str) -> None:
-    row = session.get_one(OutboxMessage, row_id)
+def mark_failed(session: Session, row_id: int, error: str, attempts: int | None = None) -> bool:
+    row = _leased(session, row_id, attempts)
+    if row is None:
+        return False
     row.status = OutboxStatus.FAILED
     row.claimed_until = None
     row.last_error = error
+    return True
 
 
 def hold_method(session: Session, method: str, until: datetime) -> None:

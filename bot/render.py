@@ -93,35 +93,13 @@ def _datetime(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
+# A JSON string (skipped whole, so commas inside it stay), or a comma before `]` or `}`.
+_STRING_OR_TRAILING_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(\s*[\]}])')
+
+
 def _strip_trailing_commas(text: str) -> str:
     """Drop commas that directly precede `]` or `}` outside JSON strings."""
-    out: list[str] = []
-    in_string = escaped = False
-    pending_comma: list[str] = []
-    for char in text:
-        if in_string:
-            out.append(char)
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-            continue
-        if pending_comma:
-            if char.isspace():
-                pending_comma.append(char)
-                continue
-            if char not in "]}":
-                out.extend(pending_comma)
-            pending_comma = []
-        if char == ",":
-            pending_comma = [char]
-            continue
-        if char == '"':
-            in_string = True
-        out.append(char)
-    return "".join(out)
+    return _STRING_OR_TRAILING_COMMA.sub(lambda match: match.group(1) or match.group(2), text)
 
 
 # Character limits Slack enforces, by (parent type, field).

@@ -53,10 +53,13 @@ def workspace_authorization(client: WebClient, token: str | None) -> Callable[..
 
 
 def build_app(runtime: Runtime, *, verify_requests: bool = True,
-              process_before_response: bool = False, app_class: type[App] = App) -> App:
+              process_before_response: bool = True, app_class: type[App] = App) -> App:
     """The Bolt app with every feature's listeners; no Slack call is made while building it.
 
-    `quorum shell` processes before responding (it shows the reply once the listener is done);
+    Listeners run to completion inside `dispatch`: over HTTP, `bot.web.dispatch_until_ack` answers
+    Slack as soon as a listener calls `ack()` and lets it finish on its thread; `quorum shell` shows
+    the reply once the listener is done. Socket Mode passes `process_before_response=False` (Bolt
+    acknowledges first, then runs the listener on its own thread pool).
     `quorum manifest` passes an `app_class` that records what the features register.
     """
     # The token comes from `authorize`; Bolt gives each request a client that carries it.
@@ -67,7 +70,6 @@ def build_app(runtime: Runtime, *, verify_requests: bool = True,
         signing_secret=runtime.settings.slack_signing_secret or "",
         token_verification_enabled=False,
         request_verification_enabled=verify_requests,
-        # By default ack first, then run the rest of the listener on Bolt's thread pool.
         process_before_response=process_before_response,
     )
     handlers.register_all(app, runtime)

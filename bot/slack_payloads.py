@@ -113,7 +113,10 @@ def view_submission(view: dict[str, Any], values: dict[str, Any], *, team: str,
         block_id, action_id = block["block_id"], element["action_id"]
         value = values[block_id] if block_id in values else initial_value(element)
         state[block_id] = {action_id: element_state(element, value)}
-    submitted = {**view, "id": view.get("id", "V0000001"), "state": {"values": state},
+    # A view the bot opened has the id Slack gave it; the same id twice is the same modal
+    # submitted twice, so a view without one (built by hand) gets a fresh id.
+    view_id = view.get("id") or f"V{next(_trigger_counter):08d}"
+    submitted = {**view, "id": view_id, "state": {"values": state},
                  "hash": view.get("hash", "1700000000.abc"), "team_id": team}
     return {
         "type": "view_submission", "team": {"id": team, "domain": "acme"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -32,9 +33,10 @@ class SocketModeRunner:
             raise ValueError("an app-level token (SLACK_APP_TOKEN) is required")
         self.runtime = runtime
         # Socket Mode requests are not signed: the app token authenticates the connection.
-        self.app = build_app(runtime, verify_requests=False)
-        self.worker = OutboxWorker(runtime.db, web_client(runtime),
-                                   poll_seconds=worker_poll_seconds)
+        self.app = build_app(runtime, verify_requests=False, process_before_response=False)
+        self.worker = OutboxWorker(
+            runtime.db, web_client(runtime), poll_seconds=worker_poll_seconds,
+            lease=timedelta(seconds=runtime.settings.outbox_lease_seconds))
         self.scheduler = Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds) \
             if run_scheduler else None
         self.handler = SocketModeHandler(self.app, app_token=token)

@@ -2,46 +2,262 @@
 
 Bolt's own Starlette adapter calls the synchronous `App.dispatch` on the event loop, which would
 serialize every request. Here each dispatch runs on a worker thread instead, so slow listeners
-never hold up other requests, and the event loop only moves bytes.
+never hold up other requests, and the event loop only moves bytes. Slack's request is answered
+the moment the listener calls `ack()` (see `dispatch_until_ack`); the listener then goes on, on its
+thread, with whatever Slack calls follow the acknowledgement.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs
 
+import h11
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt import App
+from slack_bolt import Ack, App, BoltRequest, BoltResponse
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
-from sqlalchemy.exc import DBAPIError
+from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bot import metrics, outbox
+from bot.database import UNAVAILABLE
 from bot.delivery import OutboxWorker
 from bot.errors import InvalidInput, QuorumError
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
 from bot.services import alertmanager, promotions
 from bot.services.gates import check
+from handlers.common import TOO_SLOW, error_message
 
 log = logging.getLogger("quorum.web")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+# Threads that run Bolt listeners; a request holds one only while its listener runs.
+LISTENER_THREADS = 32
+
+
+class _SignallingAck(Ack):
+    """Bolt's `ack` that also hands its response to the waiting request the moment it is called."""
+
+    def __init__(self, on_ack: Callable[[BoltResponse], None]) -> None:
+        super().__init__()
+        self._on_ack = on_ack
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        response = super().__call__(*args, **kwargs)
+        self._on_ack(response)
+        return response
+
+
+async def dispatch_until_ack(bolt_app: App, request: BoltRequest,
+                             executor: Executor) -> BoltResponse:
+    """Run `bolt_app.dispatch` on `executor` and answer as soon as the listener acknowledges.
+
+    Bolt's own "ack first, then go on" mode (`process_before_response=False`) polls for the ack
+    every 10 ms from a second thread; with an app built with `process_before_response=True` this
+    gives the same behaviour with no polling: the HTTP answer leaves when `ack()` is called (or
+    when dispatch returns without one: a refused signature, an unhandled request, an event), and
+    the listener finishes on its thread.
+    """
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[BoltResponse] = loop.create_future()
+
+    def settle(outcome: BoltResponse | BaseException) -> None:
+        if answered.done():
+            return
+        if isinstance(outcome, BaseException):
+            answered.set_exception(outcome)
+        else:
+            answered.set_result(outcome)
+
+    def answer(outcome: BoltResponse | BaseException) -> None:
+        loop.call_soon_threadsafe(settle, outcome)
+
+    request.context["ack"] = _SignallingAck(answer)
+
+    def run() -> None:
+        try:
+            answer(bolt_app.dispatch(request))
+        except BaseException as exc:  # dispatch handles listener errors; this is Bolt failing
+            answer(exc)
+
+    executor.submit(run)
+    return await answered
+
+
+# Slack shows an error unless a slash command is answered within 3 s (network included).
+ANSWER_WITHIN = 2.5  # Slack counts its own network time too; Bolt gives up at 3 s
+
+# Slack's payloads and every webhook fit in a few kilobytes; Slack caps its own at 3 MB of
+# message text split over many requests. A larger body is refused before it is read.
+BODY_LIMIT = 1024 * 1024
+# A whole body must arrive within this many seconds: a client that dribbles it byte by byte
+# must not hold its connection (and what it buffered) for ever; uvicorn has no such deadline.
+BODY_READ_SECONDS = 10.0
+# The same for a request's line and headers, from the connection (or the previous response).
+HEADER_READ_SECONDS = 10.0
+
+
+class HeaderDeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections whose request headers do not arrive in time.
+
+    uvicorn has no such deadline: its keep-alive timer runs only between requests and every
+    byte received cancels it, so a client sending a header byte now and then (slow-loris) would
+    hold its connection for ever. The ASGI app only sees a request once its headers are complete,
+    so this cannot be a middleware; bodies are `RequestLimits`' business.
+    """
+
+    header_seconds = HEADER_READ_SECONDS
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the headers are in
+            self._disarm_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm_header_deadline()  # the next request on this kept-alive connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        self._header_timer = self.loop.call_later(self.header_seconds, self._headers_too_slow)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        # h11 cannot answer a request it has not parsed: the 408 is written by hand.
+        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
+                             b"connection: close\r\n\r\n")
+        self.transport.close()
+
+
+def header_deadline_protocol(seconds: float) -> type[HeaderDeadlineProtocol]:
+    """The protocol class to give uvicorn (`http=`), with its own header deadline."""
+    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_seconds": seconds})
+
+
+def _slack_refusal(reason: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": "invalid_signature", "reason": reason},
+                        status_code=401)
 
 
 def _refusal(status: int, error: str, reason: str, **extra: object) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"ok": False, "error": error, "reason": reason, **extra},
                         status_code=status, headers=headers)
+
+
+class RequestLimits:
+    """Every route's body: at most `limit` bytes, arriving within `read_seconds` (pure ASGI).
+
+    An announced `Content-Length` over the limit is refused before a byte of the body is read;
+    a chunked body is counted as it streams and refused once it passes the limit. The body is
+    read here, once, and handed on, so no endpoint ever waits on a slow client.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = BODY_LIMIT,
+                 read_seconds: float = BODY_READ_SECONDS) -> None:
+        self.app = app
+        self.limit = limit
+        self.read_seconds = read_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        announced = dict(scope["headers"]).get(b"content-length")
+        if announced is not None:
+            try:
+                length = int(announced)
+            except ValueError:
+                length = -1
+            if length < 0:
+                await _refuse(send, 400, "invalid_content_length",
+                              "Content-Length must be a number of bytes.")
+                return
+            if length > self.limit:
+                await _refuse(send, 413, "body_too_large", self._too_large())
+                return
+        try:
+            async with asyncio.timeout(self.read_seconds):
+                body = await self._read(receive)
+        except TimeoutError:
+            await _refuse(send, 408, "request_timeout",
+                          f"The request body did not arrive within {self.read_seconds:g} s.")
+            return
+        if body is None:  # the client went away
+            return
+        if len(body) > self.limit:
+            await _refuse(send, 413, "body_too_large", self._too_large())
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # later calls wait for the disconnect, as usual
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or as soon as it passes the limit what came so far; None on hang-up."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.limit or not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> str:
+        return f"The request body is larger than {self.limit} bytes."
+
+
+async def _refuse(send: Send, status: int, error: str, reason: str) -> None:
+    """Answer without reading the rest of the request, and close the connection after it."""
+    body = json.dumps({"ok": False, "error": error, "reason": reason}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def bearer_refusal(runtime: Runtime, request: Request) -> JSONResponse | None:
@@ -67,11 +283,47 @@ async def read_json_object(request: Request) -> dict[str, object] | JSONResponse
     body = await request.body()
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         return _refusal(400, "invalid_json", "The body is not valid JSON.")
     if not isinstance(data, dict):
         return _refusal(400, "invalid_json", "The body must be a JSON object.")
+    reason = _unstorable_text(data)
+    if reason is not None:
+        return _refusal(400, "invalid_json", reason)
     return data
+
+
+def _late_command_answer(body: bytes) -> Response | None:
+    """What a (verified) slash command gets when its listener is still busy (say, on a database
+    that accepts connections but does not answer): a polite ephemeral before Slack gives up at
+    3 s, instead of Slack's own error. None for anything else, which waits for Bolt as before."""
+    form = parse_qs(body.decode("utf-8", errors="replace"))
+    if "command" not in form or "payload" in form:
+        return None
+    log.warning("%s did not finish within %ss; answered that it may not be saved",
+                form["command"][0][:40], ANSWER_WITHIN)
+    return JSONResponse(error_message(TOO_SLOW))
+
+
+def _unstorable_text(value: object) -> str | None:
+    """Why a parsed JSON value holds text no database or reply can take, or None."""
+    pending = [value]  # a stack, not recursion: the value may nest as deep as json allows
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:  # PostgreSQL refuses it in text
+                return "The body holds a NUL character (\\u0000), which Quorum cannot store."
+            try:
+                item.encode()
+            except UnicodeEncodeError:  # a lone surrogate such as "\ud800" parses, but no more
+                return ("The body holds a lone UTF-16 surrogate (like \\ud800): text must be "
+                        "valid Unicode.")
+    return None
 
 
 def _measured(route: str, endpoint: Endpoint) -> Endpoint:
@@ -86,13 +338,44 @@ def _measured(route: str, endpoint: Endpoint) -> Endpoint:
 
 
 def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
-                   scheduler: Scheduler | None = None) -> Starlette:
+                   scheduler: Scheduler | None = None, *, body_limit: int = BODY_LIMIT,
+                   body_read_seconds: float = BODY_READ_SECONDS) -> Starlette:
     """The ASGI app; starts and stops the outbox worker and the scheduler with the server."""
 
+    listeners = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="quorum-listener")
+    verifier = SignatureVerifier(runtime.settings.slack_signing_secret or "")
+
     async def slack_events(request: Request) -> Response:
+        # Verified before Bolt sees it, with the verifier Bolt uses: Bolt parses the body first,
+        # so an unsigned body that is not UTF-8 or nests too deep would get a 500, not a 401,
+        # and its verifier raises on a timestamp that is not a number.
+        timestamp = request.headers.get("x-slack-request-timestamp", "").strip()
+        if not timestamp.isdecimal():
+            return _slack_refusal("X-Slack-Request-Timestamp is missing or is not a Unix time "
+                                  "in seconds.")
         body = await request.body()
-        bolt_request = to_bolt_request(request, body)
-        bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:  # Slack sends UTF-8; the verifier would raise on it
+            return _slack_refusal("The body is not UTF-8, so Slack did not sign it.")
+        if not verifier.is_valid(text, timestamp, request.headers.get("x-slack-signature", "")):
+            return _slack_refusal("The request is not signed with SLACK_SIGNING_SECRET, or was "
+                                  "signed more than 5 minutes away from now.")
+        try:
+            bolt_request = to_bolt_request(request, body)
+        except (ValueError, RecursionError):  # signed, yet not JSON or a form Bolt can read
+            return JSONResponse({"ok": False, "error": "invalid_payload",
+                                 "reason": "The body is not a Slack payload."}, status_code=400)
+        answer = asyncio.ensure_future(dispatch_until_ack(bolt_app, bolt_request, listeners))
+        try:
+            bolt_response = await asyncio.wait_for(asyncio.shield(answer), ANSWER_WITHIN)
+        except TimeoutError:
+            late = _late_command_answer(body)
+            if late is not None:
+                # The listener runs on; whatever it answers later is not wanted any more.
+                answer.add_done_callback(lambda task: task.cancelled() or task.exception())
+                return late
+            bolt_response = await answer
         return to_starlette_response(bolt_response)
 
     async def alertmanager_hook(request: Request) -> Response:
@@ -120,7 +403,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             result = await run_in_threadpool(apply)
         except InvalidInput as exc:
             return _refusal(422, "invalid_payload", exc.message, field=exc.field)
-        except DBAPIError:
+        except UNAVAILABLE:
             log.exception("Alertmanager notification not stored: database error")
             return _refusal(503, "database_unavailable", "Quorum cannot reach its database; "
                             "nothing was stored. Alertmanager will send it again.")
@@ -132,7 +415,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         return JSONResponse(result, status_code=200 if result["routed"] else 202)
 
     def _store_failed(what: str, exc: Exception) -> JSONResponse:
-        if isinstance(exc, DBAPIError):
+        if isinstance(exc, UNAVAILABLE):
             log.exception("%s not stored: database error", what)
             return _refusal(503, "database_unavailable", "Quorum cannot reach its database; "
                             "nothing was stored. Send it again later.")
@@ -212,7 +495,11 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         return JSONResponse(result, status_code=201 if result["routed"] else 202)
 
     async def healthz(_: Request) -> Response:
-        healthy = await run_in_threadpool(runtime.db.ping)
+        try:  # a database that hangs is as down as one that refuses
+            healthy = await asyncio.wait_for(asyncio.shield(run_in_threadpool(runtime.db.ping)),
+                                             ANSWER_WITHIN)
+        except TimeoutError:
+            healthy = False
         return JSONResponse({"ok": healthy, "database": "up" if healthy else "down"},
                             status_code=200 if healthy else 503)
 
@@ -237,6 +524,11 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             return JSONResponse({"ok": False, "error": "bad_request",
                                  "reason": "give model and version, e.g. "
                                            "/api/gates?model=churn&version=3"}, status_code=400)
+        if any("\x00" in value for value in (model, version, milestone or "")):
+            # PostgreSQL cannot even compare text holding NUL: refuse it before the query.
+            return JSONResponse({"ok": False, "error": "bad_request",
+                                 "reason": "model, version and milestone cannot hold NUL "
+                                           "(%00)."}, status_code=400)
 
         def lookup() -> dict[str, object]:
             with runtime.db.session() as session:
@@ -262,6 +554,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                 scheduler.stop()
             if worker is not None:
                 worker.stop()
+            listeners.shutdown(wait=False, cancel_futures=True)
 
     return Starlette(
         routes=[
@@ -275,5 +568,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/api/gates", _measured("/api/gates", api_gates), methods=["GET"]),
         ],
+        middleware=[Middleware(RequestLimits, limit=body_limit,
+                               read_seconds=body_read_seconds)],
         lifespan=lifespan,
     )

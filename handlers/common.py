@@ -8,17 +8,22 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from bot.commands import Command, UsageError
+from bot.database import UNAVAILABLE
 from bot.errors import QuorumError
 from bot.render import renderer
+from bot.services import idempotency
 
 log = logging.getLogger("quorum.handlers")
 
 OUR_FAULT = "Something went wrong on our side and nothing was saved. Please try again in a moment."
 DATABASE_DOWN = "Quorum cannot reach its database right now, so nothing was saved. " \
     "Please try again in a minute."
+# When the answer cannot wait any longer for the work (a database that hangs): it may yet finish.
+TOO_SLOW = "Quorum could not finish this in time, so it may not have been saved. " \
+    "If you do not see it within a minute, please try again."
 
 
 def ephemeral(message: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +91,22 @@ def write_metadata(**values: Any) -> str:
     return json.dumps({key: value for key, value in values.items() if value is not None})
 
 
+def first_submission(session: Session, body: dict[str, Any]) -> bool:
+    """False when this very modal (its view id) was submitted before and acted on: a double
+    press of Submit, or Slack sending it again. Call it in the transaction that does the work."""
+    view_id = (body.get("view") or {}).get("id")
+    return not view_id or idempotency.first_time(session, team_id_of(body),
+                                                 idempotency.view_key(str(view_id)))
+
+
+def first_delivery(session: Session, body: dict[str, Any]) -> bool:
+    """False for Slack's retry (same `event_id`) of an event already acted on; a retry of an
+    attempt that failed is acted on. Call it in the transaction that does the work."""
+    event_id = body.get("event_id")
+    return not event_id or idempotency.first_time(session, team_id_of(body),
+                                                  idempotency.event_key(str(event_id)))
+
+
 def guarded(listener: Callable[..., None]) -> Callable[..., None]:
     """Turn a listener's errors into what the person should see: never a stack trace or silence.
 
@@ -101,7 +122,7 @@ def guarded(listener: Callable[..., None]) -> Callable[..., None]:
             _reply_error(kwargs, exc.message, exc.usage)
         except QuorumError as exc:
             _reply_error(kwargs, exc.message, None, field=exc.field)
-        except DBAPIError:
+        except UNAVAILABLE:
             log.exception("database error in %s", listener.__name__)
             _reply_error(kwargs, DATABASE_DOWN, None)
         except Exception:

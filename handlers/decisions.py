@@ -19,6 +19,7 @@ from bot.services.audit import changed_fields, history
 from bot.services.projects import project_for_channel
 from handlers.common import (
     ephemeral,
+    first_submission,
     form_values,
     guarded,
     help_message,
@@ -134,8 +135,10 @@ def register(app: App, runtime: Runtime) -> None:
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)
         with db.session() as session:
-            if meta.get("decision_id"):
-                decision = service.get_by_id(session, int(meta["decision_id"]))
+            if not first_submission(session, body):
+                pass  # a second press of Submit: the first one saved it
+            elif meta.get("decision_id"):
+                decision = service.get_by_id(session, int(meta["decision_id"]), team_id_of(body))
                 service.edit_decision(session, decision, user, draft)
             else:
                 project = project_for_channel(session, team, meta["channel"],
@@ -149,7 +152,7 @@ def register(app: App, runtime: Runtime) -> None:
                        client: WebClient) -> None:
         ack()
         with db.session() as session:
-            decision = service.get_by_id(session, int(action["value"]))
+            decision = service.get_by_id(session, int(action["value"]), team_id_of(body))
             view = modal(channel=decision.project.channel_id, decision=decision,
                          hypotheses=hypothesis_service.choices_for_decision(
                              session, decision.team_id, decision.project.channel_id,

@@ -20,6 +20,7 @@ from bot.services.audit import history
 from bot.services.projects import project_for_channel
 from handlers.common import (
     ephemeral,
+    first_submission,
     form_values,
     guarded,
     help_message,
@@ -122,12 +123,14 @@ def register(app: App, runtime: Runtime) -> None:
         )
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)
+        warning = None
         with db.session() as session:
-            project = project_for_channel(session, team, meta["channel"],
-                                          meta.get("channel_name"))
-            result = service.request_gate(session, project, user, draft)
-            warning = renderer.message("gate/requested", result=result) \
-                if result.only_requester else None
+            if first_submission(session, body):
+                project = project_for_channel(session, team, meta["channel"],
+                                              meta.get("channel_name"))
+                result = service.request_gate(session, project, user, draft)
+                warning = renderer.message("gate/requested", result=result) \
+                    if result.only_requester else None
         ack()
         if warning is not None:
             client.chat_postEphemeral(channel=meta["channel"], user=user, text=warning["text"],
@@ -192,6 +195,7 @@ def register(app: App, runtime: Runtime) -> None:
         if not role:
             raise InvalidInput("Choose the role you are signing as.", field="role")
         with db.session() as session:
-            service.sign(session, int(meta["gate_id"]), team_id_of(body), user_id_of(body),
-                         SignoffDecision.CHANGES, str(role), values.get("reason"))
+            if first_submission(session, body):
+                service.sign(session, int(meta["gate_id"]), team_id_of(body), user_id_of(body),
+                             SignoffDecision.CHANGES, str(role), values.get("reason"))
         ack()

@@ -19,7 +19,7 @@ from bot.errors import QuorumError
 from bot.runtime import Runtime
 from bot.services import home as service
 from handlers import admin
-from handlers.common import guarded, team_id_of, user_id_of
+from handlers.common import first_delivery, guarded, team_id_of, user_id_of
 
 # The Home has no slash command of its own: it belongs with `/quorum` (the same object, so the
 # manifest and `/quorum help` list it once).
@@ -57,12 +57,12 @@ def register(app: App, runtime: Runtime) -> None:
     @app.event("app_home_opened")
     @guarded
     def on_home_opened(body: dict[str, Any], event: dict[str, Any]) -> None:
-        # The Messages tab opens with the same event; only the Home tab is ours. A retried
-        # event (same event_id) just queues the same Home again, coalesced with the first.
+        # The Messages tab opens with the same event; only the Home tab is ours.
         if event.get("tab", "home") != "home" or not event.get("user"):
             return
         with db.session() as session:
-            service.home_opened(session, team_id_of(body), str(event["user"]))
+            if first_delivery(session, body):  # Slack's retry of it publishes nothing again
+                service.home_opened(session, team_id_of(body), str(event["user"]))
 
     @app.action("home_project")
     @guarded

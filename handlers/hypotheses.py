@@ -17,6 +17,7 @@ from bot.services.projects import project_for_channel
 from bot.services.records import lock
 from handlers.common import (
     ephemeral,
+    first_submission,
     form_values,
     guarded,
     help_message,
@@ -156,7 +157,9 @@ def register(app: App, runtime: Runtime) -> None:
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)
         with db.session() as session:
-            if meta.get("hypothesis_id"):
+            if not first_submission(session, body):
+                pass  # a second press of Submit: the first one saved it
+            elif meta.get("hypothesis_id"):
                 hypothesis = service.get_by_id(session, int(meta["hypothesis_id"]), team)
                 service.edit_hypothesis(session, hypothesis, user, draft)
             else:
@@ -173,9 +176,11 @@ def register(app: App, runtime: Runtime) -> None:
         values, meta = form_values(view), read_metadata(view)
         service.clean_conclusion(values.get("outcome"), values.get("evidence"))
         with db.session() as session:
-            hypothesis = service.get_by_id(session, int(meta["hypothesis_id"]), team_id_of(body))
-            service.conclude_hypothesis(session, hypothesis, user_id_of(body),
-                                        values["outcome"], values["evidence"])
+            if first_submission(session, body):
+                hypothesis = service.get_by_id(session, int(meta["hypothesis_id"]),
+                                               team_id_of(body))
+                service.conclude_hypothesis(session, hypothesis, user_id_of(body),
+                                            values["outcome"], values["evidence"])
         ack()
 
     @app.action("hypothesis_add_details")
@@ -196,9 +201,13 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         with db.session() as session:
             hypothesis = service.get_by_id(session, int(action["value"]), team_id_of(body))
-            if lock(session, hypothesis).status == HypothesisStatus.RUNNING:
-                return  # a double click: the first one started it
-            service.start_hypothesis(session, hypothesis, user_id_of(body))
+            running, ref = lock(session, hypothesis).status == HypothesisStatus.RUNNING, \
+                hypothesis.ref
+            if not running:
+                service.start_hypothesis(session, hypothesis, user_id_of(body))
+        if running:  # a double click: the first one started it (its card says so by now)
+            respond(replace_original=False, **notice(f"{ref} is already running.",
+                                                     ":information_source:"))
 
     @app.action("hypothesis_conclude")
     @guarded

@@ -23,6 +23,7 @@ from bot.services.projects import project_for_channel
 from handlers import decisions, risks
 from handlers.common import (
     ephemeral,
+    first_submission,
     form_values,
     guarded,
     help_message,
@@ -109,16 +110,20 @@ def register(app: App, runtime: Runtime) -> None:
         )
         draft.validated()  # answer field errors before touching the database
         with db.session() as session:
+            if not first_submission(session, body):
+                ack()  # a second press of Submit: the first one declared it
+                return
             project = project_for_channel(session, team, meta["channel"], meta.get("channel_name"))
             incident = service.declare(session, project, user, draft)
             incident_id, number, title = incident.id, incident.number, incident.title
             commander = incident.commander
         ack()
         if "yes" in (values.get("dedicated") or []):
-            _open_channel(client, incident_id, number, title, user, commander, meta["channel"])
+            _open_channel(client, team, incident_id, number, title, user, commander,
+                          meta["channel"])
 
-    def _open_channel(client: WebClient, incident_id: int, number: int, title: str, user: str,
-                      commander: str | None, project_channel: str) -> None:
+    def _open_channel(client: WebClient, team: str, incident_id: int, number: int, title: str,
+                      user: str, commander: str | None, project_channel: str) -> None:
         """Create `inc-<n>-<slug>` (a suffix when the name is taken) and record it."""
         error = "name_taken"
         for attempt in range(1, CHANNEL_ATTEMPTS + 1):
@@ -131,7 +136,7 @@ def register(app: App, runtime: Runtime) -> None:
                     continue
                 break
             with db.session() as session:
-                incident = service.get_by_id(session, incident_id, lock=True)
+                incident = service.get_by_id(session, incident_id, team, lock=True)
                 service.record_channel(session, incident, created["channel"]["id"], user,
                                        invite=[user, commander or user])
             return
@@ -148,7 +153,7 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         user = user_id_of(body)
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), lock=True)
+            incident = service.get_by_id(session, int(action["value"]), team_id_of(body), lock=True)
             if not service.acknowledge(session, incident, user):
                 respond(replace_original=False, **notice(
                     f"{incident.ref} was already acknowledged.", ":information_source:"))
@@ -159,7 +164,7 @@ def register(app: App, runtime: Runtime) -> None:
                     respond: Respond) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), lock=True)
+            incident = service.get_by_id(session, int(action["value"]), team_id_of(body), lock=True)
             if not service.mitigate(session, incident, user_id_of(body)):
                 respond(replace_original=False, **notice(
                     f"{incident.ref} is already marked as mitigated.", ":information_source:"))
@@ -168,7 +173,7 @@ def register(app: App, runtime: Runtime) -> None:
                            client: WebClient) -> None:
         """Open one of an unresolved incident's forms: an update, or its resolution."""
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]))
+            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
             if incident.status == "resolved":
                 raise Conflict(f"{incident.ref} is already resolved.")
             view = renderer.view(template, i=incident,
@@ -188,8 +193,10 @@ def register(app: App, runtime: Runtime) -> None:
     def on_update_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
-            incident = service.get_by_id(session, int(meta["incident_id"]), lock=True)
-            service.add_update(session, incident, user_id_of(body), values.get("update", ""))
+            if first_submission(session, body):
+                incident = service.get_by_id(session, int(meta["incident_id"]), team_id_of(body),
+                                             lock=True)
+                service.add_update(session, incident, user_id_of(body), values.get("update", ""))
         ack()
 
     @app.action("incident_resolve")
@@ -204,10 +211,12 @@ def register(app: App, runtime: Runtime) -> None:
     def on_resolve_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
-            incident = service.get_by_id(session, int(meta["incident_id"]), lock=True)
-            service.resolve(session, incident, user_id_of(body), values.get("summary", ""),
-                            root_cause=values.get("root_cause", ""),
-                            follow_ups=values.get("follow_ups", ""))
+            if first_submission(session, body):
+                incident = service.get_by_id(session, int(meta["incident_id"]), team_id_of(body),
+                                             lock=True)
+                service.resolve(session, incident, user_id_of(body), values.get("summary", ""),
+                                root_cause=values.get("root_cause", ""),
+                                follow_ups=values.get("follow_ups", ""))
         ack()
 
     @app.action("incident_add_risk")
@@ -216,7 +225,7 @@ def register(app: App, runtime: Runtime) -> None:
                     client: WebClient) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]))
+            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
             project = incident.project
             channel = project.channel_id if project else (body.get("channel") or {}).get("id", "")
             view = risks.modal(
@@ -232,7 +241,7 @@ def register(app: App, runtime: Runtime) -> None:
                         client: WebClient, respond: Respond) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]))
+            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
             channel = incident.project.channel_id if incident.project else \
                 (body.get("channel") or {}).get("id", "")
             title = f"After {incident.ref}: {incident.title}"

@@ -16,6 +16,7 @@ from bot.services import risks as service
 from bot.services.projects import project_for_channel
 from handlers.common import (
     ephemeral,
+    first_submission,
     form_values,
     guarded,
     help_message,
@@ -141,8 +142,10 @@ def register(app: App, runtime: Runtime) -> None:
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)
         with db.session() as session:
-            if meta.get("risk_id"):
-                risk = service.get_by_id(session, int(meta["risk_id"]))
+            if not first_submission(session, body):
+                pass  # a second press of Submit: the first one saved it
+            elif meta.get("risk_id"):
+                risk = service.get_by_id(session, int(meta["risk_id"]), team_id_of(body))
                 service.edit_risk(session, risk, user, draft, default_tz=default_tz)
             else:
                 project = project_for_channel(session, team, meta["channel"],
@@ -155,10 +158,11 @@ def register(app: App, runtime: Runtime) -> None:
     def on_reassess_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
-            risk = service.get_by_id(session, int(meta["risk_id"]))
-            service.reassess(session, risk, user_id_of(body), values.get("likelihood"),
-                             values.get("impact"), values.get("note", ""),
-                             values.get("next_review"), default_tz=default_tz)
+            if first_submission(session, body):
+                risk = service.get_by_id(session, int(meta["risk_id"]), team_id_of(body))
+                service.reassess(session, risk, user_id_of(body), values.get("likelihood"),
+                                 values.get("impact"), values.get("note", ""),
+                                 values.get("next_review"), default_tz=default_tz)
         ack()
 
     @app.view("risk_close_modal")
@@ -166,15 +170,16 @@ def register(app: App, runtime: Runtime) -> None:
     def on_close_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
-            risk = service.get_by_id(session, int(meta["risk_id"]))
-            service.close_risk(session, risk, user_id_of(body), values.get("reason", ""))
+            if first_submission(session, body):
+                risk = service.get_by_id(session, int(meta["risk_id"]), team_id_of(body))
+                service.close_risk(session, risk, user_id_of(body), values.get("reason", ""))
         ack()
 
     def _open(body: dict[str, Any], action: dict[str, Any], client: WebClient,
               build: Any) -> None:
         with refusals_on_home(db, body):  # the Home's Re-assess button comes here too
             with db.session() as session:
-                risk = service.get_by_id(session, int(action["value"]))
+                risk = service.get_by_id(session, int(action["value"]), team_id_of(body))
                 service.ensure_not_closed(risk, "changed")
                 view = build(risk)
             client.views_open(trigger_id=body["trigger_id"], view=view)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -19,6 +19,7 @@ from bot.services import rituals as service
 from bot.services.projects import project_for_channel
 from handlers.common import (
     ephemeral,
+    first_submission,
     form_values,
     guarded,
     help_message,
@@ -162,8 +163,9 @@ def register(app: App, runtime: Runtime) -> None:
                                     values.get("blockers", ""))
         draft.validated()  # field errors before touching the database
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
-            service.add_update(session, occurrence, user_id_of(body), draft)
+            if first_submission(session, body):
+                occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+                service.add_update(session, occurrence, user_id_of(body), draft)
         ack()
 
     def on_item_button(ack: Ack, body: dict[str, Any], action: dict[str, Any],
@@ -189,16 +191,25 @@ def register(app: App, runtime: Runtime) -> None:
         draft = service.ItemDraft(kind=str(meta.get("kind")), text=values.get("text", ""),
                                   owner=values.get("owner"), due_date=values.get("due_date"))
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
-            service.add_item(session, occurrence, user_id_of(body), draft)
+            if first_submission(session, body):
+                occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+                service.add_item(session, occurrence, user_id_of(body), draft)
         ack()
 
     @app.action("retro_item_done")
     @guarded
-    def on_item_done(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    def on_item_done(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                     respond: Respond) -> None:
         ack()
         with db.session() as session:
-            service.complete_item(session, int(action["value"]), user_id_of(body))
+            item, changed = service.complete_item(session, int(action["value"]),
+                                                  user_id_of(body))
+            message = renderer.message("ritual/item", i=item)
+        if changed:  # the item in the thread shows it done, without its button
+            respond(replace_original=True, **message)
+        else:
+            respond(replace_original=False, **notice(
+                "That action item is already done.", ":information_source:"))
 
     @app.event("message")
     def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from bot.services.incidents import (
     declare,
     resolve,
 )
+from bot.services.records import lock
 from bot.services.routing import route
 
 
@@ -250,7 +251,9 @@ def _record_alert(session: Session, incident: Incident, kind: str, alert: Alert,
 
 
 def _declare_from_alerts(session: Session, note: Notification, severity_map: dict[str, str],
-                         default_channel: str | None, now: datetime) -> Incident:
+                         default_channel: str | None, now: datetime) -> tuple[Incident, bool]:
+    """The group's new incident, or the one a concurrent copy of the notification opened first
+    (then False: this copy declared nothing)."""
     firing = note.firing
     where = route(session, project=note.label("project"), model=note.label("model"),
                   default_channel=default_channel)
@@ -271,13 +274,13 @@ def _declare_from_alerts(session: Session, note: Notification, severity_map: dic
         with session.begin_nested():
             return declare(session, where.project, ALERTMANAGER, draft, team_id=where.team_id,
                            source="alertmanager", started_at=min(starts, default=now),
-                           alert_group_key=note.group_key, now=now)
+                           alert_group_key=note.group_key, now=now), True
     except IntegrityError:
         # A concurrent notification of the same new group opened it first: join that one.
         incident = _open_for_group(session, note.group_key)
         if incident is None:
             raise
-        return incident
+        return incident, False
 
 
 def receive_alertmanager(session: Session, note: Notification, *, severity_map: dict[str, str],
@@ -288,6 +291,10 @@ def receive_alertmanager(session: Session, note: Notification, *, severity_map: 
     notifications change nothing and announce nothing."""
     now = now or utcnow()
     incident = _open_for_group(session, note.group_key)
+    # Copies of a notification arrive together (Alertmanager in HA, retries): the incident's
+    # row lock queues them, and one that finds it resolved by the copy before changes nothing.
+    if incident is not None and lock(session, incident).status not in OPEN_STATUSES:
+        incident = None
     created = False
     if incident is None:
         latest = _latest_for_group(session, note.group_key)
@@ -296,8 +303,8 @@ def receive_alertmanager(session: Session, note: Notification, *, severity_map: 
         if note.status == "resolved" or not note.firing or repeat:
             # Nothing open: already resolved (by a person, or earlier), or never seen firing.
             return AlertOutcome(latest, routed=bool(latest and latest.project_id))
-        incident = _declare_from_alerts(session, note, severity_map, default_channel, now)
-        created = True
+        incident, created = _declare_from_alerts(session, note, severity_map, default_channel,
+                                                 now)
     changed = created
     for alert in note.firing:
         changed |= _record_alert(session, incident, Kind.ALERT, alert, now)

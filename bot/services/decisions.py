@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, column, func, literal_column, or_, select, table, text
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import outbox
 from bot.errors import Conflict, InvalidInput
@@ -129,6 +130,8 @@ def log_decision(session: Session, project: Project, actor: str, draft: Decision
     )
     session.add(decision)
     session.flush()
+    # Nothing can supersede a record that did not exist a moment ago; saying so spares a query.
+    set_committed_value(decision, "superseded_by", None)
     record_event(session, actor=actor, action="decision.created", entity=decision,
                  project_id=project.id, after=_snapshot(decision))
     outbox.post_message(session, project.team_id, project.channel_id, render_card(decision),
@@ -191,8 +194,9 @@ def get_decision(session: Session, team_id: str, ref: str) -> Decision:
     return find_by_ref(session, Decision, team_id, ref, "decision")
 
 
-def get_by_id(session: Session, decision_id: int) -> Decision:
-    return find_by_id(session, Decision, decision_id, "decision")
+def get_by_id(session: Session, decision_id: int, team_id: str) -> Decision:
+    """The decision behind a button or form, never one of another workspace."""
+    return find_by_id(session, Decision, decision_id, "decision", team_id=team_id)
 
 
 @dataclass(frozen=True)

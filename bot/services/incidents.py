@@ -224,8 +224,10 @@ def get_incident(session: Session, team_id: str, ref: str, *, lock: bool = False
     return find_by_ref(session, Incident, team_id, ref, "incident", lock=lock)
 
 
-def get_by_id(session: Session, incident_id: int, *, lock: bool = False) -> Incident:
-    return find_by_id(session, Incident, incident_id, "incident", lock=lock)
+def get_by_id(session: Session, incident_id: int, team_id: str, *,
+              lock: bool = False) -> Incident:
+    """The incident behind a button or form, never one of another workspace."""
+    return find_by_id(session, Incident, incident_id, "incident", team_id=team_id, lock=lock)
 
 
 # ------------------------------------------------------------------------------- the lifecycle

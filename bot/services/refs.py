@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,17 +18,14 @@ REF_PATTERN = re.compile(r"^([A-Za-z]+)-(\d{1,9})$")
 def next_number(session: Session, team_id: str, prefix: str) -> int:
     """Hand out the next number for `prefix` in the workspace; safe under concurrent writers."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(RefCounter)
-        .values(team_id=team_id, prefix=prefix, last_value=0)
-        .on_conflict_do_nothing()
-    )
-    # The UPDATE takes the row lock, so two transactions can never receive the same number.
+    # One upsert: the first number creates the counter, later ones take its row lock to increment,
+    # so two transactions can never receive the same number.
+    statement = insert(RefCounter).values(team_id=team_id, prefix=prefix, last_value=1)
     return session.execute(
-        update(RefCounter)
-        .where(RefCounter.team_id == team_id, RefCounter.prefix == prefix)
-        .values(last_value=RefCounter.last_value + 1)
-        .returning(RefCounter.last_value)
+        statement.on_conflict_do_update(
+            index_elements=[RefCounter.team_id, RefCounter.prefix],
+            set_={"last_value": RefCounter.last_value + 1},
+        ).returning(RefCounter.last_value)
     ).scalar_one()
 
 

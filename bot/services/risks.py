@@ -372,8 +372,9 @@ def get_risk(session: Session, team_id: str, ref: str) -> Risk:
     return find_by_ref(session, Risk, team_id, ref, "risk")
 
 
-def get_by_id(session: Session, risk_id: int) -> Risk:
-    return find_by_id(session, Risk, risk_id, "risk")
+def get_by_id(session: Session, risk_id: int, team_id: str) -> Risk:
+    """The risk behind a button or form, never one of another workspace."""
+    return find_by_id(session, Risk, risk_id, "risk", team_id=team_id)
 
 
 @dataclass(frozen=True)

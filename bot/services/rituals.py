@@ -52,6 +52,7 @@ from bot.scheduler import sweep
 from bot.services import roles as role_service
 from bot.services.audit import record_event
 from bot.services.promotions import promotions_between
+from bot.services.records import lock
 from bot.services.risks import default_timezone
 from bot.services.ritual_times import (
     When,
@@ -650,19 +651,19 @@ def add_item(session: Session, occurrence: RitualOccurrence, user: str, draft: I
 
 
 def complete_item(session: Session, item_id: int, user: str,
-                  now: datetime | None = None) -> RetroItem:
-    """Mark an action item done (its button in the retro thread); a second click changes
-    nothing."""
+                  now: datetime | None = None) -> tuple[RetroItem, bool]:
+    """Mark an action item done (its button in the retro thread): the item, and False when it
+    already was (a double click, even at the same moment, changes nothing)."""
     item = session.get(RetroItem, item_id)
     if item is None or item.kind != "action":
         raise NotFound("That action item no longer exists.")
-    if item.state == "done":
-        return item
+    if lock(session, item).state == "done":
+        return item, False
     item.state, item.done_at = "done", now or utcnow()
     session.flush()
     record_event(session, actor=user, action="retro.action_done", entity=item.occurrence,
                  project_id=item.project_id, after=item_record(item))
-    return item
+    return item, True
 
 
 def item_record(item: RetroItem) -> dict[str, Any]:

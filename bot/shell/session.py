@@ -91,8 +91,7 @@ class Shell:
             "slack_api_url": self.slack.api_url, "slack_bot_token": "xoxb-quorum-shell"})
         self.runtime = Runtime(settings=settings, db=runtime.db)
         # Processing before responding: the reply is printed once the listener is done.
-        self.app: App = build_app(self.runtime, verify_requests=False,
-                                  process_before_response=True)
+        self.app: App = build_app(self.runtime, verify_requests=False)
         self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=5),
                                    poll_seconds=0.2)
         self.scheduler = Scheduler(self.runtime.db, tick_seconds=scheduler_tick)

@@ -13,6 +13,7 @@ def test_defaults() -> None:
     assert settings.slack_api_url == "https://slack.com/api/"
     assert (settings.host, settings.port, settings.timezone) == ("0.0.0.0", 3000, "UTC")
     assert settings.admins == frozenset()
+    assert settings.outbox_lease_seconds == 60
 
 
 def test_values_are_read_and_normalised() -> None:
@@ -33,6 +34,10 @@ def test_values_are_read_and_normalised() -> None:
     ("SLACK_BOT_TOKEN", "xoxp-user", "SLACK_BOT_TOKEN: must be a bot token starting with xoxb-"),
     ("SLACK_APP_TOKEN", "xoxb-1", "SLACK_APP_TOKEN: must be an app-level token"),
     ("SLACK_API_URL", "ftp://x", "SLACK_API_URL: must be an http(s) URL"),
+    ("QUORUM_OUTBOX_LEASE_SECONDS", "1", "QUORUM_OUTBOX_LEASE_SECONDS: input should be greater "
+                                         "than or equal to 3"),
+    ("QUORUM_OUTBOX_LEASE_SECONDS", "soon", "QUORUM_OUTBOX_LEASE_SECONDS: input should be a "
+                                            "valid number"),
 ])
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
                                       message: str) -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from slack_sdk import WebClient
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from bot import metrics, outbox
 from bot.database import Database
-from bot.delivery import MAX_ATTEMPTS, OutboxWorker
+from bot.delivery import MAX_ATTEMPTS, METADATA_TYPE, OutboxWorker
 from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
 from support.fake_slack import FakeSlack
+from support.waiting import eventually
 
 TEAM, CHANNEL = "T1", "C0CHURN01"
 
@@ -293,3 +298,137 @@ def test_only_the_latest_pending_publish_of_a_home_is_sent(
     assert fake_slack.calls_to("views.publish")[-1].args["view"]["blocks"][0]["text"]["text"] \
         == "again"
     assert len(fake_slack.calls_to("chat.update")) == 1
+
+
+def client_for(fake_slack: FakeSlack) -> WebClient:
+    client = WebClient(token=fake_slack.token, base_url=fake_slack.url, timeout=5)
+    client.retry_handlers.clear()
+    return client
+
+
+def expire_leases(db: Database) -> None:
+    with db.session() as session:
+        session.execute(update(OutboxMessage).values(claimed_until=utcnow() - timedelta(1)))
+
+
+def stored_texts(fake_slack: FakeSlack, channel: str = CHANNEL) -> list[str]:
+    return [m["text"] for m in fake_slack.messages.get(channel, {}).values()]
+
+
+def test_a_row_taken_over_after_its_call_went_out_is_looked_up_not_posted_again(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("card"), key="card:10")
+        outbox.post_message(session, TEAM, CHANNEL, message("reply"), thread_key="card:10")
+    lease = timedelta(seconds=60)
+    # A worker renews the card's lease, Slack posts the card, and the worker dies unrecorded.
+    with db.session() as session:
+        [card] = outbox.claim(session, lease=lease)
+    with db.session() as session:
+        assert outbox.renew(session, card.id, card.attempts, lease)
+    client_for(fake_slack).chat_postMessage(
+        channel=CHANNEL, text="card",
+        metadata={"event_type": METADATA_TYPE, "event_payload": {"outbox_id": card.id}})
+    worker.run_once()
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1  # the dead worker's lease holds
+    expire_leases(db)
+    drain(worker, db, passes=3)
+    assert sorted(stored_texts(fake_slack)) == ["card", "reply"]
+    assert len(fake_slack.calls_to("conversations.history")) == 1
+    assert all(row.status == OutboxStatus.SENT for row in rows(db))
+    first_post = fake_slack.calls_to("chat.postMessage")[0].response["ts"]
+    reply = fake_slack.calls_to("chat.postMessage")[-1]
+    assert reply.args["thread_ts"] == first_post
+
+
+def test_a_row_claimed_but_never_sent_is_taken_over_without_a_look_up(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("waiting in a batch"))
+    with db.session() as session:
+        outbox.claim(session)  # a worker that died before it got to this row
+    expire_leases(db)
+    worker.run_once()
+    assert stored_texts(fake_slack) == ["waiting in a batch"]
+    assert fake_slack.calls_to("conversations.history") == []
+
+
+def test_a_worker_whose_lease_was_taken_over_does_not_send(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("one owner"))
+    with db.session() as session:
+        [stale] = outbox.claim(session)
+    expire_leases(db)
+    with db.session() as session:
+        [current] = outbox.claim(session)
+    assert current.attempts == stale.attempts + 1
+    with db.session() as session:
+        assert not outbox.renew(session, stale.id, stale.attempts, timedelta(seconds=60))
+        assert not outbox.mark_sent(session, stale.id, attempts=stale.attempts)
+        assert not outbox.release(session, stale.id, utcnow(), attempts=stale.attempts)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.SENDING and row.attempts == current.attempts
+
+
+def test_slow_live_deliveries_are_never_taken_over_and_repeated(
+        db: Database, fake_slack: FakeSlack) -> None:
+    """Two workers with a short lease while Slack is slow: the first worker's batch outlasts the
+    lease, so the second takes over what the first has not started; nothing is sent twice."""
+    lease = timedelta(seconds=1.5)
+    first = OutboxWorker(db, client_for(fake_slack), poll_seconds=0.05, lease=lease)
+    second = OutboxWorker(db, client_for(fake_slack), poll_seconds=0.05, lease=lease)
+    assert first.client.timeout == 0.5  # a call always ends inside its renewed lease
+    with db.session() as session:
+        for n in range(8):
+            outbox.post_message(session, TEAM, CHANNEL, message(f"plain {n}"))
+        for n in range(3):
+            outbox.post_message(session, TEAM, CHANNEL, message(f"card {n} v1"), key=f"c:{n}")
+            outbox.update_message(session, TEAM, f"c:{n}", message(f"card {n} v2"))
+    fake_slack.inject("chat.postMessage", delay=0.3, times=100)
+    fake_slack.inject("chat.update", delay=0.3, times=100)
+    batch = threading.Thread(target=first.run_once)
+    batch.start()  # leases every post at once and delivers them one by one
+    time.sleep(0.3)
+    second.start()
+    try:
+        batch.join(30)
+        first.start()
+        eventually(lambda: all(r.status == OutboxStatus.SENT for r in rows(db)), timeout=30)
+    finally:
+        second.stop()
+        first.stop()
+    texts = stored_texts(fake_slack)
+    assert sorted(texts) == sorted([f"plain {n}" for n in range(8)] +
+                                   [f"card {n} v2" for n in range(3)])
+    assert any(row.attempts > 1 for row in rows(db))  # the second worker did take some over
+    for n in range(3):  # each card posted once, then edited
+        calls = [c for c in fake_slack.calls if f"card {n}" in c.args.get("text", "")]
+        assert [c.method for c in calls] == ["chat.postMessage", "chat.update"]
+
+
+def test_an_outcome_the_database_failed_to_record_is_recorded_on_the_next_pass(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("first"), key="card:11")
+        outbox.post_message(session, TEAM, CHANNEL, message("second"))
+    real_mark_sent = outbox.mark_sent
+    failures = iter([True])
+
+    def mark_sent_while_the_database_drops(*args: Any, **kwargs: Any) -> bool:
+        if next(failures, False):
+            raise OperationalError("UPDATE outbox", {}, Exception("server closed the connection"))
+        return real_mark_sent(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "mark_sent", mark_sent_while_the_database_drops)
+    with pytest.raises(OperationalError):
+        worker.run_once()
+    assert [r.status for r in rows(db)] == [OutboxStatus.SENDING, OutboxStatus.SENDING]
+    worker.run_once()  # records the first post and hands back the second, untried
+    worker.run_once()
+    assert sorted(stored_texts(fake_slack)) == ["first", "second"]
+    assert len(fake_slack.calls_to("chat.postMessage")) == 2
+    assert all(r.status == OutboxStatus.SENT for r in rows(db))
+    with db.session() as session:
+        assert session.get(SlackMessage, "card:11") is not None

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot import outbox
 from bot.database import Database
-from bot.scheduler import SWEEPS, Scheduler, claim_once
+from bot.models import OutboxMessage, RitualOccurrence, utcnow
+from bot.scheduler import SWEEPS, Scheduler, claim_once, load_sweeps
+from bot.services import rituals
+from bot.services.projects import project_for_channel
 
 
 def test_claim_once_is_true_once_per_key(db: Database) -> None:
@@ -45,3 +52,38 @@ def test_run_due_passes_the_time_and_survives_a_failing_sweep(db: Database) -> N
     scheduler.run_due(moment)
     assert seen == [moment]
     assert isinstance(SWEEPS, dict)
+
+
+def test_a_ritual_sweep_that_fails_midway_claims_nothing_and_the_next_tick_posts_each_once(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The occurrence claims and their cards' outbox rows commit together: a process that dies
+    (here: fails) between a claim and its card leaves every ritual due for the next tick."""
+    now = utcnow()
+    with db.session() as session:
+        for n in range(3):
+            project = project_for_channel(session, "T1", f"C0SWEEP0{n}", f"p{n}")
+            schedule, _ = rituals.set_schedule(session, project, "U1", "standup",
+                                               f"daily {now:%H:%M}", "UTC", now=now)
+            schedule.checked_until = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    real_post, posts = outbox.post_message, iter(range(100))
+
+    def dies_at_the_second_card(*args: Any, **kwargs: Any) -> Any:
+        if next(posts) == 1:
+            raise RuntimeError("killed between a claim and its card")
+        return real_post(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "post_message", dies_at_the_second_card)
+    scheduler = Scheduler(db)
+    scheduler.sweeps = {"rituals": load_sweeps()["rituals"]}
+    scheduler.run_due(now)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(RitualOccurrence)) == 0
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    monkeypatch.setattr(outbox, "post_message", real_post)
+    scheduler.run_due(now)
+    scheduler.run_due(now + timedelta(seconds=30))
+    with db.session() as session:
+        occurrences = list(session.scalars(select(RitualOccurrence)))
+        cards = list(session.scalars(select(OutboxMessage.message_key)))
+    assert len(occurrences) == 3
+    assert sorted(cards) == sorted(rituals.card_key(o) for o in occurrences)

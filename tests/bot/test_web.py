@@ -1,43 +1,22 @@
-"""The HTTP edge: Slack signatures, health and metrics of a running `quorum serve`."""
+"""The HTTP edge: health and metrics of a running `quorum serve` (hostile requests:
+`test_request_security.py`)."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from urllib.parse import urlencode
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bot.models import Decision
+from handlers.common import TOO_SLOW
 from support.quorum_server import QuorumServer
-from support.slack_requests import SlackSender, sign
-
-
-def _command_body(text: str = "Sneaky decision") -> str:
-    return urlencode({"team_id": "T0TEAM001", "channel_id": "C0CHURN01", "user_id": "U0EVE0001",
-                      "command": "/decision", "text": text, "trigger_id": "t.1",
-                      "response_url": "http://127.0.0.1:9/nowhere"})
-
-
-def _decision_count(quorum: QuorumServer) -> int:
-    with quorum.runtime.db.session() as session:
-        return session.scalar(select(func.count()).select_from(Decision)) or 0
-
-
-def test_bad_stale_and_missing_signatures_get_401(slack: SlackSender, quorum: QuorumServer) -> None:
-    body, form = _command_body(), "application/x-www-form-urlencoded"
-    wrong_secret = slack.post(body, form, signature=sign(body, secret="not-the-secret"))
-    stale = slack.post(body, form, signature=sign(body, timestamp=int(time.time()) - 6 * 60))
-    future = slack.post(body, form, signature=sign(body, timestamp=int(time.time()) + 6 * 60))
-    tampered_headers = sign(body)
-    tampered = slack.post(body + "&text=changed", form, signature=tampered_headers)
-    missing = slack.http.post(slack.url, content=body, headers={"Content-Type": form})
-    for response in (wrong_secret, stale, future, tampered, missing):
-        assert response.status_code == 401
-    assert _decision_count(quorum) == 0
-    fresh = slack.post(body, form, signature=sign(body, timestamp=int(time.time()) - 4 * 60))
-    assert fresh.status_code == 200 and _decision_count(quorum) == 1
+from support.slack_requests import SlackSender
 
 
 def test_an_unreachable_database_gets_a_polite_reply_in_time(make_settings) -> None:  # type: ignore[no-untyped-def]
@@ -56,6 +35,48 @@ def test_an_unreachable_database_gets_a_polite_reply_in_time(make_settings) -> N
         sender.close()
     finally:
         server.stop()
+
+
+def test_no_free_database_connection_gets_the_polite_database_reply(
+        slack: SlackSender, quorum: QuorumServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests queued for a full pool give up after `pool_timeout` (a TimeoutError, not a
+    driver error): the person is told the database is unavailable, not that we broke."""
+
+    @contextmanager
+    def pool_exhausted() -> Iterator[None]:
+        raise PoolTimeout("QueuePool limit of size 10 overflow 20 reached, connection timed "
+                          "out, timeout 2.00")
+        yield
+
+    monkeypatch.setattr(quorum.runtime.db, "session", pool_exhausted)
+    response = slack.command("/decision", "Logged while the pool is full")
+    assert response.status_code == 200 and response.json()["response_type"] == "ephemeral"
+    assert "cannot reach its database" in response.json()["text"]
+
+
+def test_a_command_stuck_on_the_database_is_answered_before_slack_gives_up(
+        slack: SlackSender, quorum: QuorumServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database that accepts connections but never answers: the person gets a polite
+    ephemeral (it may or may not be saved) instead of Slack's own time-out error; a health
+    check says 503 instead of hanging."""
+    thawed = threading.Event()
+
+    @contextmanager
+    def frozen_database() -> Iterator[None]:
+        thawed.wait(30)
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        yield
+
+    monkeypatch.setattr(quorum.runtime.db, "session", frozen_database)
+    monkeypatch.setattr(quorum.runtime.db, "ping", lambda: thawed.wait(30))
+    try:
+        response = slack.command("/decision", "Logged while the database hangs")
+        health = httpx.get(f"{quorum.url}/healthz", timeout=10)
+    finally:
+        thawed.set()
+    assert response.status_code == 200 and response.json()["response_type"] == "ephemeral"
+    assert response.json()["text"] == TOO_SLOW
+    assert health.status_code == 503 and health.json()["database"] == "down"
 
 
 def test_url_verification_challenge(slack: SlackSender) -> None:

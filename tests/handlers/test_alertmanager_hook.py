@@ -20,6 +20,7 @@ from bot.services.projects import project_for_channel
 from support.fake_slack import FakeSlack
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM
+from support.waiting import eventually
 
 TOKEN = "alertmanager-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -309,3 +310,59 @@ def test_concurrent_notifications_of_a_new_group_make_one_incident(
         thread.join()
     assert statuses == [200] * 6
     assert len(all_incidents(server)) == 1 and kinds(server) == ["declared", "alert"]
+
+
+def test_repeated_notifications_in_any_order_and_at_once_change_nothing_more(
+        serve: Callable[..., QuorumServer], fake_slack: FakeSlack) -> None:
+    """Alertmanager's repeat_interval resends the group as it is (its alerts in any order), and
+    with several Alertmanagers (HA) the copies arrive together: one incident, each alert once on
+    its timeline, one resolution, one summary."""
+    server = serve()
+    add_project(server)
+    first = alert("5ac1e2f3a4b5c6d7", starts=iso(12))
+    second = alert("0f9e8d7c6b5a4321", severity="warning", summary="p95 latency above 1s")
+
+    def at_once(payload: dict[str, Any], copies: int = 4) -> list[httpx.Response]:
+        barrier = threading.Barrier(copies)
+        replies: list[httpx.Response] = []
+
+        def send() -> None:
+            barrier.wait()
+            replies.append(post(server, payload))
+
+        threads = [threading.Thread(target=send) for _ in range(copies)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert [r.status_code for r in replies] == [200] * copies, [r.text for r in replies]
+        return replies
+
+    opened = at_once(notification(first, second))
+    assert sum(r.json()["created"] for r in opened) == 1
+    queued = count(server, OutboxMessage)
+    for payload in (notification(second, first), notification(first, second)):
+        assert post(server, payload).json()["changed"] is False
+    assert count(server, OutboxMessage) == queued
+
+    resolved = [{**a, "status": "resolved", "endsAt": iso(0)} for a in (first, second)]
+    closed = at_once(notification(*resolved))
+    assert sum(r.json()["changed"] for r in closed) == 1
+    assert {r.json()["status"] for r in closed} == {"resolved"}
+    assert post(server, notification(*reversed(resolved))).json()["changed"] is False
+    assert len(all_incidents(server)) == 1
+    assert kinds(server) == ["declared", "alert", "alert", "alert_resolved", "alert_resolved",
+                             "resolved"]
+    with server.runtime.db.session() as session:
+        actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+    assert actions == ["incident.declared", "incident.alerts_received", "incident.resolved"]
+
+    def delivered() -> bool:
+        with server.runtime.db.session() as session:
+            return not session.scalar(select(func.count()).select_from(OutboxMessage).where(
+                OutboxMessage.status.in_(("pending", "sending"))))
+
+    eventually(delivered)
+    summaries = [c for c in fake_slack.calls_to("chat.postMessage") if c.args["blocks"][0]
+                 .get("text", {}).get("text", "").startswith("Resolved · ")]
+    assert len(summaries) == 1

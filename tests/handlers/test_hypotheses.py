@@ -373,7 +373,9 @@ def test_card_buttons_start_idempotently_and_open_the_conclusion_form(
     fake_slack.wait_for("chat.update")
     assert audit_actions(quorum, "H-1") == ["hypothesis.created", "hypothesis.started"]
     assert hypotheses(quorum)[0].status == "running"
-    assert not fake_slack.calls_to("response_url")  # the second click is silently a no-op
+    [again] = fake_slack.wait_for("response_url")  # the second click changes nothing, and says so
+    assert "H-1 is already running" in again.args["text"]
+    assert again.args["response_type"] == "ephemeral" and not again.args["replace_original"]
     with quorum.runtime.db.session() as session:
         updates = session.scalar(select(func.count()).select_from(OutboxMessage)
                                  .where(OutboxMessage.method == "chat.update"))

@@ -11,6 +11,7 @@ import hmac
 import io
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -552,3 +553,35 @@ def test_promotions_export_as_json_csv_and_markdown(server: QuorumServer) -> Non
     assert "## P-1 · churn-model v3 → production" in outputs["md"]
     assert "promoted without a passed gate" in outputs["md"]
     assert count(server, Incident) == 0
+
+
+def test_the_same_delivery_at_the_same_moment_is_one_promotion(
+        server: QuorumServer, fake_slack: FakeSlack) -> None:
+    """MLflow redelivering while the first delivery is still being stored (its time-out is
+    short): every copy is answered 200, one of them created P-1, one announcement."""
+    bind(server)
+    body = json.dumps(alias_event()).encode()
+    headers = signed(body)
+    barrier = threading.Barrier(4)
+    answers: list[dict[str, Any]] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        reply = to_mlflow(server, None, headers, body)
+        assert reply.status_code == 200, reply.text
+        answers.append(reply.json())
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(answers) == 4 and {a["promotion"] for a in answers} == {"P-1"}
+    assert sorted(a["created"] for a in answers) == [False, False, False, True]
+    announcements(fake_slack)
+    assert count(server, Promotion) == 1 and queued(server) == 1
+    with server.runtime.db.session() as session:
+        assert session.scalars(select(AuditEvent.action)).all() == ["promotion.recorded"]
+    # Later redeliveries (MLflow retries for a while) still change nothing.
+    assert to_mlflow(server, None, headers, body).json()["created"] is False
+    assert count(server, Promotion) == 1 and queued(server) == 1

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -19,10 +17,8 @@ from bot.models import RitualOccurrence, RitualSchedule, utcnow
 from bot.services import rituals
 from bot.services.projects import project_for_channel
 from support.fake_slack import FakeSlack
-from support.processes import free_port, running
-from support.slack_requests import SIGNING_SECRET
+from support.processes import quorum_serve
 
-ROOT = Path(__file__).resolve().parents[2]
 TICK = 0.5
 
 
@@ -30,21 +26,10 @@ TICK = 0.5
 def replicas(database_url: str, fake_slack: FakeSlack,
              tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Two real `quorum serve` processes on one database, ticking every TICK seconds."""
-    base = {key: value for key, value in os.environ.items()
-            if not key.startswith(("SLACK_", "QUORUM_", "DATABASE_URL", "PORT", "HOST"))}
     with ExitStack() as stack:
-        processes = []
-        for number in range(2):
-            port = free_port()
-            env = {**base, "SLACK_BOT_TOKEN": fake_slack.token,
-                   "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake_slack.url,
-                   "DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": str(port),
-                   "QUORUM_SCHEDULER_TICK_SECONDS": str(TICK), "PYTHONPATH": str(ROOT)}
-            processes.append(stack.enter_context(running(
-                [sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=ROOT, timeout=90,
-                ready_url=f"http://127.0.0.1:{port}/healthz",
-                log_path=tmp_path / f"serve-{number}.log")))
-        yield processes
+        yield [stack.enter_context(quorum_serve(
+            database_url, fake_slack.url, fake_slack.token, tmp_path / f"serve-{number}.log",
+            QUORUM_SCHEDULER_TICK_SECONDS=str(TICK)))[0] for number in range(2)]
 
 
 @pytest.mark.slow

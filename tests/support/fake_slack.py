@@ -216,6 +216,7 @@ class FakeSlack:
         # What apps.connections.open hands out: set it to a local Socket Mode server's URL.
         self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
         self._faults: list[_Fault] = []
+        self._in_flight: dict[str, int] = {}
         self._seqs: list[int] = []
         self._seq = 0
         self._epoch = 0
@@ -320,6 +321,18 @@ class FakeSlack:
             f"{' matching predicate' if predicate else ''} within {timeout}s, "
             f"got {len(found)}; recorded calls:\n{summary}"
         )
+
+    def wait_in_flight(self, method: str, timeout: float = 15.0) -> None:
+        """Wait until a call of ``method`` has arrived and is not answered yet (a delay fault
+        holds it): the moment to kill a client mid-call."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._in_flight.get(method):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no {method} call in flight within {timeout}s; "
+                                         f"recorded calls:\n{self._summary()}")
+                self._cond.wait(min(remaining, 0.01))
 
     def _summary(self, limit: int = 50) -> str:
         """Describe recorded calls, one a line, for assertion messages."""
@@ -790,7 +803,13 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     else parts.path
                 )
                 token = self._token(args)
-            reply = self._answer(method, args, token, epoch)
+            with fake._cond:
+                fake._in_flight[method] = fake._in_flight.get(method, 0) + 1
+            try:
+                reply = self._answer(method, args, token, epoch)
+            finally:
+                with fake._cond:
+                    fake._in_flight[method] -= 1
             fake._record(seq, epoch, Call(method, args, token, reply.status, reply.body, at))
             self._send(reply)
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from support.slack_requests import SIGNING_SECRET
 from support.waiting import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -53,3 +58,21 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@contextmanager
+def quorum_serve(database_url: str, slack_api_url: str, slack_token: str, log_path: Path,
+                 **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real `quorum serve` process on a free port, talking to the fake Slack at
+    `slack_api_url`; yields the process and its base URL. `settings` are extra environment
+    variables (e.g. QUORUM_OUTBOX_LEASE_SECONDS="3")."""
+    base = {key: value for key, value in os.environ.items()
+            if not key.startswith(("SLACK_", "QUORUM_", "DATABASE_URL", "PORT", "HOST"))}
+    port = free_port()
+    env = {**base, "SLACK_BOT_TOKEN": slack_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+           "SLACK_API_URL": slack_api_url, "DATABASE_URL": database_url, "HOST": "127.0.0.1",
+           "PORT": str(port), "PYTHONPATH": str(ROOT), **settings}
+    url = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=ROOT, timeout=90,
+                 ready_url=f"{url}/healthz", log_path=log_path) as process:
+        yield process, url

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
+from typing import Any
 
 import uvicorn
 
@@ -12,23 +14,26 @@ from bot.delivery import OutboxWorker
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
 from bot.slack_app import build_app, web_client
-from bot.web import create_web_app
+from bot.web import HEADER_READ_SECONDS, create_web_app, header_deadline_protocol
 
 
 class QuorumServer:
     """`quorum serve` in a thread: the same app object graph, bound to port 0."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, header_seconds: float = HEADER_READ_SECONDS,
+                 **web_options: Any) -> None:
+        """`web_options` go to `create_web_app` (body limit, read deadline)."""
         self.settings = settings
         self.runtime = Runtime.from_settings(settings)
         self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=3),
-                                   poll_seconds=0.05)
+                                   poll_seconds=0.05,
+                                   lease=timedelta(seconds=settings.outbox_lease_seconds))
         # Not started: tests drive the clock with `scheduler.run_due(now)`.
         self.scheduler = Scheduler(self.runtime.db)
         self.bolt = build_app(self.runtime)
-        self.web = create_web_app(self.runtime, self.bolt, self.worker)
+        self.web = create_web_app(self.runtime, self.bolt, self.worker, **web_options)
         config = uvicorn.Config(self.web, host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="on")
+                                lifespan="on", http=header_deadline_protocol(header_seconds))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = ""

@@ -138,8 +138,8 @@ def _update() -> list[dict[str, Any]]:
 
 
 def _item() -> list[dict[str, Any]]:
-    return [{"i": item(text, kind)} for text in HOSTILE
-            for kind in ("went_well", "to_improve", "action")]
+    return [{"i": item(text, kind, n)} for text in HOSTILE
+            for kind in ("went_well", "to_improve", "action") for n in (0, 1)]  # open, done
 
 
 def _update_modal() -> list[dict[str, Any]]:
