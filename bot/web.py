@@ -539,6 +539,10 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         except QuorumError as exc:
             return JSONResponse({"ok": False, "error": "bad_request", "reason": exc.message},
                                 status_code=400)
+        except UNAVAILABLE:
+            log.exception("Gate check not answered: database error")
+            return _refusal(503, "database_unavailable", "Quorum cannot reach its database, so "
+                            "it cannot say whether the gate passed; try again shortly.")
         return JSONResponse({"ok": True, **result})
 
     @asynccontextmanager

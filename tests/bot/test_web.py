@@ -21,7 +21,8 @@ from support.slack_requests import SlackSender
 
 def test_an_unreachable_database_gets_a_polite_reply_in_time(make_settings) -> None:  # type: ignore[no-untyped-def]
     server = QuorumServer(make_settings(
-        DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")).start()
+        DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        QUORUM_WEBHOOK_TOKEN="hook-token")).start()
     try:
         sender = SlackSender(server.url, "http://127.0.0.1:9/unused")
         started = time.monotonic()
@@ -33,6 +34,15 @@ def test_an_unreachable_database_gets_a_polite_reply_in_time(make_settings) -> N
         health = httpx.get(f"{server.url}/healthz")
         assert health.status_code == 503
         sender.close()
+        # Webhooks and the CI check say so with a 503 the caller can retry on, never a 500.
+        bearer = {"Authorization": "Bearer hook-token"}
+        for method, path, body in (
+                ("GET", "/api/gates?model=churn&version=3", None),
+                ("POST", "/hooks/promotion", {"model": "churn", "version": "3", "to": "prod"})):
+            answer = httpx.request(method, f"{server.url}{path}", json=body, headers=bearer,
+                                   timeout=10)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.json()["error"] == "database_unavailable", path
     finally:
         server.stop()
 
