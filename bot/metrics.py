@@ -13,6 +13,11 @@ http_latency = Histogram(
     "quorum_http_request_seconds", "Time to answer an HTTP request", ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=registry,
 )
+http_refused = Counter(
+    "quorum_http_refused",
+    "Requests refused before reaching a route: too large, too slow, or a bad Content-Length",
+    ["error"], registry=registry,
+)
 outbox_delivered = Counter(
     "quorum_outbox_delivered", "Outbox calls delivered to Slack", ["method"], registry=registry
 )

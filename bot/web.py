@@ -157,6 +157,7 @@ class HeaderDeadlineProtocol(H11Protocol):
         self._header_timer = None
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
+        metrics.http_refused.labels("header_timeout").inc()
         # h11 cannot answer a request it has not parsed: the 408 is written by hand.
         self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
                              b"connection: close\r\n\r\n")
@@ -253,6 +254,7 @@ class RequestLimits:
 
 async def _refuse(send: Send, status: int, error: str, reason: str) -> None:
     """Answer without reading the rest of the request, and close the connection after it."""
+    metrics.http_refused.labels(error).inc()
     body = json.dumps({"ok": False, "error": error, "reason": reason}).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from bot.models import Decision
@@ -260,7 +261,7 @@ ROUTES = [("POST", "/slack/events"), ("POST", "/hooks/promotion"),
 def test_an_announced_huge_body_gets_413_before_it_is_sent(guarded: QuorumServer,
                                                            fake_slack: FakeSlack) -> None:
     """100 MB announced, 1 KB sent: the 413 comes back at once, on every route."""
-    before = snapshot(guarded.runtime.db)
+    before, refused = snapshot(guarded.runtime.db), _refused(guarded, "body_too_large")
     for method, path in ROUTES:
         with socket.create_connection(_address(guarded), timeout=10) as sock:
             sock.sendall(_head(method, path, "Content-Type: application/json",
@@ -271,6 +272,16 @@ def test_an_announced_huge_body_gets_413_before_it_is_sent(guarded: QuorumServer
         assert reply["error"] == "body_too_large" and str(BODY_LIMIT) in reply["reason"]
     assert changed_tables(before, guarded.runtime.db) == []
     assert fake_slack.calls == []
+    assert _refused(guarded, "body_too_large") == refused + len(ROUTES)  # and /metrics says so
+
+
+def _refused(server: QuorumServer, error: str) -> float:
+    """`quorum_http_refused_total{error=…}` as GET /metrics shows it."""
+    for family in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "quorum_http_refused_total" and sample.labels["error"] == error:
+                return sample.value
+    return 0.0
 
 
 def test_a_chunked_body_is_cut_off_once_it_passes_the_limit(guarded: QuorumServer) -> None:
@@ -379,4 +390,6 @@ def test_slow_loris_clients_do_not_hold_up_a_signed_request(guarded: QuorumServe
         for sock in bodies:
             status, reply = _read_response(sock)
             assert status == 408 and reply["error"] == "request_timeout"
+    assert _refused(guarded, "header_timeout") >= len(heads)
+    assert _refused(guarded, "request_timeout") >= len(bodies)
     eventually(lambda: fake_slack.calls_to("chat.postMessage"))
