@@ -97,6 +97,10 @@ class _Fault:
     delay: float = 0.0
     disconnect: bool = False
     remaining: int = 1
+    # Slack acts on the call at once and only its answer is late (a reply lost on the way back).
+    act_first: bool = False
+    # A fault for a stretch of time: every matching call until this monotonic time (no count).
+    until: float | None = None
 
 
 @dataclass
@@ -372,23 +376,42 @@ class FakeSlack:
         delay: float = 0.0,
         disconnect: bool = False,
         times: int = 1,
+        seconds: float | None = None,
+        act_first: bool = False,
     ) -> None:
-        """Queue a fault for the next ``times`` calls of ``method`` ("*": any Web API method)."""
+        """Queue a fault for the next ``times`` calls of ``method`` ("*": any Web API method),
+        or, with ``seconds``, for every such call during that many seconds.
+
+        A ``delay`` holds the call before Slack acts on it; with ``act_first`` Slack acts at once
+        and only the answer comes ``delay`` seconds later.
+        """
         if times < 1:
             raise ValueError("times must be >= 1")
-        fault = _Fault(method, status, error, retry_after, delay, disconnect, times)
+        if act_first and delay <= 0:
+            raise ValueError("act_first needs a delay")
+        until = None if seconds is None else time.monotonic() + seconds
+        fault = _Fault(method, status, error, retry_after, delay, disconnect, times, act_first,
+                       until)
         with self._cond:
             self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Drop every queued fault: Slack answers normally again."""
+        with self._cond:
+            self._faults.clear()
 
     def _take_fault(self, method: str) -> _Fault | None:
         """Pop one use of the first queued fault matching ``method``."""
         with self._cond:
+            now = time.monotonic()
+            self._faults = [f for f in self._faults if f.until is None or f.until > now]
             for fault in self._faults:
                 wildcard = fault.method == "*" and method != "response_url"
                 if wildcard or fault.method == method:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
+                    if fault.until is None:
+                        fault.remaining -= 1
+                        if fault.remaining <= 0:
+                            self._faults.remove(fault)
                     return fault
         return None
 
@@ -825,6 +848,10 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     epoch: int) -> _Reply:
             """Apply any queued fault, then answer normally."""
             fault = fake._take_fault(method)
+            if fault is not None and fault.act_first:
+                reply = self._answer_normally(method, args, token)
+                fake._stopping.wait(fault.delay)
+                return reply
             if fault is not None:
                 if fault.delay > 0:
                     fake._stopping.wait(fault.delay)
@@ -833,6 +860,11 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 forced = fake._fault_reply(fault)
                 if forced is not None:
                     return forced
+            return self._answer_normally(method, args, token)
+
+        def _answer_normally(self, method: str, args: dict[str, Any],
+                             token: str | None) -> _Reply:
+            """Answer as Slack would with no fault."""
             if method == "response_url":
                 if self.command != "POST":
                     return _Reply(405, {"ok": False, "error": "method_not_allowed"})
