@@ -321,10 +321,13 @@ class OutboxWorker:
             self._record(lambda session: outbox.mark_failed(
                 session, row.id, f"{error} (after {row.attempts} attempts)",
                 attempts=row.attempts))
-            metrics.outbox_failed.labels("gave_up_retrying").inc()
+            metrics.outbox_failed.labels("too_many_attempts").inc()
             return
         at = utcnow() + timedelta(seconds=backoff_seconds(row.attempts))
+        # A refused connection carried nothing to Slack; after any other failure Slack may have
+        # acted, so a post is looked up before it is sent again.
+        note = None if reason == "connection_refused" else outbox.MAYBE_SENT_FLAG
         self._record(lambda session: outbox.mark_retry(
-            session, row.id, at, error, note=outbox.MAYBE_SENT_FLAG, attempts=row.attempts))
+            session, row.id, at, error, note=note, attempts=row.attempts))
         metrics.outbox_retries.labels(reason).inc()
 

@@ -18,6 +18,7 @@ from bot.database import Database
 from bot.delivery import MAX_ATTEMPTS, METADATA_TYPE, RETRY_PERIOD, OutboxWorker
 from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
 from support.fake_slack import FakeSlack
+from support.tcp_proxy import TcpProxy
 from support.waiting import eventually
 
 TEAM, CHANNEL = "T1", "C0CHURN01"
@@ -530,3 +531,24 @@ def test_an_unanswered_post_is_not_posted_blind_while_the_look_up_fails(
     assert row.status == OutboxStatus.SENT
     assert stored_texts(fake_slack) == ["once"]
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
+
+
+def test_a_post_whose_connection_was_refused_is_retried_without_a_look_up(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    """A refused connection carried nothing to Slack: the retry posts without searching the
+    channel first, and `/metrics` counts it as `connection_refused`."""
+    before = retries("connection_refused")
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("knock"), key="card:8")
+    with TcpProxy(int(fake_slack.base.rsplit(":", 1)[1])) as proxy:
+        worker.client.base_url = f"http://127.0.0.1:{proxy.port}/api/"
+        proxy.refuse()
+        worker.run_once()
+        [row] = rows(db)
+        assert row.status == OutboxStatus.PENDING and "Connection refused" in row.last_error
+        assert retries("connection_refused") == before + 1
+        proxy.accept()
+        drain(worker, db, passes=1)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.SENT
+    assert [c.method for c in fake_slack.calls] == ["chat.postMessage"]

@@ -17,7 +17,7 @@ from support.quorum_server import QuorumServer
 from support.slack_requests import SlackSender
 from support.tcp_proxy import TcpProxy
 
-WINDOW_SECONDS = 8.0  # each of the four fault kinds for 2 s (the soak runs 60 s)
+WINDOW_SECONDS = 10.0  # each of the four fault kinds for 2.5 s (the soak runs 60 s)
 
 
 @pytest.fixture

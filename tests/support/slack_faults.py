@@ -38,7 +38,7 @@ from support.fake_slack import FakeSlack
 from support.slack_requests import SlackSender
 from support.tcp_proxy import TcpProxy
 
-FAULT_KINDS = ("ratelimited", "server_error", "timeout", "refused")
+FAULT_KINDS = ("timeout", "ratelimited", "server_error", "refused")
 # The retry reason `/metrics` counts (quorum_outbox_retries_total{reason=…}) for each fault kind.
 RETRY_REASONS = {"ratelimited": "ratelimited", "server_error": "server_error",
                  "timeout": "timeout", "refused": "connection_refused"}
