@@ -38,6 +38,16 @@ TRANSIENT_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "req
 MAX_ATTEMPTS = 15
 RETRY_PERIOD = timedelta(hours=1)
 MAX_BACKOFF_SECONDS = 300.0
+# An unanswered post is looked for among this many of the channel's latest messages.
+LOOKUP_PAGE_SIZE = 200
+LOOKUP_PAGES = 5
+
+
+class TakenOver:
+    """The row's lease went to another worker while this one was still working on it."""
+
+
+TAKEN_OVER = TakenOver()
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -180,11 +190,12 @@ class OutboxWorker:
         if method is None:
             return
         try:
+            earlier = None
             if method == "chat.postMessage" and row.payload.get(outbox.MAYBE_SENT_FLAG):
-                response = self._find_earlier_post(row, payload) or \
-                    self.client.api_call(method, json=payload).data
-            else:
-                response = self.client.api_call(method, json=payload).data
+                earlier = self._find_earlier_post(row, payload)
+                if isinstance(earlier, TakenOver):
+                    return
+            response = earlier or self.client.api_call(method, json=payload).data
         except SlackApiError as exc:
             self._handle_slack_error(row, payload, exc)
             return
@@ -233,36 +244,54 @@ class OutboxWorker:
         return row.method
 
     def _find_earlier_post(self, row: outbox.Claimed,
-                           payload: dict[str, Any]) -> dict[str, Any] | None:
+                           payload: dict[str, Any]) -> dict[str, Any] | TakenOver | None:
         """After an attempt that got no answer, look in the channel for the post it may have made.
 
         Slack has no idempotency key for chat.postMessage; the message metadata carries the outbox
         id instead. If Slack refuses the look-up for good (a missing scope), the call is posted
         again; if Slack is failing for now (rate limit, 5xx, no answer), the error rises and the
-        call is retried later, look-up first: posting blind then could post it twice.
+        call is retried later, look-up first: posting blind then could post it twice. A busy
+        channel is read page by page (every page a call, so the lease is renewed before each).
         """
         channel = payload.get("channel")
-        oldest = f"{row.created_at.timestamp() - 60:.6f}"
-        try:
-            if payload.get("thread_ts"):
-                found = self.client.conversations_replies(
-                    channel=channel, ts=payload["thread_ts"], oldest=oldest, limit=200,
-                    include_all_metadata=True)
-            else:
-                found = self.client.conversations_history(
-                    channel=channel, oldest=oldest, limit=200, include_all_metadata=True)
-        except SlackApiError as exc:
-            if is_transient(exc):
-                raise
-            log.warning("could not check %s for an earlier post of %s: %s", channel, row.id, exc)
-            return None
-        for message in found.get("messages", []):
-            metadata = message.get("metadata") or {}
-            if metadata.get("event_type") == METADATA_TYPE and \
-                    metadata.get("event_payload", {}).get("outbox_id") == row.id:
-                log.info("outbox call %s was already posted as %s", row.id, message["ts"])
-                return {"channel": channel, "ts": message["ts"]}
+        arguments = {"channel": channel, "oldest": f"{row.created_at.timestamp() - 60:.6f}",
+                     "limit": LOOKUP_PAGE_SIZE, "include_all_metadata": True}
+        for page in range(LOOKUP_PAGES):
+            if page and not self._renew(row):
+                return TAKEN_OVER
+            try:
+                if payload.get("thread_ts"):
+                    found = self.client.conversations_replies(ts=payload["thread_ts"],
+                                                              **arguments)
+                else:
+                    found = self.client.conversations_history(**arguments)
+            except SlackApiError as exc:
+                if is_transient(exc):
+                    raise
+                log.warning("could not check %s for an earlier post of %s: %s", channel, row.id,
+                            exc)
+                return None
+            for message in found.get("messages", []):
+                metadata = message.get("metadata") or {}
+                if metadata.get("event_type") == METADATA_TYPE and \
+                        metadata.get("event_payload", {}).get("outbox_id") == row.id:
+                    log.info("outbox call %s was already posted as %s", row.id, message["ts"])
+                    return {"channel": channel, "ts": message["ts"]}
+            cursor = (found.get("response_metadata") or {}).get("next_cursor")
+            if not found.get("has_more") or not cursor:
+                return None
+            arguments["cursor"] = cursor
+        log.warning("outbox call %s: no earlier post in the latest %s messages of %s; posting",
+                    row.id, LOOKUP_PAGES * LOOKUP_PAGE_SIZE, channel)
         return None
+
+    def _renew(self, row: outbox.Claimed) -> bool:
+        """Extend this worker's lease on `row` before another call for it (False: taken over)."""
+        with self.db.session() as session:
+            if outbox.renew(session, row.id, row.attempts, self.lease):
+                return True
+        log.info("outbox call %s was taken over by another worker", row.id)
+        return False
 
     def _give_up(self, session: Session, row: outbox.Claimed, error: str) -> None:
         log.error("giving up on outbox call %s %s: %s", row.id, row.method, error)

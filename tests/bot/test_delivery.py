@@ -15,7 +15,13 @@ from sqlalchemy.exc import OperationalError
 
 from bot import metrics, outbox
 from bot.database import Database
-from bot.delivery import MAX_ATTEMPTS, METADATA_TYPE, RETRY_PERIOD, OutboxWorker
+from bot.delivery import (
+    LOOKUP_PAGE_SIZE,
+    MAX_ATTEMPTS,
+    METADATA_TYPE,
+    RETRY_PERIOD,
+    OutboxWorker,
+)
 from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
 from support.fake_slack import FakeSlack
 from support.tcp_proxy import TcpProxy
@@ -552,3 +558,23 @@ def test_a_post_whose_connection_was_refused_is_retried_without_a_look_up(
     [row] = rows(db)
     assert row.status == OutboxStatus.SENT
     assert [c.method for c in fake_slack.calls] == ["chat.postMessage"]
+
+
+def test_an_unanswered_post_is_found_below_a_page_of_newer_messages(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    """After an outage the channel fills with newer posts; the look-up reads past the first
+    page (renewing its lease for each) instead of posting the lost one again."""
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("lost reply"), key="card:12")
+    fake_slack.inject("chat.postMessage", delay=1.0, act_first=True)  # the worker waits 0.5 s
+    worker.run_once()
+    newer = client_for(fake_slack)
+    for n in range(LOOKUP_PAGE_SIZE + 20):
+        newer.chat_postMessage(channel=CHANNEL, text=f"newer {n}")
+    drain(worker, db, passes=1)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.SENT
+    assert stored_texts(fake_slack).count("lost reply") == 1
+    assert len(fake_slack.calls_to("conversations.history")) == 2
+    with db.session() as session:
+        assert session.get(SlackMessage, "card:12") is not None

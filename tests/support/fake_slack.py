@@ -159,6 +159,23 @@ def _decode_json_fields(args: dict[str, Any]) -> None:
                 args[key] = json.loads(value)
 
 
+def _page(messages: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
+    """One page of a listing, as Slack pages it: `limit` (default 100, at most 999) messages
+    from `cursor`, and a `next_cursor` while more remain. (The fake's ts are not wall-clock
+    times, so `oldest` and `latest` are not applied.)"""
+    try:
+        limit = min(999, max(1, int(args.get("limit") or 100)))
+        start = int(str(args.get("cursor") or "page_0").removeprefix("page_"))
+    except ValueError:
+        raise SlackError("invalid_cursor") from None
+    page = messages[start:start + limit]
+    more = start + limit < len(messages)
+    body: dict[str, Any] = {"ok": True, "messages": copy.deepcopy(page), "has_more": more}
+    if more:
+        body["response_metadata"] = {"next_cursor": f"page_{start + limit}"}
+    return body
+
+
 def _validate_blocks(blocks: Any, limit: int) -> None:
     """Raise invalid_blocks unless ``blocks`` is a list of valid Block Kit blocks."""
     if isinstance(blocks, str):
@@ -592,21 +609,21 @@ class FakeSlack:
         return {"ok": True, "channel": channel, "permalink": permalink}
 
     def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
-        """List a channel's stored top-level messages, newest first."""
+        """List a channel's stored top-level messages, newest first, a page at a time."""
         stored = self.messages.get(str(args["channel"]), {})
         top = [m for m in stored.values() if m.get("thread_ts", m["ts"]) == m["ts"]]
         top.sort(key=_ts_key, reverse=True)
-        return {"ok": True, "messages": copy.deepcopy(top), "has_more": False}
+        return _page(top, args)
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
-        """List a stored thread: the parent, then replies oldest first."""
+        """List a stored thread: the parent, then replies oldest first, a page at a time."""
         channel, ts = str(args["channel"]), str(args["ts"])
         stored = self.messages.get(channel, {})
         if ts not in stored:
             raise SlackError("thread_not_found")
         thread = [m for m in stored.values() if m["ts"] == ts or m.get("thread_ts") == ts]
         thread.sort(key=_ts_key)
-        return {"ok": True, "messages": copy.deepcopy(thread), "has_more": False}
+        return _page(thread, args)
 
     def _channel_info(self, channel: str) -> dict[str, Any]:
         """Return the channel object for ``channel`` (created or made up)."""
