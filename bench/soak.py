@@ -64,6 +64,7 @@ def table(report: slack_faults.Report) -> str:
         ("order violations", str(len(report.order_violations))),
         ("stale cards", str(len(report.stale_cards))),
         *((f"retries: {reason}", f"{count:g}") for reason, count in report.retries.items()),
+        ("look-ups of unanswered posts", str(report.lookups)),
         ("time to drain after recovery", drain),
     ]
     width = max(len(name) for name, _ in rows)

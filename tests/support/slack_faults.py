@@ -198,6 +198,7 @@ class Report:
     order_violations: list[str]
     stale_cards: list[str]
     retries: dict[str, float]
+    lookups: int  # searches of a channel for a post whose answer never came
     drain_seconds: float | None
 
     def problems(self) -> list[str]:
@@ -296,6 +297,8 @@ def _report(db: Database, fake: FakeSlack, users: Users, outage: SlackOutage,
         queued=len(rows), delivered=sum(row.status == OutboxStatus.SENT for row in rows),
         duplicates=duplicates, missing=missing, order_violations=_order_violations(calls),
         stale_cards=_stale_cards(rows, posted, messages), retries=retries,
+        lookups=sum(c.method in ("conversations.history", "conversations.replies")
+                    for c in calls),
         drain_seconds=drain)
 
 
