@@ -32,14 +32,50 @@ log = logging.getLogger("quorum.delivery")
 METADATA_TYPE = "quorum_outbox"
 TRANSIENT_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout",
                     "ratelimited"}
+# A call is given up only when it has been tried this often AND has waited this long: a fixed
+# count alone would lose messages to a long outage (and `attempts` also counts rate-limited
+# tries and take-overs, as it is the lease's fencing token).
 MAX_ATTEMPTS = 15
+RETRY_PERIOD = timedelta(hours=1)
 MAX_BACKOFF_SECONDS = 300.0
+# An unanswered post is looked for among this many of the channel's latest messages.
+LOOKUP_PAGE_SIZE = 200
+LOOKUP_PAGES = 5
+
+
+class TakenOver:
+    """The row's lease went to another worker while this one was still working on it."""
+
+
+TAKEN_OVER = TakenOver()
 
 
 def backoff_seconds(attempt: int) -> float:
     """Exponential backoff with jitter: ~1 s, 2 s, 4 s … capped at five minutes."""
     base = min(MAX_BACKOFF_SECONDS, 2.0 ** max(0, attempt - 1))
     return base * random.uniform(0.8, 1.2)
+
+
+def is_transient(exc: SlackApiError) -> bool:
+    """Whether another try may cure what Slack answered (a rate limit, a server error)."""
+    status = exc.response.status_code
+    return status == 429 or status >= 500 or exc.response.get("error") in TRANSIENT_ERRORS
+
+
+def rate_limit_scope(row: outbox.Claimed) -> tuple[str, str, str | None]:
+    """What one `429` holds: posting per channel, any other method across the workspace."""
+    channel = row.payload.get("channel") if row.method == "chat.postMessage" else None
+    return row.team_id, row.method, channel
+
+
+def network_failure(exc: BaseException) -> str:
+    """The retry reason `/metrics` counts for a call that got no answer from Slack."""
+    reason = getattr(exc, "reason", exc)  # urllib wraps connection errors in URLError
+    if isinstance(reason, TimeoutError):
+        return "timeout"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection_refused"
+    return "network"
 
 
 class OutboxWorker:
@@ -59,7 +95,10 @@ class OutboxWorker:
         # What a failed database left undone: outcomes to record, leased rows never tried.
         self._unrecorded: list[Callable[[Session], object]] = []
         self._untried: list[outbox.Claimed] = []
-        self._held: dict[str, datetime] = {}
+        self._held: dict[tuple[str, str, str | None], datetime] = {}
+        # Workspaces whose calls failed since the last success: the next success wakes their
+        # backed-off calls.
+        self._failing: set[str] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,14 +137,14 @@ class OutboxWorker:
         self._settle()
         with self.db.session() as session:
             batch = outbox.claim(session, limit=self.batch, lease=self.lease)
-        # Methods Slack rate-limited during this batch; the database holds them for later batches.
+        # What Slack rate-limited during this batch; the database holds it for later batches.
         self._held = {}
         for index, row in enumerate(batch):
             try:
-                held_until = self._held.get(row.method)
+                held_until = self._held.get(rate_limit_scope(row))
                 if self._stop.is_set() or (held_until and held_until > utcnow()):
                     self._untried.append(row)
-                    self._settle(held_until)
+                    self._settle(held_until, outbox.RATE_LIMITED if held_until else None)
                     continue
                 self._deliver(row)
             except SQLAlchemyError:
@@ -114,7 +153,7 @@ class OutboxWorker:
                 raise
         return len(batch)
 
-    def _settle(self, due: datetime | None = None) -> None:
+    def _settle(self, due: datetime | None = None, reason: str | None = None) -> None:
         """Record what a failed database left unrecorded and hand back rows never tried (each
         only if this worker still holds its lease)."""
         while self._unrecorded:
@@ -124,7 +163,8 @@ class OutboxWorker:
         while self._untried:
             row = self._untried[0]
             with self.db.session() as session:
-                outbox.release(session, row.id, due or utcnow(), attempts=row.attempts)
+                outbox.release(session, row.id, due or utcnow(), attempts=row.attempts,
+                               reason=reason)
             self._untried.pop(0)
 
     def _record(self, outcome: Callable[[Session], object]) -> None:
@@ -150,22 +190,31 @@ class OutboxWorker:
         if method is None:
             return
         try:
+            earlier = None
             if method == "chat.postMessage" and row.payload.get(outbox.MAYBE_SENT_FLAG):
-                response = self._find_earlier_post(row, payload) or \
-                    self.client.api_call(method, json=payload).data
-            else:
-                response = self.client.api_call(method, json=payload).data
+                earlier = self._find_earlier_post(row, payload)
+                if isinstance(earlier, TakenOver):
+                    return
+            response = earlier or self.client.api_call(method, json=payload).data
         except SlackApiError as exc:
             self._handle_slack_error(row, payload, exc)
             return
         except (SlackClientError, OSError, TimeoutError) as exc:
-            self._retry(row, "network", f"{type(exc).__name__}: {exc}")
+            self._retry(row, network_failure(exc), f"{type(exc).__name__}: {exc}")
             return
         assert isinstance(response, dict)
         keyed_post = method == "chat.postMessage" and "thread_key" not in row.payload
-        self._record(lambda session: outbox.mark_sent(
-            session, row.id, channel=response.get("channel"), ts=response.get("ts"),
-            key=row.key if keyed_post else None, attempts=row.attempts))
+        recovered = row.team_id in self._failing
+
+        def sent(session: Session) -> None:
+            outbox.mark_sent(session, row.id, channel=response.get("channel"),
+                             ts=response.get("ts"), key=row.key if keyed_post else None,
+                             attempts=row.attempts)
+            if recovered:
+                outbox.wake_backed_off(session, row.team_id)
+
+        self._record(sent)
+        self._failing.discard(row.team_id)
         metrics.outbox_delivered.labels(method).inc()
 
     def _prepare(self, session: Session, row: outbox.Claimed,
@@ -195,32 +244,54 @@ class OutboxWorker:
         return row.method
 
     def _find_earlier_post(self, row: outbox.Claimed,
-                           payload: dict[str, Any]) -> dict[str, Any] | None:
+                           payload: dict[str, Any]) -> dict[str, Any] | TakenOver | None:
         """After an attempt that got no answer, look in the channel for the post it may have made.
 
         Slack has no idempotency key for chat.postMessage; the message metadata carries the outbox
-        id instead. Failing to look (a scope, a network error) falls back to posting again.
+        id instead. If Slack refuses the look-up for good (a missing scope), the call is posted
+        again; if Slack is failing for now (rate limit, 5xx, no answer), the error rises and the
+        call is retried later, look-up first: posting blind then could post it twice. A busy
+        channel is read page by page (every page a call, so the lease is renewed before each).
         """
         channel = payload.get("channel")
-        oldest = f"{row.created_at.timestamp() - 60:.6f}"
-        try:
-            if payload.get("thread_ts"):
-                found = self.client.conversations_replies(
-                    channel=channel, ts=payload["thread_ts"], oldest=oldest, limit=200,
-                    include_all_metadata=True)
-            else:
-                found = self.client.conversations_history(
-                    channel=channel, oldest=oldest, limit=200, include_all_metadata=True)
-        except (SlackApiError, SlackClientError, OSError, TimeoutError) as exc:
-            log.warning("could not check %s for an earlier post of %s: %s", channel, row.id, exc)
-            return None
-        for message in found.get("messages", []):
-            metadata = message.get("metadata") or {}
-            if metadata.get("event_type") == METADATA_TYPE and \
-                    metadata.get("event_payload", {}).get("outbox_id") == row.id:
-                log.info("outbox call %s was already posted as %s", row.id, message["ts"])
-                return {"channel": channel, "ts": message["ts"]}
+        arguments = {"channel": channel, "oldest": f"{row.created_at.timestamp() - 60:.6f}",
+                     "limit": LOOKUP_PAGE_SIZE, "include_all_metadata": True}
+        for page in range(LOOKUP_PAGES):
+            if page and not self._renew(row):
+                return TAKEN_OVER
+            try:
+                if payload.get("thread_ts"):
+                    found = self.client.conversations_replies(ts=payload["thread_ts"],
+                                                              **arguments)
+                else:
+                    found = self.client.conversations_history(**arguments)
+            except SlackApiError as exc:
+                if is_transient(exc):
+                    raise
+                log.warning("could not check %s for an earlier post of %s: %s", channel, row.id,
+                            exc)
+                return None
+            for message in found.get("messages", []):
+                metadata = message.get("metadata") or {}
+                if metadata.get("event_type") == METADATA_TYPE and \
+                        metadata.get("event_payload", {}).get("outbox_id") == row.id:
+                    log.info("outbox call %s was already posted as %s", row.id, message["ts"])
+                    return {"channel": channel, "ts": message["ts"]}
+            cursor = (found.get("response_metadata") or {}).get("next_cursor")
+            if not found.get("has_more") or not cursor:
+                return None
+            arguments["cursor"] = cursor
+        log.warning("outbox call %s: no earlier post in the latest %s messages of %s; posting",
+                    row.id, LOOKUP_PAGES * LOOKUP_PAGE_SIZE, channel)
         return None
+
+    def _renew(self, row: outbox.Claimed) -> bool:
+        """Extend this worker's lease on `row` before another call for it (False: taken over)."""
+        with self.db.session() as session:
+            if outbox.renew(session, row.id, row.attempts, self.lease):
+                return True
+        log.info("outbox call %s was taken over by another worker", row.id)
+        return False
 
     def _give_up(self, session: Session, row: outbox.Claimed, error: str) -> None:
         log.error("giving up on outbox call %s %s: %s", row.id, row.method, error)
@@ -234,17 +305,18 @@ class OutboxWorker:
         if status == 429:
             wait = float(exc.response.headers.get("Retry-After", "1") or 1)
             until = utcnow() + timedelta(seconds=wait)
-            self._held[row.method] = until
+            scope = rate_limit_scope(row)
+            self._held[scope] = until
+            reason = f"{outbox.RATE_LIMITED} for {wait:g}s"
 
             def hold(session: Session) -> None:
-                outbox.mark_retry(session, row.id, until, f"ratelimited for {wait:g}s",
-                                  attempts=row.attempts)
-                outbox.hold_method(session, row.method, until)
+                outbox.mark_retry(session, row.id, until, reason, attempts=row.attempts)
+                outbox.hold(session, *scope[:2], until, reason, channel=scope[2])
 
             self._record(hold)
             metrics.outbox_retries.labels("ratelimited").inc()
             return
-        if status >= 500 or error in TRANSIENT_ERRORS:
+        if is_transient(exc):
             self._retry(row, "server_error", error)
             return
         first_refusal = not row.payload.get(outbox.JOINED_FLAG)
@@ -271,7 +343,8 @@ class OutboxWorker:
             return False
 
     def _retry(self, row: outbox.Claimed, reason: str, error: str) -> None:
-        if row.attempts >= MAX_ATTEMPTS:
+        self._failing.add(row.team_id)
+        if row.attempts >= MAX_ATTEMPTS and utcnow() - row.created_at >= RETRY_PERIOD:
             log.error("giving up on outbox call %s %s after %s attempts: %s", row.id,
                       row.method, row.attempts, error)
             self._record(lambda session: outbox.mark_failed(
@@ -280,7 +353,10 @@ class OutboxWorker:
             metrics.outbox_failed.labels("too_many_attempts").inc()
             return
         at = utcnow() + timedelta(seconds=backoff_seconds(row.attempts))
+        # A refused connection carried nothing to Slack; after any other failure Slack may have
+        # acted, so a post is looked up before it is sent again.
+        note = None if reason == "connection_refused" else outbox.MAYBE_SENT_FLAG
         self._record(lambda session: outbox.mark_retry(
-            session, row.id, at, error, note=outbox.MAYBE_SENT_FLAG, attempts=row.attempts))
+            session, row.id, at, error, note=note, attempts=row.attempts))
         metrics.outbox_retries.labels(reason).inc()
 

@@ -21,8 +21,10 @@ http_refused = Counter(
 outbox_delivered = Counter(
     "quorum_outbox_delivered", "Outbox calls delivered to Slack", ["method"], registry=registry
 )
+# reason: ratelimited (429), server_error (5xx or a transient error), timeout (no answer in
+# time), connection_refused, network (another connection failure), joined_channel.
 outbox_retries = Counter(
-    "quorum_outbox_retries", "Outbox deliveries put back for a retry", ["reason"],
+    "quorum_outbox_retries", "Outbox deliveries put back for a retry, by reason", ["reason"],
     registry=registry,
 )
 outbox_failed = Counter(

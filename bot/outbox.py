@@ -20,6 +20,8 @@ JOINED_FLAG = "_joined"  # it already joined the channel once for this call
 MAYBE_SENT_FLAG = "_maybe_sent"  # an attempt got no answer: Slack may have acted on it
 IN_FLIGHT_FLAG = "_in_flight"  # a call went out under the current lease (see `renew`)
 DEFAULT_LEASE = timedelta(seconds=60)
+# How `last_error` of a call waiting for Slack's `Retry-After` begins (see `hold`).
+RATE_LIMITED = "ratelimited"
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 # Calls that replace the whole state of their target: of several pending calls of one of these
 # methods under one key, only the latest is worth sending (a burst of edits sends once).
@@ -212,11 +214,14 @@ def mark_retry(session: Session, row_id: int, at: datetime, error: str,
     return True
 
 
-def release(session: Session, row_id: int, at: datetime, attempts: int | None = None) -> bool:
-    """Hand a leased row back untried, due again at `at`."""
+def release(session: Session, row_id: int, at: datetime, attempts: int | None = None,
+            reason: str | None = None) -> bool:
+    """Hand a leased row back untried, due again at `at` (`reason`: why it waits)."""
     row = _leased(session, row_id, attempts)
     if row is None:
         return False
+    if reason is not None:
+        row.last_error = reason
     row.status = OutboxStatus.PENDING
     row.next_attempt_at = at
     row.claimed_until = None
@@ -234,16 +239,38 @@ def mark_failed(session: Session, row_id: int, error: str, attempts: int | None 
     return True
 
 
-def hold_method(session: Session, method: str, until: datetime) -> None:
-    """Push every pending call of `method` to `until` (Slack rate-limits per method)."""
+def hold(session: Session, team_id: str, method: str, until: datetime, reason: str,
+         channel: str | None = None) -> None:
+    """Push the workspace's pending calls of `method` (in `channel` only, if given) to `until`:
+    Slack rate-limits each workspace per method, and posting per channel. `reason` starts with
+    `RATE_LIMITED`, so that `wake_backed_off` leaves these rows waiting."""
+    conditions = [OutboxMessage.team_id == team_id, OutboxMessage.method == method,
+                  OutboxMessage.status == OutboxStatus.PENDING,
+                  OutboxMessage.next_attempt_at < until]
+    if channel is not None:
+        conditions.append(OutboxMessage.payload["channel"].as_string() == channel)
+    session.execute(
+        update(OutboxMessage).where(*conditions)
+        .values(next_attempt_at=until, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def wake_backed_off(session: Session, team_id: str) -> None:
+    """Make the workspace's calls waiting out a backoff after a failure due now: Slack answers
+    again, so they need not sit out the rest of a long backoff. Rate-limited calls keep waiting
+    for the time Slack asked for."""
+    now = utcnow()
     session.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.method == method,
+            OutboxMessage.team_id == team_id,
             OutboxMessage.status == OutboxStatus.PENDING,
-            OutboxMessage.next_attempt_at < until,
+            OutboxMessage.next_attempt_at > now,
+            OutboxMessage.last_error.is_not(None),
+            ~OutboxMessage.last_error.startswith(RATE_LIMITED),
         )
-        .values(next_attempt_at=until)
+        .values(next_attempt_at=now)
         .execution_options(synchronize_session=False)
     )
 

@@ -15,9 +15,16 @@ from sqlalchemy.exc import OperationalError
 
 from bot import metrics, outbox
 from bot.database import Database
-from bot.delivery import MAX_ATTEMPTS, METADATA_TYPE, OutboxWorker
+from bot.delivery import (
+    LOOKUP_PAGE_SIZE,
+    MAX_ATTEMPTS,
+    METADATA_TYPE,
+    RETRY_PERIOD,
+    OutboxWorker,
+)
 from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
 from support.fake_slack import FakeSlack
+from support.tcp_proxy import TcpProxy
 from support.waiting import eventually
 
 TEAM, CHANNEL = "T1", "C0CHURN01"
@@ -212,14 +219,33 @@ def test_a_repost_after_a_lost_reply_edits_instead_of_duplicating(
     assert len(fake_slack.calls_to("chat.update")) == 1
 
 
-def test_gives_up_after_max_attempts(db: Database, fake_slack: FakeSlack,
-                                     worker: OutboxWorker) -> None:
+def test_gives_up_after_max_attempts_once_the_retry_period_is_over(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
     with db.session() as session:
         outbox.post_message(session, TEAM, CHANNEL, message("doomed"))
+        session.flush()
+        session.execute(update(OutboxMessage).values(
+            created_at=utcnow() - RETRY_PERIOD - timedelta(minutes=1)))
     fake_slack.inject("chat.postMessage", status=500, times=MAX_ATTEMPTS + 5)
     drain(worker, db, passes=MAX_ATTEMPTS + 2)
     [row] = rows(db)
     assert row.status == OutboxStatus.FAILED and row.attempts == MAX_ATTEMPTS
+
+
+def test_many_failures_within_the_retry_period_are_not_given_up(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    """An outage that fails a message more than MAX_ATTEMPTS times within the hour loses
+    nothing: it is posted once Slack answers."""
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("patient"))
+    fake_slack.inject("chat.postMessage", status=500, times=MAX_ATTEMPTS + 5)
+    drain(worker, db, passes=MAX_ATTEMPTS + 5)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.PENDING and row.attempts == MAX_ATTEMPTS + 5
+    drain(worker, db, passes=1)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.SENT and row.attempts == MAX_ATTEMPTS + 6
+    assert stored_texts(fake_slack) == ["patient"]
 
 
 def test_thread_reply_goes_under_the_keyed_message(db: Database, fake_slack: FakeSlack,
@@ -432,3 +458,123 @@ def test_an_outcome_the_database_failed_to_record_is_recorded_on_the_next_pass(
     assert all(r.status == OutboxStatus.SENT for r in rows(db))
     with db.session() as session:
         assert session.get(SlackMessage, "card:11") is not None
+
+
+def due_in(db: Database) -> dict[str, float]:
+    """Seconds until each waiting row (by its text) is due."""
+    now = utcnow()
+    return {row.payload["text"]: (row.next_attempt_at - now).total_seconds()
+            for row in rows(db) if row.status == OutboxStatus.PENDING}
+
+
+def test_a_success_after_failures_wakes_the_workspaces_backed_off_calls(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    """Once Slack answers again, calls that failed meanwhile need not sit out a long backoff;
+    calls held for a rate limit keep waiting for the time Slack asked for."""
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("first"))
+        outbox.post_message(session, TEAM, CHANNEL, message("second"))
+        outbox.post_message(session, TEAM, "C0OTHER01", message("rate-limited"))
+        outbox.post_message(session, "T2", CHANNEL, message("other workspace"))
+        session.flush()
+        # As after many failures: the next backoff would be five minutes.
+        session.execute(update(OutboxMessage).values(attempts=12))
+    fake_slack.inject("chat.postMessage", status=500, times=2)
+    fake_slack.inject("chat.postMessage", status=429, retry_after=30)
+    fake_slack.inject("chat.postMessage", status=500)
+    worker.run_once()
+    assert all(seconds > 20 for seconds in due_in(db).values()), due_in(db)
+    with db.session() as session:  # the first one's backoff is over; Slack answers again
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == rows(db)[0].id)
+                        .values(next_attempt_at=utcnow()))
+    worker.run_once()
+    waiting = due_in(db)
+    assert set(waiting) == {"second", "rate-limited", "other workspace"}
+    assert waiting["second"] <= 0  # woken
+    assert waiting["rate-limited"] > 20 and waiting["other workspace"] > 20
+
+
+def test_a_rate_limit_holds_one_channels_posts_or_one_workspaces_method(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    """Slack limits posting per channel and other methods per workspace: a 429 holds that
+    much and no more."""
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("a1"), key="card:a")
+        outbox.post_message(session, TEAM, CHANNEL, message("a2"))
+        outbox.post_message(session, TEAM, "C0OTHER01", message("b1"), key="card:b")
+        outbox.post_message(session, "T2", CHANNEL, message("elsewhere"))
+    fake_slack.inject("chat.postMessage", status=429, retry_after=30)
+    worker.run_once()
+    assert sorted(c.args["text"] for c in fake_slack.calls_to("chat.postMessage")) == [
+        "b1", "elsewhere"]
+    assert set(due_in(db)) == {"a1", "a2"} and min(due_in(db).values()) > 20
+
+    with db.session() as session:
+        outbox.update_message(session, TEAM, "card:b", message("b2"))
+        outbox.post_message(session, TEAM, "C0THIRD01", message("c1"))
+    fake_slack.inject("chat.update", status=429, retry_after=30)
+    worker.run_once()  # the workspace's chat.update is held, posting elsewhere is not
+    assert stored_texts(fake_slack, "C0THIRD01") == ["c1"]
+    assert stored_texts(fake_slack, "C0OTHER01") == ["b1"]
+    assert set(due_in(db)) == {"a1", "a2", "b2"} and min(due_in(db).values()) > 20
+
+
+def test_an_unanswered_post_is_not_posted_blind_while_the_look_up_fails(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    """Slack posted but its answer never came; while the look-up for that post fails too, the
+    post waits rather than going out a second time."""
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("once"), key="card:7")
+    fake_slack.inject("chat.postMessage", delay=1.0, act_first=True)  # the worker waits 0.5 s
+    worker.run_once()
+    fake_slack.inject("conversations.history", status=500)
+    fake_slack.inject("conversations.history", delay=1.0)
+    drain(worker, db, passes=2)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.PENDING and row.attempts == 3
+    drain(worker, db, passes=1)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.SENT
+    assert stored_texts(fake_slack) == ["once"]
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+
+
+def test_a_post_whose_connection_was_refused_is_retried_without_a_look_up(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    """A refused connection carried nothing to Slack: the retry posts without searching the
+    channel first, and `/metrics` counts it as `connection_refused`."""
+    before = retries("connection_refused")
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("knock"), key="card:8")
+    with TcpProxy(int(fake_slack.base.rsplit(":", 1)[1])) as proxy:
+        worker.client.base_url = f"http://127.0.0.1:{proxy.port}/api/"
+        proxy.refuse()
+        worker.run_once()
+        [row] = rows(db)
+        assert row.status == OutboxStatus.PENDING and "Connection refused" in row.last_error
+        assert retries("connection_refused") == before + 1
+        proxy.accept()
+        drain(worker, db, passes=1)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.SENT
+    assert [c.method for c in fake_slack.calls] == ["chat.postMessage"]
+
+
+def test_an_unanswered_post_is_found_below_a_page_of_newer_messages(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker) -> None:
+    """After an outage the channel fills with newer posts; the look-up reads past the first
+    page (renewing its lease for each) instead of posting the lost one again."""
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("lost reply"), key="card:12")
+    fake_slack.inject("chat.postMessage", delay=1.0, act_first=True)  # the worker waits 0.5 s
+    worker.run_once()
+    newer = client_for(fake_slack)
+    for n in range(LOOKUP_PAGE_SIZE + 20):
+        newer.chat_postMessage(channel=CHANNEL, text=f"newer {n}")
+    drain(worker, db, passes=1)
+    [row] = rows(db)
+    assert row.status == OutboxStatus.SENT
+    assert stored_texts(fake_slack).count("lost reply") == 1
+    assert len(fake_slack.calls_to("conversations.history")) == 2
+    with db.session() as session:
+        assert session.get(SlackMessage, "card:12") is not None

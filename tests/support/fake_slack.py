@@ -97,6 +97,10 @@ class _Fault:
     delay: float = 0.0
     disconnect: bool = False
     remaining: int = 1
+    # Slack acts on the call at once and only its answer is late (a reply lost on the way back).
+    act_first: bool = False
+    # A fault for a stretch of time: every matching call until this monotonic time (no count).
+    until: float | None = None
 
 
 @dataclass
@@ -153,6 +157,23 @@ def _decode_json_fields(args: dict[str, Any]) -> None:
         if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
             with contextlib.suppress(ValueError):
                 args[key] = json.loads(value)
+
+
+def _page(messages: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
+    """One page of a listing, as Slack pages it: `limit` (default 100, at most 999) messages
+    from `cursor`, and a `next_cursor` while more remain. (The fake's ts are not wall-clock
+    times, so `oldest` and `latest` are not applied.)"""
+    try:
+        limit = min(999, max(1, int(args.get("limit") or 100)))
+        start = int(str(args.get("cursor") or "page_0").removeprefix("page_"))
+    except ValueError:
+        raise SlackError("invalid_cursor") from None
+    page = messages[start:start + limit]
+    more = start + limit < len(messages)
+    body: dict[str, Any] = {"ok": True, "messages": copy.deepcopy(page), "has_more": more}
+    if more:
+        body["response_metadata"] = {"next_cursor": f"page_{start + limit}"}
+    return body
 
 
 def _validate_blocks(blocks: Any, limit: int) -> None:
@@ -372,23 +393,42 @@ class FakeSlack:
         delay: float = 0.0,
         disconnect: bool = False,
         times: int = 1,
+        seconds: float | None = None,
+        act_first: bool = False,
     ) -> None:
-        """Queue a fault for the next ``times`` calls of ``method`` ("*": any Web API method)."""
+        """Queue a fault for the next ``times`` calls of ``method`` ("*": any Web API method),
+        or, with ``seconds``, for every such call during that many seconds.
+
+        A ``delay`` holds the call before Slack acts on it; with ``act_first`` Slack acts at once
+        and only the answer comes ``delay`` seconds later.
+        """
         if times < 1:
             raise ValueError("times must be >= 1")
-        fault = _Fault(method, status, error, retry_after, delay, disconnect, times)
+        if act_first and delay <= 0:
+            raise ValueError("act_first needs a delay")
+        until = None if seconds is None else time.monotonic() + seconds
+        fault = _Fault(method, status, error, retry_after, delay, disconnect, times, act_first,
+                       until)
         with self._cond:
             self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Drop every queued fault: Slack answers normally again."""
+        with self._cond:
+            self._faults.clear()
 
     def _take_fault(self, method: str) -> _Fault | None:
         """Pop one use of the first queued fault matching ``method``."""
         with self._cond:
+            now = time.monotonic()
+            self._faults = [f for f in self._faults if f.until is None or f.until > now]
             for fault in self._faults:
                 wildcard = fault.method == "*" and method != "response_url"
                 if wildcard or fault.method == method:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
+                    if fault.until is None:
+                        fault.remaining -= 1
+                        if fault.remaining <= 0:
+                            self._faults.remove(fault)
                     return fault
         return None
 
@@ -569,21 +609,21 @@ class FakeSlack:
         return {"ok": True, "channel": channel, "permalink": permalink}
 
     def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
-        """List a channel's stored top-level messages, newest first."""
+        """List a channel's stored top-level messages, newest first, a page at a time."""
         stored = self.messages.get(str(args["channel"]), {})
         top = [m for m in stored.values() if m.get("thread_ts", m["ts"]) == m["ts"]]
         top.sort(key=_ts_key, reverse=True)
-        return {"ok": True, "messages": copy.deepcopy(top), "has_more": False}
+        return _page(top, args)
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
-        """List a stored thread: the parent, then replies oldest first."""
+        """List a stored thread: the parent, then replies oldest first, a page at a time."""
         channel, ts = str(args["channel"]), str(args["ts"])
         stored = self.messages.get(channel, {})
         if ts not in stored:
             raise SlackError("thread_not_found")
         thread = [m for m in stored.values() if m["ts"] == ts or m.get("thread_ts") == ts]
         thread.sort(key=_ts_key)
-        return {"ok": True, "messages": copy.deepcopy(thread), "has_more": False}
+        return _page(thread, args)
 
     def _channel_info(self, channel: str) -> dict[str, Any]:
         """Return the channel object for ``channel`` (created or made up)."""
@@ -825,6 +865,10 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     epoch: int) -> _Reply:
             """Apply any queued fault, then answer normally."""
             fault = fake._take_fault(method)
+            if fault is not None and fault.act_first:
+                reply = self._answer_normally(method, args, token)
+                fake._stopping.wait(fault.delay)
+                return reply
             if fault is not None:
                 if fault.delay > 0:
                     fake._stopping.wait(fault.delay)
@@ -833,6 +877,11 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 forced = fake._fault_reply(fault)
                 if forced is not None:
                     return forced
+            return self._answer_normally(method, args, token)
+
+        def _answer_normally(self, method: str, args: dict[str, Any],
+                             token: str | None) -> _Reply:
+            """Answer as Slack would with no fault."""
             if method == "response_url":
                 if self.command != "POST":
                     return _Reply(405, {"ok": False, "error": "method_not_allowed"})
