@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -26,7 +27,11 @@ FORMATS = ("json", "csv", "md")
 
 
 def _decisions(session: Session) -> Iterator[dict[str, Any]]:
-    query = select(Decision).order_by(Decision.team_id, Decision.number)
+    # The links as_record names, loaded a chunk at a time rather than three queries a record.
+    query = select(Decision).options(
+        selectinload(Decision.supersedes), selectinload(Decision.superseded_by),
+        selectinload(Decision.hypotheses),
+    ).order_by(Decision.team_id, Decision.number)
     for decision in session.scalars(query.execution_options(yield_per=500)):
         yield decision_record(decision)
 
@@ -89,21 +94,43 @@ REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] 
 
 
 def export(session: Session, register: str, fmt: str, out: TextIO) -> int:
-    """Write every record of `register` to `out` in `fmt`; returns how many were written."""
+    """Write every record of `register` to `out` in `fmt`; returns how many were written.
+
+    Streamed: records are read in chunks (`yield_per`) and each is written as it arrives, so
+    memory stays flat however large the register is.
+    """
     read, markdown_template = REGISTERS[register]
-    records = list(read(session))
+    records = _Counted(read(session))
     if fmt == "json":
-        json.dump(records, out, indent=2, ensure_ascii=False, default=str)
-        out.write("\n")
+        out.write("[")
+        for index, record in enumerate(records):
+            text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
+            out.write(("," if index else "") + "\n  " + text.replace("\n", "\n  "))
+        out.write("\n]\n" if records.count else "]\n")
     elif fmt == "csv":
-        columns = list(dict.fromkeys(key for record in records for key in record))
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow({key: _cell(value) for key, value in record.items()})
+        # Every reader yields one shape of record, so the first record names the columns.
+        first = next(records, None)
+        if first is not None:
+            writer = csv.DictWriter(out, fieldnames=list(first), lineterminator="\n")
+            writer.writeheader()
+            for record in itertools.chain([first], records):
+                writer.writerow({key: _cell(value) for key, value in record.items()})
     else:
-        out.write(renderer.text(markdown_template, records=records))
-    return len(records)
+        out.writelines(renderer.stream(markdown_template, records=records))
+    return records.count
+
+
+class _Counted(Iterator[dict[str, Any]]):
+    """Records passing through, counted (a stream has no length to ask afterwards)."""
+
+    def __init__(self, records: Iterator[dict[str, Any]]) -> None:
+        self._records = records
+        self.count = 0
+
+    def __next__(self) -> dict[str, Any]:
+        record = next(self._records)
+        self.count += 1
+        return record
 
 
 def _cell(value: Any) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, column, func, literal_column, or_, select, table, text
+from sqlalchemy import and_, column, func, literal_column, or_, select, table, text, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -201,23 +201,66 @@ def get_by_id(session: Session, decision_id: int, team_id: str) -> Decision:
 
 @dataclass(frozen=True)
 class Page:
+    """One page of a project's decisions; `newer` and `older` are the cursors of the buttons."""
+
     items: list[Decision]
     page: int
     pages: int
     total: int
+    newer: str | None = None
+    older: str | None = None
 
 
-def list_decisions(session: Session, project: Project, page: int = 1) -> Page:
-    """The project's decisions, newest first, `PAGE_SIZE` at a time."""
+def _cursor(page: int, direction: str, decision: Decision) -> str:
+    return f"{page}:{direction}:{decision.id}"
+
+
+def list_decisions(session: Session, project: Project, cursor: str | None = None) -> Page:
+    """The project's decisions, newest first, `PAGE_SIZE` at a time.
+
+    Pages are read by keyset, not OFFSET: a cursor (`"3:older:1234"`, "page 3: the decisions
+    after decision 1234") seeks the (project, created_at, id) index, so page 5,000 costs what
+    page 1 does, and a decision logged meanwhile never shifts a page by one. A cursor that
+    cannot be read (an old button, a decision of another project) shows the first page.
+    """
     where = Decision.project_id == project.id
+    newest_first = (Decision.created_at.desc(), Decision.id.desc())
     total = session.scalar(select(func.count()).select_from(Decision).where(where)) or 0
     pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(1, page), pages)
-    items = session.scalars(
-        select(Decision).where(where).order_by(Decision.created_at.desc(), Decision.id.desc())
-        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    ).all()
-    return Page(list(items), page, pages, total)
+    page, direction, anchor = _read_cursor(session, project, cursor)
+    items: list[Decision] = []
+    if anchor is not None:
+        key, anchor_key = tuple_(Decision.created_at, Decision.id), \
+            tuple_(anchor.created_at, anchor.id)
+        if direction == "older":
+            items = list(session.scalars(select(Decision).where(where, key < anchor_key)
+                                         .order_by(*newest_first).limit(PAGE_SIZE)))
+        else:
+            items = list(session.scalars(
+                select(Decision).where(where, key > anchor_key)
+                .order_by(Decision.created_at, Decision.id).limit(PAGE_SIZE)))[::-1]
+    if not items or page <= 1 or (direction == "newer" and len(items) < PAGE_SIZE):
+        page = 1  # the first page, or a "Newer" click that reached it
+        items = list(session.scalars(select(Decision).where(where).order_by(*newest_first)
+                                     .limit(PAGE_SIZE)))
+    page = min(page, pages)
+    newer = _cursor(page - 1, "newer", items[0]) if page > 1 else None
+    older = _cursor(page + 1, "older", items[-1]) \
+        if len(items) == PAGE_SIZE and page < pages else None
+    return Page(items, page, pages, total, newer, older)
+
+
+def _read_cursor(session: Session, project: Project,
+                 cursor: str | None) -> tuple[int, str, Decision | None]:
+    """The page number, the direction and the anchor decision a cursor names, if it names one
+    of this project's decisions."""
+    match = re.fullmatch(r"(\d{1,9}):(older|newer):(\d{1,18})", cursor or "")
+    if not match:
+        return 1, "older", None
+    anchor = session.get(Decision, int(match[3]))
+    if anchor is None or anchor.project_id != project.id:
+        return 1, "older", None
+    return int(match[1]), match[2], anchor
 
 
 SEARCH_LIMIT = 20
