@@ -143,7 +143,12 @@ class Decision(Referenced, Base):
     """An architecture/model decision record in the ADR/MADR shape."""
 
     __tablename__ = "decisions"
-    __table_args__ = (UniqueConstraint("team_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("team_id", "number"),
+        Index("ix_decisions_project_created", "project_id", "created_at", "id"),
+        Index("ix_decisions_supersedes_id", "supersedes_id"),
+        Index("ix_decisions_created_by", "created_by", "project_id"),
+    )
     ref_prefix = "D"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -189,7 +194,12 @@ class Hypothesis(Referenced, Base):
     """An entry of the hypothesis log: what we expect, how we measure it, and what it showed."""
 
     __tablename__ = "hypotheses"
-    __table_args__ = (UniqueConstraint("team_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("team_id", "number"),
+        # The Home finds a person's hypotheses (and projects) by owner or author.
+        Index("ix_hypotheses_owner", "owner", "project_id"),
+        Index("ix_hypotheses_created_by", "created_by", "project_id"),
+    )
     ref_prefix = "H"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -248,6 +258,7 @@ class Risk(Referenced, Base):
     __table_args__ = (
         UniqueConstraint("team_id", "number"),
         Index("ix_risks_project_status", "project_id", "status"),
+        Index("ix_risks_owner", "owner", "project_id"),
         CheckConstraint("likelihood BETWEEN 1 AND 5", name="ck_risks_likelihood"),
         CheckConstraint("impact BETWEEN 1 AND 5", name="ck_risks_impact"),
     )
@@ -305,7 +316,8 @@ class RoleAssignment(Base):
     """Someone holding a role (`ds`, `eng`, `pm` or any word) in a project."""
 
     __tablename__ = "role_assignments"
-    __table_args__ = (UniqueConstraint("project_id", "user_id", "role"),)
+    __table_args__ = (UniqueConstraint("project_id", "user_id", "role"),
+                      Index("ix_role_assignments_user", "user_id", "project_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))

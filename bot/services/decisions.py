@@ -282,24 +282,22 @@ def search_decisions(session: Session, project: Project, words: str) -> list[Dec
     )
     substring = and_(*(haystack.contains(term, autoescape=True) for term in terms))
     if dialect == "postgresql":
-        document = func.to_tsvector(
-            text("'english'"),
-            func.coalesce(Decision.title, "") + " " + func.coalesce(Decision.context, "") + " "
-            + func.coalesce(Decision.decision, "") + " "
-            + func.coalesce(Decision.consequences, ""),
-        )
+        # The stored `search_vector` column (migration 0010), not a to_tsvector() per row.
         query = func.to_tsquery(text("'english'"), " & ".join(f"{t}:*" for t in terms))
-        full_text = document.op("@@")(query)
+        full_text = literal_column("decisions.search_vector").op("@@")(query)
     else:
         match = " ".join(f'"{t}"*' for t in terms)
         fts = table("decisions_fts", column("rowid"))
         full_text = Decision.id.in_(
             select(fts.c.rowid).where(literal_column("decisions_fts").op("MATCH")(match))
         )
+    # Read newest first along the (project, created_at, id) index and stop at SEARCH_LIMIT
+    # matches. The substring test comes first: for ASCII words it finds what the full-text
+    # match would, so SQLite only gathers the FTS5 matches when rows fail it.
     return list(
         session.scalars(
             select(Decision)
-            .where(Decision.project_id == project.id, or_(full_text, substring))
+            .where(Decision.project_id == project.id, or_(substring, full_text))
             .order_by(Decision.created_at.desc(), Decision.id.desc())
             .limit(SEARCH_LIMIT)
         )

@@ -58,7 +58,7 @@ def test_export_writes_each_record_before_reading_the_rest(
     assert journal.count("read D-5") == 1 and out.getvalue().count("Decision 5") == 1
 
 
-def test_streamed_json_is_the_indented_list_it_always_was(db: Database) -> None:
+def test_streamed_json_is_one_list_with_a_record_a_line(db: Database) -> None:
     with db.session() as session:
         out = io.StringIO()
         assert export(session, "decisions", "json", out) == 0
@@ -72,7 +72,9 @@ def test_streamed_json_is_the_indented_list_it_always_was(db: Database) -> None:
         out = io.StringIO()
         assert export(session, "decisions", "json", out) == 5
     records = json.loads(out.getvalue())
-    assert out.getvalue() == json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    lines = out.getvalue().splitlines()
+    assert (lines[0], lines[-1], len(lines)) == ("[", "]", 7)  # one record a line
+    assert [json.loads(line.rstrip(",")) for line in lines[1:-1]] == records
     assert [r["ref"] for r in records] == ["D-1", "D-2", "D-3", "D-4", "D-5"]
     assert records[0]["context"] == "Line one\nline two"
     assert (records[3]["superseded_by"], records[4]["supersedes"]) == ("D-5", "D-4")
