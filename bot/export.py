@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, selectinload
 
-from bot.models import AuditEvent, Decision, Gate, Hypothesis, Incident, Project, Promotion
+from bot.models import AuditEvent, Gate, Hypothesis, Incident, Project, Promotion
 from bot.render import renderer
 from bot.services.audit import changed_fields
-from bot.services.decisions import as_record as decision_record
+from bot.services.decisions import export_records as decision_records
 from bot.services.gates import as_record as gate_record
 from bot.services.hypotheses import as_record as hypothesis_record
 from bot.services.hypotheses import history_records as hypothesis_history
@@ -24,17 +24,6 @@ from bot.services.risks import export_records as risk_records
 from bot.services.rituals import export_records as ritual_records
 
 FORMATS = ("json", "csv", "md")
-
-
-def _decisions(session: Session) -> Iterator[dict[str, Any]]:
-    # The links as_record names, joined in (one-to-one) or loaded a chunk at a time (the
-    # hypotheses), rather than three queries a record.
-    query = select(Decision).options(
-        joinedload(Decision.supersedes), joinedload(Decision.superseded_by),
-        selectinload(Decision.hypotheses),
-    ).order_by(Decision.team_id, Decision.number)
-    for decision in session.scalars(query.execution_options(yield_per=2000)):
-        yield decision_record(decision)
 
 
 def _hypotheses(session: Session) -> Iterator[dict[str, Any]]:
@@ -83,7 +72,7 @@ def _audit(session: Session) -> Iterator[dict[str, Any]]:
 
 # Each register: how to read its records, and the template of one record in Markdown.
 REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] = {
-    "decisions": (_decisions, "decision/adr.md.j2"),
+    "decisions": (decision_records, "decision/adr.md.j2"),
     "risks": (risk_records, "risk/register.md.j2"),
     "hypotheses": (_hypotheses, "hypothesis/log.md.j2"),
     "gates": (_gates, "gate/export.md.j2"),

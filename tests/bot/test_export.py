@@ -13,7 +13,16 @@ import pytest
 from bot import export as export_module
 from bot.database import Database
 from bot.export import export
-from bot.services.decisions import DecisionDraft, log_decision, supersede
+from bot.services.decisions import (
+    DecisionDraft,
+    as_record,
+    edit_decision,
+    export_records,
+    get_decision,
+    log_decision,
+    supersede,
+)
+from bot.services.hypotheses import HypothesisDraft, log_hypothesis
 from bot.services.projects import project_for_channel
 
 
@@ -93,3 +102,21 @@ def test_csv_columns_come_from_the_first_record_and_empty_registers_write_nothin
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [(row["ref"], row["title"], row["deciders"]) for row in rows] == [
         ("D-1", "Decision 1", "[]"), ("D-2", "Decision 2", "[]")]
+
+
+def test_exported_decisions_have_the_shape_of_as_record_links_included(db: Database) -> None:
+    seed(db, 2)
+    with db.session() as session:
+        project = project_for_channel(session, "T1", "C0CHURN01")
+        hypothesis = log_hypothesis(session, project, "U0BOB0001",
+                                    HypothesisDraft("Tenure lifts recall"))
+        first = get_decision(session, "T1", "D-1")
+        supersede(session, first, "U0BOB0001", "Use LightGBM")
+        edit_decision(session, get_decision(session, "T1", "D-2"), "U0BOB0001", DecisionDraft(
+            title="Decision 2", deciders=["U0BOB0001"], hypotheses=[hypothesis.ref]))
+    with db.session() as session:
+        expected = [as_record(get_decision(session, "T1", f"D-{n}")) for n in (1, 2, 3)]
+        exported = list(export_records(session))
+    assert exported == expected
+    assert [(r["supersedes"], r["superseded_by"], r["hypotheses"]) for r in exported] == [
+        (None, "D-3", []), (None, None, ["H-1"]), ("D-1", None, [])]
