@@ -313,32 +313,39 @@ def main() -> None:
     args = parser.parse_args()
     sizes = {"decisions": args.decisions, "hypotheses": args.hypotheses, "risks": args.risks,
              "gates": args.gates}
-    results = [bench_database(kind, sizes, args.projects, args.repeat,
-                              args.formats.split(","), not args.no_footprint)
-               for kind in args.databases.split(",")]
-    for result in results:
-        print(f"\n{result['database']} ({result['uptime']})")
-        print(f"{'operation':<34} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-        for name, row in result["queries"].items():
-            print(f"{name:<34} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['max_ms']:>8.1f}")
-        for row in result["exports"]:
-            rate = result["sizes"]["decisions"] / row["seconds"]
-            print(f"export decisions --format {row['format']}: {row['seconds']:.1f} s "
-                  f"({rate:,.0f} records/s, {row['bytes'] / 1e6:.0f} MB), RSS "
-                  f"{row['rss_mb_at_10pct'] or 0:.0f} MB at 10 % -> "
-                  f"{row['rss_mb_at_90pct'] or 0:.0f} MB at 90 %, peak {row['peak_rss_mb']:.0f} MB")
-        if "footprint" in result:
-            print("footprint:", json.dumps({k: v for k, v in result["footprint"].items()
-                                            if k != "requests"}))
-            for name, row in result["footprint"].get("requests", {}).items():
-                print(f"  signed {name:<26} p50 {row['p50_ms']:.1f} ms  p95 {row['p95_ms']:.1f} ms")
     out = ROOT / "bench" / "results" / "scale.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(),
-                                           "platform": platform.platform(),
-                                           "python": platform.python_version()},
-                               "results": results}, indent=2, default=str))
+    results = []
+    for kind in args.databases.split(","):
+        result = bench_database(kind, sizes, args.projects, args.repeat,
+                                args.formats.split(","), not args.no_footprint)
+        results.append(result)
+        report(result)
+        # Written after each database, so that a later failure keeps the earlier figures.
+        out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(),
+                                               "platform": platform.platform(),
+                                               "python": platform.python_version()},
+                                   "results": results}, indent=2, default=str))
     print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"\n{result['database']} ({result['uptime']})")
+    print(f"{'operation':<34} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    for name, row in result["queries"].items():
+        print(f"{name:<34} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['max_ms']:>8.1f}")
+    for row in result["exports"]:
+        rate = result["sizes"]["decisions"] / row["seconds"]
+        print(f"export decisions --format {row['format']}: {row['seconds']:.1f} s "
+              f"({rate:,.0f} records/s, {row['bytes'] / 1e6:.0f} MB), RSS "
+              f"{row['rss_mb_at_10pct'] or 0:.0f} MB at 10 % -> "
+              f"{row['rss_mb_at_90pct'] or 0:.0f} MB at 90 %, peak {row['peak_rss_mb']:.0f} MB")
+    if "footprint" in result:
+        print("footprint:", json.dumps({k: v for k, v in result["footprint"].items()
+                                        if k != "requests"}))
+        for name, row in result["footprint"].get("requests", {}).items():
+            print(f"  signed {name:<26} p50 {row['p50_ms']:.1f} ms  p95 {row['p95_ms']:.1f} ms")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

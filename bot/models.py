@@ -146,7 +146,11 @@ class Decision(Referenced, Base):
     __table_args__ = (
         UniqueConstraint("team_id", "number"),
         Index("ix_decisions_project_created", "project_id", "created_at", "id"),
-        Index("ix_decisions_supersedes_id", "supersedes_id"),
+        # Partial: with every row's NULL in it, SQLite's ANALYZE statistics call the index
+        # useless and a successor lookup (`superseded_by`) would scan the table.
+        Index("ix_decisions_supersedes_id", "supersedes_id",
+              sqlite_where=text("supersedes_id IS NOT NULL"),
+              postgresql_where=text("supersedes_id IS NOT NULL")),
         Index("ix_decisions_created_by", "created_by", "project_id"),
     )
     ref_prefix = "D"

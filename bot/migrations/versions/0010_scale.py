@@ -6,6 +6,7 @@ Revises: 0009
 Create Date: 2026-12-03
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
@@ -17,8 +18,6 @@ depends_on = None
 INDEXES = {
     # `/decision list` pages by (created_at, id) within a project, and the Home counts recent ones.
     "ix_decisions_project_created": ("decisions", ["project_id", "created_at", "id"]),
-    # A decision's `superseded_by` (cards, show, export) looks the successor up by this column.
-    "ix_decisions_supersedes_id": ("decisions", ["supersedes_id"]),
     # The Home finds a person's projects and records by who made or owns them.
     "ix_decisions_created_by": ("decisions", ["created_by", "project_id"]),
     "ix_hypotheses_owner": ("hypotheses", ["owner", "project_id"]),
@@ -37,6 +36,12 @@ DECISION_TEXT = ("coalesce(title, '') || ' ' || coalesce(context, '') || ' ' || 
 def upgrade() -> None:
     for name, (table, columns) in INDEXES.items():
         op.create_index(name, table, columns)
+    # A decision's `superseded_by` (cards, show, export) looks the successor up by this column.
+    # Partial: with every row's NULL in it, SQLite's ANALYZE statistics call the index useless
+    # and each lookup scans the table (an export of a million decisions never finished).
+    not_null = sa.text("supersedes_id IS NOT NULL")
+    op.create_index("ix_decisions_supersedes_id", "decisions", ["supersedes_id"],
+                    sqlite_where=not_null, postgresql_where=not_null)
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX ix_decisions_fts")
         op.execute(f"ALTER TABLE decisions ADD COLUMN search_vector tsvector GENERATED ALWAYS "
@@ -45,6 +50,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_decisions_supersedes_id", table_name="decisions")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE decisions DROP COLUMN search_vector")  # drops its index too
         op.execute(f"CREATE INDEX ix_decisions_fts ON decisions "
