@@ -164,12 +164,14 @@ def load(db: Database, sizes: dict[str, int], projects: int) -> dict[str, float]
                                                       lpad.replace("(i)", "(i - 1)"))))
         seconds[table] = time.perf_counter() - started
         print(f"  loaded {table} in {seconds[table]:.1f} s", flush=True)
-    # The state a table reaches in service once autovacuum has passed: statistics, and on
-    # PostgreSQL a visibility map (without it a count reads every row's heap page).
-    started = time.perf_counter()
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE" if dialect == "postgresql" else "ANALYZE"))
-    seconds["analyze"] = time.perf_counter() - started
+    # The state tables reach in service. PostgreSQL: autovacuum's statistics and visibility map
+    # (without it a count reads every row's heap page). SQLite: none, as Quorum never runs
+    # ANALYZE there, so the plans measured are the ones chosen without statistics.
+    if dialect == "postgresql":
+        started = time.perf_counter()
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+        seconds["vacuum_analyze"] = time.perf_counter() - started
     return seconds
 
 

@@ -151,7 +151,7 @@ class Decision(Referenced, Base):
         Index("ix_decisions_supersedes_id", "supersedes_id",
               sqlite_where=text("supersedes_id IS NOT NULL"),
               postgresql_where=text("supersedes_id IS NOT NULL")),
-        Index("ix_decisions_created_by", "created_by", "project_id"),
+        Index("ix_decisions_created_by", "team_id", "created_by", "project_id"),
     )
     ref_prefix = "D"
 
@@ -200,9 +200,11 @@ class Hypothesis(Referenced, Base):
     __tablename__ = "hypotheses"
     __table_args__ = (
         UniqueConstraint("team_id", "number"),
-        # The Home finds a person's hypotheses (and projects) by owner or author.
-        Index("ix_hypotheses_owner", "owner", "project_id"),
-        Index("ix_hypotheses_created_by", "created_by", "project_id"),
+        # The Home finds a person's hypotheses (and projects) by owner or author. The workspace
+        # leads, so that even without ANALYZE statistics SQLite prefers these two-column matches
+        # to the (team_id, number) index, which would read the whole workspace.
+        Index("ix_hypotheses_owner", "team_id", "owner", "project_id"),
+        Index("ix_hypotheses_created_by", "team_id", "created_by", "project_id"),
     )
     ref_prefix = "H"
 
@@ -262,7 +264,7 @@ class Risk(Referenced, Base):
     __table_args__ = (
         UniqueConstraint("team_id", "number"),
         Index("ix_risks_project_status", "project_id", "status"),
-        Index("ix_risks_owner", "owner", "project_id"),
+        Index("ix_risks_owner", "team_id", "owner", "project_id"),
         CheckConstraint("likelihood BETWEEN 1 AND 5", name="ck_risks_likelihood"),
         CheckConstraint("impact BETWEEN 1 AND 5", name="ck_risks_impact"),
     )

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import case, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -119,11 +119,11 @@ def user_projects(session: Session, team_id: str, user_id: str) -> list[Project]
     return list(session.scalars(
         select(Project).where(Project.team_id == team_id, or_(
             has(RoleAssignment, RoleAssignment.user_id == user_id),
-            has(Risk, Risk.owner == user_id),
-            has(Hypothesis, Hypothesis.owner == user_id),
-            has(Hypothesis, Hypothesis.created_by == user_id),
+            has(Risk, Risk.team_id == team_id, Risk.owner == user_id),
+            has(Hypothesis, Hypothesis.team_id == team_id, Hypothesis.owner == user_id),
+            has(Hypothesis, Hypothesis.team_id == team_id, Hypothesis.created_by == user_id),
             has(Incident, Incident.commander == user_id),
-            has(Decision, Decision.created_by == user_id),
+            has(Decision, Decision.team_id == team_id, Decision.created_by == user_id),
         )).order_by(Project.name, Project.id)
     ))
 
@@ -189,10 +189,14 @@ def build_home(session: Session, team_id: str, user_id: str,
 
     risks = select(Risk).where(Risk.team_id == team_id, Risk.owner == user_id,
                                Risk.status.in_(OPEN_RISK_STATUSES))
-    hypotheses = select(Hypothesis).where(
-        Hypothesis.team_id == team_id, Hypothesis.status.in_(ACTIVE_HYPOTHESES),
-        or_(Hypothesis.owner == user_id,
-            and_(Hypothesis.owner.is_(None), Hypothesis.created_by == user_id)))
+    # Theirs: owned, or made and owned by nobody. Two index searches joined, since SQLite
+    # answers an OR across two columns by reading the whole workspace.
+    theirs = union_all(
+        select(Hypothesis.id).where(Hypothesis.team_id == team_id, Hypothesis.owner == user_id),
+        select(Hypothesis.id).where(Hypothesis.team_id == team_id, Hypothesis.owner.is_(None),
+                                    Hypothesis.created_by == user_id))
+    hypotheses = select(Hypothesis).where(Hypothesis.status.in_(ACTIVE_HYPOTHESES),
+                                          Hypothesis.id.in_(theirs))
     mine = Incident.commander == user_id
     incidents = select(Incident).where(Incident.team_id == team_id,
                                        Incident.status != IncidentStatus.RESOLVED)

@@ -18,11 +18,13 @@ depends_on = None
 INDEXES = {
     # `/decision list` pages by (created_at, id) within a project, and the Home counts recent ones.
     "ix_decisions_project_created": ("decisions", ["project_id", "created_at", "id"]),
-    # The Home finds a person's projects and records by who made or owns them.
-    "ix_decisions_created_by": ("decisions", ["created_by", "project_id"]),
-    "ix_hypotheses_owner": ("hypotheses", ["owner", "project_id"]),
-    "ix_hypotheses_created_by": ("hypotheses", ["created_by", "project_id"]),
-    "ix_risks_owner": ("risks", ["owner", "project_id"]),
+    # The Home finds a person's projects and records by who made or owns them. The workspace
+    # leads, so that even without ANALYZE statistics SQLite prefers these two-column matches to
+    # the (team_id, number) index, which would read the whole workspace.
+    "ix_decisions_created_by": ("decisions", ["team_id", "created_by", "project_id"]),
+    "ix_hypotheses_owner": ("hypotheses", ["team_id", "owner", "project_id"]),
+    "ix_hypotheses_created_by": ("hypotheses", ["team_id", "created_by", "project_id"]),
+    "ix_risks_owner": ("risks", ["team_id", "owner", "project_id"]),
     "ix_role_assignments_user": ("role_assignments", ["user_id", "project_id"]),
 }
 
