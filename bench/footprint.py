@@ -28,6 +28,9 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+# The repository on the path, so that its `templates` package (a regular package) wins over the
+# `tests/templates` directory that `tests` on the path would otherwise offer.
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from ack import database  # noqa: E402
