@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -89,9 +89,17 @@ class Database:
                 raise
 
     def ping(self) -> bool:
+        """Can the database answer? Asked on a bare driver connection: through the engine, SQLite
+        would first wait (`BEGIN IMMEDIATE`) for whichever sweep or request holds the writer lock,
+        and `/healthz` would stall for as long as that work takes."""
         try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                cursor.execute("SELECT 1")
+                cursor.close()
+            finally:
+                connection.close()
             return True
         except Exception:
             return False

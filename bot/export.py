@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -10,10 +11,10 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from bot.models import AuditEvent, Decision, Gate, Hypothesis, Incident, Project, Promotion
+from bot.models import AuditEvent, Gate, Hypothesis, Incident, Project, Promotion
 from bot.render import renderer
 from bot.services.audit import changed_fields
-from bot.services.decisions import as_record as decision_record
+from bot.services.decisions import export_records as decision_records
 from bot.services.gates import as_record as gate_record
 from bot.services.hypotheses import as_record as hypothesis_record
 from bot.services.hypotheses import history_records as hypothesis_history
@@ -23,12 +24,6 @@ from bot.services.risks import export_records as risk_records
 from bot.services.rituals import export_records as ritual_records
 
 FORMATS = ("json", "csv", "md")
-
-
-def _decisions(session: Session) -> Iterator[dict[str, Any]]:
-    query = select(Decision).order_by(Decision.team_id, Decision.number)
-    for decision in session.scalars(query.execution_options(yield_per=500)):
-        yield decision_record(decision)
 
 
 def _hypotheses(session: Session) -> Iterator[dict[str, Any]]:
@@ -77,7 +72,7 @@ def _audit(session: Session) -> Iterator[dict[str, Any]]:
 
 # Each register: how to read its records, and the template of one record in Markdown.
 REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] = {
-    "decisions": (_decisions, "decision/adr.md.j2"),
+    "decisions": (decision_records, "decision/adr.md.j2"),
     "risks": (risk_records, "risk/register.md.j2"),
     "hypotheses": (_hypotheses, "hypothesis/log.md.j2"),
     "gates": (_gates, "gate/export.md.j2"),
@@ -89,21 +84,47 @@ REGISTERS: dict[str, tuple[Callable[[Session], Iterator[dict[str, Any]]], str]] 
 
 
 def export(session: Session, register: str, fmt: str, out: TextIO) -> int:
-    """Write every record of `register` to `out` in `fmt`; returns how many were written."""
+    """Write every record of `register` to `out` in `fmt`; returns how many were written.
+
+    Streamed: records are read in chunks (`yield_per`) and each is written as it arrives, so
+    memory stays flat however large the register is.
+    """
     read, markdown_template = REGISTERS[register]
-    records = list(read(session))
+    records = _Counted(read(session))
     if fmt == "json":
-        json.dump(records, out, indent=2, ensure_ascii=False, default=str)
-        out.write("\n")
+        # One record a line: still one JSON list, and unindented records go through the json
+        # module's C encoder (indentation takes its pure-Python path, several times slower).
+        out.write("[")
+        for index, record in enumerate(records):
+            out.write(("," if index else "") + "\n" + _json(record))
+        out.write("\n]\n" if records.count else "]\n")
     elif fmt == "csv":
-        columns = list(dict.fromkeys(key for record in records for key in record))
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow({key: _cell(value) for key, value in record.items()})
+        # Every reader yields one shape of record, so the first record names the columns.
+        first = next(records, None)
+        if first is not None:
+            writer = csv.DictWriter(out, fieldnames=list(first), lineterminator="\n")
+            writer.writeheader()
+            for record in itertools.chain([first], records):
+                writer.writerow({key: _cell(value) for key, value in record.items()})
     else:
-        out.write(renderer.text(markdown_template, records=records))
-    return len(records)
+        out.writelines(renderer.stream(markdown_template, records=records))
+    return records.count
+
+
+class _Counted(Iterator[dict[str, Any]]):
+    """Records passing through, counted (a stream has no length to ask afterwards)."""
+
+    def __init__(self, records: Iterator[dict[str, Any]]) -> None:
+        self._records = records
+        self.count = 0
+
+    def __next__(self) -> dict[str, Any]:
+        record = next(self._records)
+        self.count += 1
+        return record
+
+
+_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def _cell(value: Any) -> Any:

@@ -143,7 +143,16 @@ class Decision(Referenced, Base):
     """An architecture/model decision record in the ADR/MADR shape."""
 
     __tablename__ = "decisions"
-    __table_args__ = (UniqueConstraint("team_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("team_id", "number"),
+        Index("ix_decisions_project_created", "project_id", "created_at", "id"),
+        # Partial: with every row's NULL in it, SQLite's ANALYZE statistics call the index
+        # useless and a successor lookup (`superseded_by`) would scan the table.
+        Index("ix_decisions_supersedes_id", "supersedes_id",
+              sqlite_where=text("supersedes_id IS NOT NULL"),
+              postgresql_where=text("supersedes_id IS NOT NULL")),
+        Index("ix_decisions_created_by", "team_id", "created_by", "project_id"),
+    )
     ref_prefix = "D"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -189,7 +198,14 @@ class Hypothesis(Referenced, Base):
     """An entry of the hypothesis log: what we expect, how we measure it, and what it showed."""
 
     __tablename__ = "hypotheses"
-    __table_args__ = (UniqueConstraint("team_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("team_id", "number"),
+        # The Home finds a person's hypotheses (and projects) by owner or author. The workspace
+        # leads, so that even without ANALYZE statistics SQLite prefers these two-column matches
+        # to the (team_id, number) index, which would read the whole workspace.
+        Index("ix_hypotheses_owner", "team_id", "owner", "project_id"),
+        Index("ix_hypotheses_created_by", "team_id", "created_by", "project_id"),
+    )
     ref_prefix = "H"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -248,6 +264,7 @@ class Risk(Referenced, Base):
     __table_args__ = (
         UniqueConstraint("team_id", "number"),
         Index("ix_risks_project_status", "project_id", "status"),
+        Index("ix_risks_owner", "team_id", "owner", "project_id"),
         CheckConstraint("likelihood BETWEEN 1 AND 5", name="ck_risks_likelihood"),
         CheckConstraint("impact BETWEEN 1 AND 5", name="ck_risks_impact"),
     )
@@ -305,7 +322,8 @@ class RoleAssignment(Base):
     """Someone holding a role (`ds`, `eng`, `pm` or any word) in a project."""
 
     __tablename__ = "role_assignments"
-    __table_args__ = (UniqueConstraint("project_id", "user_id", "role"),)
+    __table_args__ = (UniqueConstraint("project_id", "user_id", "role"),
+                      Index("ix_role_assignments_user", "user_id", "project_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))

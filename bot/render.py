@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,10 @@ class Renderer:
     def text(self, name: str, **context: Any) -> str:
         """Plain text output (Markdown exports, terminal rendering)."""
         return self.text_env.get_template(name).render(**context)
+
+    def stream(self, name: str, **context: Any) -> Iterator[str]:
+        """Plain text output piece by piece, for exports too large to hold as one string."""
+        return self.text_env.get_template(name).generate(**context)
 
 
 renderer = Renderer()

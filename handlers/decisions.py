@@ -166,7 +166,7 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         with db.session() as session:
             project = project_for_channel(session, team_id_of(body), body["channel"]["id"])
-            page = service.list_decisions(session, project, int(action["value"]))
+            page = service.list_decisions(session, project, action["value"])
             message = renderer.message("decision/list", project=project, page=page)
         respond(replace_original=True, **message)
 

@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.errors import Conflict, Forbidden, InvalidInput, NotFound
-from bot.models import Gate, GateSignoff, GateStatus, Project, SignoffDecision, utcnow
+from bot.models import (
+    Gate,
+    GateSignoff,
+    GateStatus,
+    JobClaim,
+    Project,
+    SignoffDecision,
+    utcnow,
+)
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
 from bot.services import home
@@ -40,6 +48,8 @@ LIST_LIMIT = 20
 BULLET = re.compile(r"^(?:[-*•]\s+|\[\s?[xX ]?\]\s*|\d+[.)]\s+)")
 SIGNABLE = (GateStatus.OPEN,)
 ACTIVE = (GateStatus.OPEN, GateStatus.CHANGES_REQUESTED)
+# Claim keys looked up per query by the reminder sweep (well within any bind-parameter limit).
+CLAIM_LOOKUP_CHUNK = 500
 
 
 def normalize_version(raw: str | None) -> str | None:
@@ -488,12 +498,20 @@ def remind_waiting_signers(session: Session, now: datetime) -> None:
                            or_(Gate.expires_at.is_(None), Gate.expires_at > now))
         .order_by(Gate.id)
     ).all()
+    due: dict[str, Gate] = {}
     for gate in gates:
         first = gate.created_at + timedelta(hours=gate.project.gate_reminder_hours)
         if now < first:
             continue
-        day = (now - first) // timedelta(days=1)
-        if not claim_once(session, f"gate:{gate.id}:reminder:{day}"):
+        due[f"gate:{gate.id}:reminder:{(now - first) // timedelta(days=1)}"] = gate
+    # The days already handled, read in a few queries rather than an insert per open gate per
+    # tick: with thousands of open gates those inserts held SQLite's writer lock for seconds.
+    keys = list(due)
+    done = {key for start in range(0, len(keys), CLAIM_LOOKUP_CHUNK)
+            for key in session.scalars(select(JobClaim.key).where(
+                JobClaim.key.in_(keys[start:start + CLAIM_LOOKUP_CHUNK])))}
+    for key, gate in due.items():
+        if key in done or not claim_once(session, key):
             continue
         for user_id, waiting in waiting_signers(session, gate).items():
             message = renderer.message("gate/reminder", g=gate, roles=waiting,

@@ -1,15 +1,23 @@
-"""Decision services under concurrency."""
+"""Decision services: concurrency and keyset paging."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.database import Database
 from bot.errors import Conflict
 from bot.models import Decision
-from bot.services.decisions import DecisionDraft, get_decision, log_decision, supersede
+from bot.services.decisions import (
+    DecisionDraft,
+    Page,
+    get_decision,
+    list_decisions,
+    log_decision,
+    supersede,
+)
 from bot.services.projects import project_for_channel
 
 
@@ -37,3 +45,55 @@ def test_two_simultaneous_supersedes_make_one_successor(db: Database) -> None:
     assert sorted(outcomes) == ["refused", "superseded"]
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Decision)) == 2
+
+
+def _titles(page: Page) -> list[str]:
+    return [decision.title for decision in page.items]
+
+
+def test_list_pages_by_keyset_newest_first_and_back(db: Database) -> None:
+    with db.session() as session:
+        project = project_for_channel(session, "T1", "C1", "p")
+        for number in range(1, 26):
+            log_decision(session, project, "U0ALICE01", DecisionDraft(title=f"D {number}"))
+    with db.session() as session:
+        first = list_decisions(session, project)
+        assert (_titles(first), first.page, first.pages, first.total, first.newer) == (
+            [f"D {n}" for n in range(25, 15, -1)], 1, 3, 25, None)
+        second = list_decisions(session, project, first.older)
+        assert _titles(second) == [f"D {n}" for n in range(15, 5, -1)] and second.page == 2
+        third = list_decisions(session, project, second.older)
+        assert (_titles(third), third.page, third.older) == (
+            [f"D {n}" for n in range(5, 0, -1)], 3, None)
+        back = list_decisions(session, project, third.newer)
+        assert _titles(back) == _titles(second) and back.page == 2
+        assert _titles(list_decisions(session, project, back.newer)) == _titles(first)
+
+
+def test_a_decision_logged_meanwhile_does_not_shift_the_next_page(db: Database) -> None:
+    with db.session() as session:
+        project = project_for_channel(session, "T1", "C1", "p")
+        for number in range(1, 16):
+            log_decision(session, project, "U0ALICE01", DecisionDraft(title=f"D {number}"))
+        older = list_decisions(session, project).older
+    with db.session() as session:
+        log_decision(session, project, "U0ALICE01", DecisionDraft(title="D 16"))
+    with db.session() as session:
+        page = list_decisions(session, project, older)
+        # With OFFSET, "D 6" (already shown on page 1) would have been shown again here.
+        assert _titles(page) == [f"D {n}" for n in range(5, 0, -1)] and page.total == 16
+
+
+@pytest.mark.parametrize("cursor", ["2", "2:older:999999", "x:older:1", "2:sideways:1",
+                                    "2:older:" + "9" * 40, ""])
+def test_an_unreadable_or_foreign_cursor_shows_the_first_page(db: Database, cursor: str) -> None:
+    with db.session() as session:
+        project = project_for_channel(session, "T1", "C1", "p")
+        other = project_for_channel(session, "T1", "C2", "other")
+        for number in range(1, 13):
+            log_decision(session, project, "U0ALICE01", DecisionDraft(title=f"D {number}"))
+        foreign = log_decision(session, other, "U0ALICE01", DecisionDraft(title="Elsewhere"))
+    with db.session() as session:
+        for value in (cursor, f"2:older:{foreign.id}"):
+            page = list_decisions(session, project, value)
+            assert (page.page, _titles(page)[0], len(page.items)) == (1, "D 12", 10)

@@ -73,7 +73,7 @@ def _decision_modal() -> list[dict[str, Any]]:
 
 def _decision_list() -> list[dict[str, Any]]:
     many = [decision(text, n) for n, text in enumerate(HOSTILE * 2, start=1)]
-    return [{"project": project(), "page": Page(many, 2, 5, 50)},
+    return [{"project": project(), "page": Page(many, 2, 5, 50, "1:newer:1", "3:older:20")},
             {"project": project(), "page": Page([], 1, 1, 0)}]
 
 
