@@ -377,6 +377,18 @@ def test_search_takes_at_most_twelve_words_and_needs_every_one(world: World) -> 
 # ---------------------------------------------------------------------------- modals
 
 
+def _choices(view: dict[str, Any]) -> dict[str, Any]:
+    """A choice in every menu the form leaves empty (say, a risk's likelihood), so that the
+    text fields decide whether it is saved."""
+    chosen = {}
+    for block in view.get("blocks", []):
+        element = block.get("element") or {}
+        if block.get("type") == "input" and element.get("type") in (
+                "static_select", "radio_buttons") and not element.get("initial_option"):
+            chosen[block["block_id"]] = payloads.options_of(element)[0]["value"]
+    return chosen
+
+
 def _text_inputs(view: dict[str, Any]) -> list[str]:
     return [block["block_id"] for block in view.get("blocks", [])
             if block.get("type") == "input"
@@ -391,8 +403,8 @@ def test_every_modal_field_takes_hostile_text_safely(world: World, callback_id: 
     view = {key: value for key, value in world.views[callback_id].items() if key != "id"}
     fields = _text_inputs(view)
     assert fields, f"{callback_id} has no text field"
-    values = {block_id: data.draw(st.one_of(st.none(), hostile), label=block_id)
-              for block_id in fields}
+    values = {**_choices(view), **{block_id: data.draw(st.one_of(st.none(), hostile),
+                                                       label=block_id) for block_id in fields}}
     delivered = Delivered(world)
     still = unchanged(world)
     response = world.slack.submit(view, values)  # a fresh view id: never a double submit
@@ -413,14 +425,30 @@ def test_every_modal_field_takes_hostile_text_safely(world: World, callback_id: 
 def test_every_modal_field_drops_what_no_database_stores(world: World, callback_id: str) -> None:
     """NUL and lone surrogates in every text field: saved without them, or field errors."""
     view = {key: value for key, value in world.views[callback_id].items() if key != "id"}
-    values = {block_id: f"Fine\x00 text\ud800 <!here> {block_id}"
+    fields = {block_id: f"Fine\x00 text\ud800 <!here> {block_id}"
               for block_id in _text_inputs(view)}
     delivered = Delivered(world)
-    response = world.slack.submit(view, values)
+    response = world.slack.submit(view, {**_choices(view), **fields})
     assert response.status_code == 200, response.text[:300]
     answer = response.json() if response.content else {}
     assert OUR_FAULT not in json.dumps(answer), answer
+    if answer.get("response_action") != "errors":
+        stored = _texts(_stored(world))
+        for block_id in fields:
+            clean = f"Fine text <!here> {block_id}"
+            assert any(clean in text for text in stored), f"{block_id} not stored as {clean!r}"
     delivered.check()
+
+
+def _texts(value: Any) -> list[str]:
+    """Every string in the stored rows, JSON columns included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _texts(item)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _texts(item)]
+    return []
 
 
 # ---------------------------------------------------------------------------- thread replies
