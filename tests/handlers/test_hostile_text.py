@@ -33,9 +33,11 @@ from sqlalchemy import select
 
 from bot import outbox
 from bot import slack_payloads as payloads
+from bot.commands import PLACEHOLDER
 from bot.config import load_settings
+from bot.manifest import command_definitions
 from bot.models import Decision, RitualUpdate
-from bot.render import slack_unescape, storable
+from bot.render import TEMPLATE_DIR, slack_unescape, storable
 from bot.services.decisions import SEARCH_WORDS_LIMIT
 from bot.services.rituals import TEXT_LIMIT
 from handlers.common import OUR_FAULT
@@ -137,13 +139,21 @@ def _furnish(world: World) -> None:
     for call in fake.calls_to("views.open"):
         view = call.response["view"]
         world.views.setdefault(view["callback_id"], view)
-    assert set(world.views) >= MODALS, sorted(world.views)
+    assert set(world.views) >= MODALS, f"no way to open {MODALS - set(world.views)}: teach " \
+        "_furnish to open it"
 
 
-MODALS = {"decision_modal", "hypothesis_modal", "hypothesis_conclude_modal", "gate_request_modal",
-          "gate_changes_modal", "risk_modal", "risk_reassess_modal", "risk_close_modal",
-          "incident_declare_modal", "incident_update_modal", "incident_resolve_modal",
-          "ritual_update_modal", "retro_item_modal"}
+def _modal_callback_ids() -> set[str]:
+    """The callback_id of every modal in `templates/`."""
+    found = set()
+    for path in TEMPLATE_DIR.rglob("*.json.j2"):
+        source = path.read_text()
+        if '"type": "modal"' in source:
+            found.update(re.findall(r'"callback_id": "(\w+)"', source))
+    return found
+
+
+MODALS = _modal_callback_ids()
 
 
 def _buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
@@ -257,31 +267,48 @@ def send_command(world: World, command: str, text: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- slash commands
 
-# Every subcommand of every command, with the hostile text where its words go.
-FORMS = [
-    ("/decision", "{}"), ("/decision", "list {}"), ("/decision", "search {}"),
-    ("/decision", "show {}"), ("/decision", "supersede D-1 {}"),
-    ("/hypothesis", "{}"), ("/hypothesis", "list {}"), ("/hypothesis", "show {}"),
-    ("/hypothesis", "start {}"), ("/hypothesis", "conclude H-1 {}"),
-    ("/hypothesis", "conclude H-1 inconclusive {}"),
-    ("/gate", "request {}"), ("/gate", "request launch for {} v3"),
-    ("/gate", "request launch for churn v{}"), ("/gate", "request launch roles {}"),
-    ("/gate", "list {}"), ("/gate", "status {}"), ("/gate", "{}"),
-    ("/risk", "{}"), ("/risk", "list {}"), ("/risk", "heatmap {}"), ("/risk", "show {}"),
-    ("/risk", "update R-1 likelihood {} impact 2"), ("/risk", "close R-1 {}"),
-    ("/incident", "declare {}"), ("/incident", "declare sev3 {}"),
-    ("/incident", "update INC-1 {}"), ("/incident", "resolve INC-1 {}"), ("/incident", "{}"),
-    ("/standup", "schedule {}"), ("/standup", "schedule weekdays 09:30 tz {}"),
-    ("/standup", "skip {}"), ("/standup", "away <@U0BOB0001> until {}"), ("/standup", "{}"),
-    ("/retro", "schedule {}"), ("/retro", "{}"),
-    ("/quorum", "role add <@U0BOB0001> {}"), ("/quorum", "role remove <@U0BOB0001> {}"),
-    ("/quorum", "settings reminders {}"), ("/quorum", "settings self-approval {}"),
-    ("/quorum", "model add {}"), ("/quorum", "model remove {}"), ("/quorum", "trace {} v3"),
-    ("/quorum", "trace churn v{}"), ("/quorum", "{}"),
-]
+# A fitting value for each kind of placeholder (`bot.commands`), for the slots not under test.
+SAMPLES = {"text": "fine words", "word": "churn", "int": "2", "user": "<@U0BOB0001>",
+           "list": "ds,eng", "date": "2026-12-31", "version": "3", "milestone": "launch"}
 
 
-# Each example is ~45 requests: a third of the profile's examples is plenty.
+def _sample(name: str, kind: str) -> str:
+    if name in SAMPLES:
+        return SAMPLES[name]
+    if kind.endswith("-n"):
+        return f"{kind[:-2]}-1"
+    if re.fullmatch(r"\d+-\d+", kind):
+        return kind.split("-")[0]
+    return SAMPLES.get(kind) or kind.split("|")[0]
+
+
+def command_forms() -> list[tuple[str, str]]:
+    """Every subcommand of every command, once with the hostile text (`{}`) in each of its
+    placeholders (optional groups included) and fitting values in the others; a subcommand
+    without placeholders gets it after its words; and each command gets it alone."""
+    forms = []
+    for name, command in sorted(command_definitions().items()):
+        forms.append((name, "{}"))
+        for sub in command.subcommands:
+            tokens = sub.pattern.replace("[", " ").replace("]", " ").split()
+            slots = [index for index, token in enumerate(tokens) if PLACEHOLDER.match(token)]
+            for target in slots or [None]:
+                words = []
+                for index, token in enumerate(tokens):
+                    match = PLACEHOLDER.match(token)
+                    if match is None:
+                        words.append(token)
+                    else:
+                        value = "{}" if index == target else _sample(match["name"], match["type"])
+                        words.append(match["prefix"] + value)
+                forms.append((name, " ".join(words) + (" {}" if target is None else "")))
+    return list(dict.fromkeys(forms))
+
+
+FORMS = command_forms()
+
+
+# Each example is a request per form (~70): a third of the profile's examples is plenty.
 @settings(max_examples=max(2, settings.default.max_examples // 3))
 @given(words=hostile)
 @example(words="payload limits")
@@ -569,6 +596,11 @@ def assert_hook_answer(world: World, route: str, body: bytes, what: str) -> None
         assert answer["ok"] is False and isinstance(answer["reason"], str) and answer["reason"]
         still()
     delivered.check()
+
+
+def test_every_webhook_is_driven(world: World) -> None:
+    routes = {route.path for route in world.server.web.routes}
+    assert {path for path in routes if path.startswith("/hooks/")} == set(HOOKS)
 
 
 @pytest.mark.parametrize("route", sorted(HOOKS))
