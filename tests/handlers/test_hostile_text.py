@@ -61,7 +61,8 @@ REPLY_LIMIT = TEXT_LIMIT * 3  # what a thread reply keeps
 CONTROL = ["<!channel>", "<!here>", "<!everyone>", "<!subteam^SEVIL0001>", "<@UEVIL0001>",
            "<@UEVIL0001|boss>", "<#CEVIL0001>", "<#CEVIL0001|general>",
            "<http://evil.example|ok>", "<https://evil.example|ok>", "<mailto:evil@evil.example|ok>"]
-INJECTED = re.compile(r"<!(?:channel|here|everyone|subteam)|<[@#][UC]EVIL|<(?:https?://evil\.|mailto:evil)")
+INJECTED = re.compile(r"<!(?:channel|here|everyone|subteam)|<[@#][UC]EVIL"
+                      r"|<(?:https?://evil\.|mailto:evil)")
 SQL = ["'", '"', ";", "--", "%", "_", "\\", "' OR '1'='1", "%_%", "'; DROP TABLE decisions; --",
        "\\%", "[a-z]", "*", ":*", "&", "|", "!", "()", "$1", "?"]
 ODD = ["\x00", "\ud800", "\udfff", "\u202e", "\u200b", "\u200d", "\ufeff", "e\u0301", "\ufdfd",
