@@ -129,7 +129,18 @@ def _furnish(world: World) -> None:
     for command in ("/decision", "/hypothesis", "/gate", "/risk", "/incident"):
         assert slack.command(command).status_code == 200
     settle(world)
-    for _ in range(2):  # "Conclude" H-1 opens its form once "Start" has gone through
+
+    def every_modal_opened() -> bool:  # a listener opens its modal after acknowledging
+        for call in fake.calls_to("views.open"):
+            view = call.response["view"]
+            world.views.setdefault(view["callback_id"], view)
+        missing = MODALS - set(world.views)
+        assert not missing, f"no way to open {missing}: teach _furnish to open it"
+        return True
+
+    # A click may need an earlier one to have gone through ("Conclude" H-1 after "Start"),
+    # so the buttons are pressed again until every modal has opened.
+    for attempt in range(4):
         for card in list(fake.messages.get(CHANNEL, {}).values()):
             for button in _buttons(card):
                 if button[0] not in ("gate_approve", "incident_mitigate"):
@@ -137,11 +148,12 @@ def _furnish(world: World) -> None:
                 if button[0] == "ritual_add_update":
                     world.standup_ts = card["ts"]
         settle(world)
-    for call in fake.calls_to("views.open"):
-        view = call.response["view"]
-        world.views.setdefault(view["callback_id"], view)
-    assert set(world.views) >= MODALS, f"no way to open {MODALS - set(world.views)}: teach " \
-        "_furnish to open it"
+        try:
+            eventually(every_modal_opened, timeout=1 + 3 * attempt)
+            break
+        except AssertionError:
+            if attempt == 3:
+                raise
 
 
 def _modal_callback_ids() -> set[str]:
