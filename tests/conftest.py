@@ -29,7 +29,7 @@ BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 # database; "explore" hunts longer for new failures. HYPOTHESIS_PROFILE picks one.
 _PROPERTY_CHECKS = {"deadline": None, "database": None,
                     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
-settings.register_profile("ci", derandomize=True, max_examples=8, **_PROPERTY_CHECKS)
+settings.register_profile("ci", derandomize=True, max_examples=6, **_PROPERTY_CHECKS)
 settings.register_profile("explore", max_examples=300, **_PROPERTY_CHECKS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
