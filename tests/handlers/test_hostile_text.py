@@ -655,7 +655,11 @@ def test_unstorable_or_deeply_nested_webhook_bodies_get_a_400(
     still()
 
 
-@given(model=hostile, version=hostile, milestone=st.one_of(st.none(), hostile))
+# A request line must fit uvicorn's 16 KiB (h11) however the value percent-encodes.
+query_value = hostile.map(lambda text: text[:400])
+
+
+@given(model=query_value, version=query_value, milestone=st.one_of(st.none(), query_value))
 def test_the_ci_gate_check_answers_any_query(world: World, model: str, version: str,
                                              milestone: str | None) -> None:
     query = {"model": model, "version": version, **({"milestone": milestone} if milestone
