@@ -8,7 +8,8 @@ bad input gets an ephemeral usage reply (or field errors, or a 4xx JSON reason) 
 database as it was; everything that reaches Slack is valid Block Kit; no control sequence from
 the input is ever live in what Slack shows; and search still finds what it should, and only that.
 
-`HYPOTHESIS_PROFILE=explore` runs many more examples than the default "ci" profile.
+`HYPOTHESIS_PROFILE=explore` runs many more examples than the default "ci" profile (with
+`--timeout 0`: the sweep over every subcommand then takes minutes).
 """
 
 from __future__ import annotations
