@@ -44,6 +44,22 @@ def slack_unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+# What no database can store: NUL (PostgreSQL refuses it in text) and lone UTF-16 surrogates
+# (JSON's "\ud800" parses to one; it cannot be encoded as UTF-8, so nothing can send it on).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` (text, or lists and dicts of it, keys too) without what no database can store."""
+    if isinstance(value, str):
+        return UNSTORABLE.sub("", value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
 def _json_inner(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1]
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 import h11
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import Ack, App, BoltRequest, BoltResponse
-from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_bolt.adapter.starlette.handler import to_starlette_response
 from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,10 +39,12 @@ from bot import metrics, outbox
 from bot.database import UNAVAILABLE
 from bot.delivery import OutboxWorker
 from bot.errors import InvalidInput, QuorumError
+from bot.render import UNSTORABLE
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
 from bot.services import alertmanager, promotions
 from bot.services.gates import check
+from bot.slack_app import bolt_request
 from handlers.common import TOO_SLOW, error_message
 
 log = logging.getLogger("quorum.web")
@@ -307,24 +309,30 @@ def _late_command_answer(body: bytes) -> Response | None:
     return JSONResponse(error_message(TOO_SLOW))
 
 
+# No webhook sender nests its JSON anywhere near this deep; deeper is refused before any
+# code that walks the value (or stores it) can run out of stack.
+JSON_DEPTH_LIMIT = 32
+
+
 def _unstorable_text(value: object) -> str | None:
-    """Why a parsed JSON value holds text no database or reply can take, or None."""
-    pending = [value]  # a stack, not recursion: the value may nest as deep as json allows
+    """Why a parsed JSON value holds text no database or reply can take, or nests too deep;
+    None when it is fine."""
+    pending = [(value, 1)]  # a stack, not recursion: the value may nest as deep as json allows
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        if depth > JSON_DEPTH_LIMIT:
+            return f"The body nests deeper than {JSON_DEPTH_LIMIT} levels."
         if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
+            pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:  # PostgreSQL refuses it in text
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str) and (found := UNSTORABLE.search(item)):
+            if found.group() == "\x00":  # PostgreSQL refuses it in text
                 return "The body holds a NUL character (\\u0000), which Quorum cannot store."
-            try:
-                item.encode()
-            except UnicodeEncodeError:  # a lone surrogate such as "\ud800" parses, but no more
-                return ("The body holds a lone UTF-16 surrogate (like \\ud800): text must be "
-                        "valid Unicode.")
+            # A lone surrogate such as "\ud800" parses, but cannot be encoded again.
+            return ("The body holds a lone UTF-16 surrogate (like \\ud800): text must be "
+                    "valid Unicode.")
     return None
 
 
@@ -364,11 +372,11 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             return _slack_refusal("The request is not signed with SLACK_SIGNING_SECRET, or was "
                                   "signed more than 5 minutes away from now.")
         try:
-            bolt_request = to_bolt_request(request, body)
+            bolt = bolt_request(text, request.headers, request.query_params)
         except (ValueError, RecursionError):  # signed, yet not JSON or a form Bolt can read
             return JSONResponse({"ok": False, "error": "invalid_payload",
                                  "reason": "The body is not a Slack payload."}, status_code=400)
-        answer = asyncio.ensure_future(dispatch_until_ack(bolt_app, bolt_request, listeners))
+        answer = asyncio.ensure_future(dispatch_until_ack(bolt_app, bolt, listeners))
         try:
             bolt_response = await asyncio.wait_for(asyncio.shield(answer), ANSWER_WITHIN)
         except TimeoutError:
@@ -526,7 +534,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             return JSONResponse({"ok": False, "error": "bad_request",
                                  "reason": "give model and version, e.g. "
                                            "/api/gates?model=churn&version=3"}, status_code=400)
-        if any("\x00" in value for value in (model, version, milestone or "")):
+        if any(UNSTORABLE.search(value) for value in (model, version, milestone or "")):
             # PostgreSQL cannot even compare text holding NUL: refuse it before the query.
             return JSONResponse({"ok": False, "error": "bad_request",
                                  "reason": "model, version and milestone cannot hold NUL "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -23,6 +24,14 @@ from support.slack_requests import SIGNING_SECRET, TEAM, SlackSender
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+# Property-based tests (hypothesis): "ci" is repeatable and quick, and writes no example
+# database; "explore" hunts longer for new failures. HYPOTHESIS_PROFILE picks one.
+_PROPERTY_CHECKS = {"deadline": None, "database": None,
+                    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("ci", derandomize=True, max_examples=6, **_PROPERTY_CHECKS)
+settings.register_profile("explore", max_examples=300, **_PROPERTY_CHECKS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
@@ -60,21 +69,40 @@ def _in_schema(url: str, schema: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+@pytest.fixture(scope="session")
+def new_database(sqlite_template: Path, postgres_schema: str) -> Callable[[str, Path], str]:
+    """`new_database(backend, directory)`: the URL of an empty, migrated database, a copy of the
+    SQLite template in `directory` or the session's PostgreSQL schema with every table emptied."""
+
+    def make(backend: str, directory: Path) -> str:
+        if backend == "sqlite":
+            path = directory / "quorum.db"
+            shutil.copy(sqlite_template, path)
+            return f"sqlite:///{path}"
+        url = _in_schema(POSTGRES_URL, postgres_schema)
+        engine = create_engine(url)
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return url
+
+    return make
+
+
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path,
-                 postgres_schema: str) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path,
+                 new_database: Callable[[str, Path], str]) -> str:
     """An empty, migrated database for this test, on each backend in turn."""
-    if request.param == "sqlite":
-        path = tmp_path / "quorum.db"
-        shutil.copy(sqlite_template, path)
-        return f"sqlite:///{path}"
-    url = _in_schema(POSTGRES_URL, postgres_schema)
-    engine = create_engine(url)
-    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    return url
+    return new_database(request.param, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                        new_database: Callable[[str, Path], str]) -> str:
+    """An empty, migrated database shared by a whole module's tests, on each backend in turn:
+    for property-based tests, which run one server through many examples."""
+    return new_database(request.param, tmp_path_factory.mktemp("module-db"))
 
 
 @pytest.fixture

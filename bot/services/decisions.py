@@ -316,40 +316,49 @@ def _read_cursor(session: Session, project: Project,
 
 
 SEARCH_LIMIT = 20
+# Each word is one more condition on every row; a dozen finds anything worth finding.
+SEARCH_WORDS_LIMIT = 12
 
 
 def search_decisions(session: Session, project: Project, words: str) -> list[Decision]:
     """Decisions of the project matching every word, newest first.
 
-    Uses the database's full-text index (PostgreSQL tsvector, SQLite FTS5) with prefix matching,
-    plus a case-insensitive substring match so that partial words are found too.
+    A word matches through the database's full-text index (PostgreSQL tsvector, SQLite FTS5)
+    with prefix matching, or as a case-insensitive substring so that partial words are found
+    too. Each word must match one way or the other: a word the index drops (an English stop
+    word on PostgreSQL) is still required as a substring.
     """
     terms = [term.lower() for term in re.findall(r"\w+", words)]
     if not terms:
         raise InvalidInput("Give at least one word to search for.", field="words")
+    if len(terms) > SEARCH_WORDS_LIMIT:
+        raise InvalidInput(f"Search for at most {SEARCH_WORDS_LIMIT} words, not {len(terms)}.",
+                           field="words")
     dialect = session.get_bind().dialect.name
     haystack = func.lower(
         Decision.title + " " + Decision.context + " " + Decision.decision + " "
         + Decision.consequences
     )
-    substring = and_(*(haystack.contains(term, autoescape=True) for term in terms))
     if dialect == "postgresql":
-        # The stored `search_vector` column (migration 0010), not a to_tsvector() per row.
-        query = func.to_tsquery(text("'english'"), " & ".join(f"{t}:*" for t in terms))
-        full_text = literal_column("decisions.search_vector").op("@@")(query)
+        def indexed(term: str) -> Any:
+            # The stored `search_vector` column (migration 0010), not a to_tsvector() per row.
+            return literal_column("decisions.search_vector").op("@@")(
+                func.to_tsquery(text("'english'"), f"{term}:*"))
     else:
-        match = " ".join(f'"{t}"*' for t in terms)
         fts = table("decisions_fts", column("rowid"))
-        full_text = Decision.id.in_(
-            select(fts.c.rowid).where(literal_column("decisions_fts").op("MATCH")(match))
-        )
+
+        def indexed(term: str) -> Any:
+            return Decision.id.in_(select(fts.c.rowid).where(
+                literal_column("decisions_fts").op("MATCH")(f'"{term}"*')))
     # Read newest first along the (project, created_at, id) index and stop at SEARCH_LIMIT
-    # matches. The substring test comes first: for ASCII words it finds what the full-text
-    # match would, so SQLite only gathers the FTS5 matches when rows fail it.
+    # matches. Each word's substring test comes first: for ASCII words it finds what the
+    # full-text match would, so SQLite only gathers the FTS5 matches when rows fail it.
+    every_word = and_(*(or_(haystack.contains(term, autoescape=True), indexed(term))
+                        for term in terms))
     return list(
         session.scalars(
             select(Decision)
-            .where(Decision.project_id == project.id, or_(substring, full_text))
+            .where(Decision.project_id == project.id, every_word)
             .order_by(Decision.created_at.desc(), Decision.id.desc())
             .limit(SEARCH_LIMIT)
         )

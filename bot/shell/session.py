@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TextIO
 
-from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltResponse
 from sqlalchemy import func, select
 
 from bot import outbox
@@ -34,7 +34,7 @@ from bot.runtime import Runtime
 from bot.scheduler import Scheduler
 from bot.shell.render import BlockText, Style
 from bot.shell.slack import TEAM_ID, Directory, Event, LocalSlack
-from bot.slack_app import build_app, web_client
+from bot.slack_app import bolt_request, build_app, web_client
 
 FORM = "application/x-www-form-urlencoded"
 SETTLE_SECONDS = 10.0
@@ -190,7 +190,7 @@ class Shell:
     # ------------------------------------------------------------------ talking to the app
 
     def dispatch(self, body: str, content_type: str = FORM) -> BoltResponse:
-        return self.app.dispatch(BoltRequest(body=body, headers={"content-type": content_type}))
+        return self.app.dispatch(bolt_request(body, {"content-type": content_type}))
 
     def _response_url(self, target: ResponseTarget) -> str:
         key = f"r{self._next()}"

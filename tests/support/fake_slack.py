@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-__all__ = ["Call", "FakeSlack", "default_methods_path"]
+__all__ = ["Call", "FakeSlack", "check_reply", "default_methods_path", "mrkdwn_texts"]
 
 METHODS_ENV = "QUORUM_SLACK_METHODS"
 MAX_MESSAGE_BLOCKS = 50
@@ -200,6 +200,31 @@ def _validate_blocks(blocks: Any, limit: int) -> None:
             errors.append(f"block {index}: {exc}")
     if errors:
         raise SlackError("invalid_blocks", errors=errors)
+
+
+def check_reply(message: dict[str, Any]) -> None:
+    """Raise SlackError unless `message` is a reply Slack would show: the HTTP answer to a slash
+    command or interaction, or a response_url POST (its blocks valid Block Kit)."""
+    if _present(message.get("blocks")):
+        _validate_blocks(message["blocks"], MAX_MESSAGE_BLOCKS)
+    text = message.get("text")
+    if isinstance(text, str) and len(text) > MAX_TEXT_LENGTH:
+        raise SlackError("msg_too_long")
+
+
+def mrkdwn_texts(node: Any) -> list[str]:
+    """Every string Slack parses as mrkdwn in `node` (text objects of type mrkdwn), where a
+    `<!channel>`, `<@U…>` or `<url|label>` would ping or link."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str):
+            found.append(node["text"])
+        for value in node.values():
+            found += mrkdwn_texts(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += mrkdwn_texts(value)
+    return found
 
 
 def _validate_view(view: Any) -> None:
@@ -760,13 +785,12 @@ class FakeSlack:
 
     def _handle_response_url(self, body: dict[str, Any]) -> _Reply:
         """Answer a response_url POST, validating any blocks it carries."""
-        if _present(body.get("blocks")):
-            try:
-                _validate_blocks(body["blocks"], MAX_MESSAGE_BLOCKS)
-            except SlackError as exc:
-                reply = exc.reply()
-                reply.status = 400
-                return reply
+        try:
+            check_reply(body)
+        except SlackError as exc:
+            reply = exc.reply()
+            reply.status = 400
+            return reply
         return _Reply(200, {"ok": True})
 
 

@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot.render import TEMPLATE_DIR, renderer
+from support.fake_slack import mrkdwn_texts
 from support.template_samples import SAMPLES
 
 JSON_TEMPLATES = sorted(
@@ -26,20 +27,6 @@ def test_every_template_has_hostile_samples() -> None:
     assert set(JSON_TEMPLATES) == set(SAMPLES), "add samples in tests/support/template_samples.py"
 
 
-def _mrkdwn_texts(node: Any) -> list[str]:
-    """Every string Slack parses as mrkdwn (text objects of type mrkdwn)."""
-    found: list[str] = []
-    if isinstance(node, dict):
-        if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str):
-            found.append(node["text"])
-        for value in node.values():
-            found += _mrkdwn_texts(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _mrkdwn_texts(value)
-    return found
-
-
 def _check_blocks(blocks: list[dict[str, Any]], limit: int) -> None:
     assert 0 < len(blocks) <= limit
     for block in blocks:
@@ -47,7 +34,7 @@ def _check_blocks(blocks: list[dict[str, Any]], limit: int) -> None:
         assert parsed is not None, block
         parsed.validate_json()
         assert parsed.to_dict()  # validates nested elements too
-        for text in _mrkdwn_texts(block):
+        for text in mrkdwn_texts(block):
             assert len(text) <= 3000
 
 
@@ -66,6 +53,6 @@ def test_template_renders_valid_block_kit(name: str) -> None:
             assert message["text"] and len(message["text"]) <= 3000
             _check_blocks(message["blocks"], 50)
             rendered = message
-        for text in [*_mrkdwn_texts(rendered), rendered.get("text", "")]:
+        for text in [*mrkdwn_texts(rendered), rendered.get("text", "")]:
             assert not INJECTED.search(text), (name, text[:200])
         json.dumps(rendered)
