@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from bot import metrics, outbox
 from bot.database import Database
 from bot.models import utcnow
+from bot.pacing import PostPacer
 
 log = logging.getLogger("quorum.delivery")
 
@@ -46,8 +47,10 @@ class OutboxWorker:
     """Delivers the outbox in a background thread until stopped."""
 
     def __init__(self, db: Database, client: WebClient, *, poll_seconds: float = 1.0,
-                 batch: int = 20, lease: timedelta = outbox.DEFAULT_LEASE) -> None:
+                 batch: int = 20, lease: timedelta = outbox.DEFAULT_LEASE,
+                 pacer: PostPacer | None = None) -> None:
         self.db = db
+        self.pacer = pacer
         self.client = client
         self.poll_seconds = poll_seconds
         self.batch = batch
@@ -139,6 +142,7 @@ class OutboxWorker:
     def _deliver(self, row: outbox.Claimed) -> None:
         payload = dict(row.payload)
         try:
+            self._pace(row)
             with self.db.session() as session:
                 if not outbox.renew(session, row.id, row.attempts, self.lease):
                     log.info("outbox call %s was taken over by another worker", row.id)
@@ -167,6 +171,11 @@ class OutboxWorker:
             session, row.id, channel=response.get("channel"), ts=response.get("ts"),
             key=row.key if keyed_post else None, attempts=row.attempts))
         metrics.outbox_delivered.labels(method).inc()
+
+    def _pace(self, row: outbox.Claimed) -> None:
+        """Wait for the workspace's next post slot (`bot.pacing`), before the lease is renewed."""
+        if self.pacer is not None and row.method == "chat.postMessage":
+            self._stop.wait(self.pacer.delay(row.team_id))
 
     def _prepare(self, session: Session, row: outbox.Claimed,
                  payload: dict[str, Any]) -> str | None:
