@@ -157,19 +157,20 @@ def main() -> None:
                (pair.split(":") for pair in args.configs.split(","))]
     minimum = PostLimits(workspace_per_minute=args.per_minute).minimum_seconds(args.projects)
     pace = args.per_minute if args.pace_per_minute is None else args.pace_per_minute
-    rows = [run(kind, count, args.projects, args.per_minute, pace, timeout=3 * minimum + 60)
-            for kind, count in configs]
     print(f"{args.projects} standups due at once; Slack limit {args.per_minute:g}/min; Quorum "
           f"paces at {f'{pace:g}/min' if pace else 'no set rate'}")
     header = (f"{'db':<10} {'replicas':>8} | {'first s':>7} {'all s':>7} {'min s':>6} "
               f"{'ratio':>6} | {'posted':>6} {'lost':>4} {'dupes':>5} {'429s':>5}")
     print(header)
-    print("-" * len(header))
-    for row in rows:
+    print("-" * len(header), flush=True)
+    rows = []
+    for kind, count in configs:
+        row = run(kind, count, args.projects, args.per_minute, pace, timeout=3 * minimum + 60)
+        rows.append(row)
         print(f"{row['database']:<10} {row['replicas']:>8} | {row['first_post_s']:>7.1f} "
               f"{row['all_posted_s']:>7.1f} {row['minimum_s']:>6.1f} {row['ratio'] or 0:>6.2f} | "
               f"{row['posted']:>6} {row['lost']:>4} {row['duplicates']:>5} "
-              f"{row['ratelimited_429']:>5}")
+              f"{row['ratelimited_429']:>5}", flush=True)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(), "uptime": load},
