@@ -56,6 +56,7 @@ from bot.services.records import lock
 from bot.services.risks import default_timezone
 from bot.services.ritual_times import (
     When,
+    first_after,
     monday_of,
     next_occurrences,
     occurrences,
@@ -332,7 +333,12 @@ def run_now(session: Session, project: Project, actor: str, kind: str,
 
 def _fire_due(session: Session, schedule: RitualSchedule, now: datetime) -> bool:
     """Post, or record as skipped, each occurrence of the schedule since it was last checked;
-    True if any was due. Most ticks find nothing due, so that is worked out before any query."""
+    True if any was due. Most ticks find nothing due, so that is worked out first, from the
+    cached next fire time, before any query."""
+    upcoming = first_after(schedule.cron, schedule.timezone, schedule.every_weeks,
+                           schedule.anchor_week, schedule.checked_until)
+    if upcoming is not None and upcoming > now:
+        return False
     due = list(occurrences(schedule.cron, schedule.timezone, schedule.every_weeks,
                            schedule.anchor_week, schedule.checked_until, now))
     if not due:
