@@ -30,24 +30,31 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
 
 def test_replicas_take_successive_slots_of_one_workspace(db: Database,
                                                          frozen: list[float]) -> None:
-    replicas = [PostPacer(db, per_minute=600), PostPacer(db, per_minute=600)]
+    replicas = [PostPacer(db, per_minute=60), PostPacer(db, per_minute=60)]
     delays = [replicas[n % 2].delay("T1") for n in range(4)]
-    assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert delays == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=1e-5)
     assert replicas[0].delay("T2") == 0.0  # another workspace has its own slots
     frozen[0] += 10  # an idle spell: slots do not pile up, the next post goes at once
     assert replicas[1].delay("T1") == 0.0
-    assert replicas[0].delay("T1") == pytest.approx(0.1)
+    assert replicas[0].delay("T1") == pytest.approx(1.0)
+
+
+def test_after_a_lull_one_seconds_worth_goes_at_once(db: Database, frozen: list[float]) -> None:
+    pacer = PostPacer(db, per_minute=600)  # 10 a second
+    assert [pacer.delay("T1") for _ in range(12)] == pytest.approx([0.0] * 10 + [0.1, 0.2], abs=1e-5)
+    frozen[0] += 0.5  # half a second refills five, two of which the last two posts took
+    assert [pacer.delay("T1") for _ in range(4)] == pytest.approx([0.0, 0.0, 0.0, 0.1], abs=1e-5)
 
 
 def test_concurrent_callers_never_share_a_slot(db: Database, frozen: list[float]) -> None:
-    pacers = [PostPacer(Database(db.url), per_minute=6000) for _ in range(4)]
+    pacers = [PostPacer(Database(db.url), per_minute=60) for _ in range(4)]
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             delays = list(pool.map(lambda n: pacers[n % 4].delay("T1"), range(40)))
     finally:
         for pacer in pacers:
             pacer.db.dispose()
-    assert sorted(round(delay * 100) for delay in delays) == list(range(40))
+    assert sorted(round(delay) for delay in delays) == list(range(40))
 
 
 def test_the_worker_paces_posts_only(db: Database, fake_slack: FakeSlack,
