@@ -39,7 +39,7 @@ from sqlalchemy import func, select, update
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
-from ack import SECRET, database, server  # noqa: E402
+from ack import SECRET, database  # noqa: E402
 
 from bot.database import Database  # noqa: E402
 from bot.models import (  # noqa: E402
@@ -52,11 +52,12 @@ from bot.models import (  # noqa: E402
 from bot.services import rituals  # noqa: E402
 from bot.services.projects import project_for_channel  # noqa: E402
 from support.fake_slack import FakeSlack  # noqa: E402
-from support.processes import free_port  # noqa: E402
+from support.processes import free_port, running  # noqa: E402
 from support.slack_limits import PostLimits  # noqa: E402
 
 TEAM = "T0BENCH01"
 TICK_SECONDS = 1.0
+LOGS = ROOT / "bench" / "results" / "fanout-logs"  # each replica's output
 # After the last standup, how long the replicas keep running to show that none is posted twice.
 SETTLE_SECONDS = 5.0
 
@@ -106,10 +107,14 @@ def run(kind: str, replicas: int, projects: int, per_minute: float, pace: float,
                "QUORUM_SCHEDULER_TICK_SECONDS": str(TICK_SECONDS)}
         if pace:
             env["QUORUM_SLACK_POSTS_PER_MINUTE"] = str(pace)
-        for _ in range(replicas):  # one after the other: each migrates the database on start
+        LOGS.mkdir(parents=True, exist_ok=True)
+        for number in range(replicas):  # one after the other: each migrates the database
             port = free_port()
-            stack.enter_context(server([sys.executable, "-m", "bot.cli", "serve"],
-                                       {**env, "PORT": str(port)}, port))
+            stack.enter_context(running(
+                [sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, timeout=60,
+                env={**os.environ, **env, "PORT": str(port)},
+                ready_url=f"http://127.0.0.1:{port}/healthz",
+                log_path=LOGS / f"{kind}-{replicas}-{number}.log"))
         fake.reset()
         fake.limit_posts(limits)
         due_at = make_all_due(url)
