@@ -30,7 +30,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,9 @@ def channel(number: int) -> str:
     return f"C{number:08d}"
 
 
-def seed(url: str, projects: int) -> None:
-    """Migrate, and give every project a daily standup that is not due yet."""
+def seed(url: str, projects: int) -> datetime:
+    """Migrate, and give every project a daily standup at this minute, not due yet; returns
+    the minute."""
     db = Database(url)
     db.upgrade()
     now = utcnow()
@@ -78,15 +79,15 @@ def seed(url: str, projects: int) -> None:
                                                f"daily {now:%H:%M}", "UTC", now=now)
             schedule.checked_until = now + timedelta(days=1)
     db.dispose()
+    return now.replace(second=0, microsecond=0)
 
 
-def make_all_due(url: str) -> float:
-    """Every standup falls due at once; returns the moment (monotonic) it committed."""
+def make_all_due(url: str, minute: datetime) -> float:
+    """Every standup falls due at once (this minute's occurrence, even if the replicas took
+    until the next minute to start); returns the moment (monotonic) it committed."""
     db = Database(url)
-    now = utcnow()
     with db.session() as session:
-        session.execute(update(RitualSchedule).values(
-            checked_until=now.replace(second=0, microsecond=0) - timedelta(minutes=1)))
+        session.execute(update(RitualSchedule).values(checked_until=minute - timedelta(minutes=1)))
     due_at = time.monotonic()
     db.dispose()
     return due_at
@@ -101,7 +102,7 @@ def run(kind: str, replicas: int, projects: int, per_minute: float, pace: float,
         timeout: float) -> dict[str, Any]:
     limits = PostLimits(workspace_per_minute=per_minute)
     with FakeSlack() as fake, database(kind) as url, ExitStack() as stack:
-        seed(url, projects)
+        minute = seed(url, projects)
         env = {"SLACK_BOT_TOKEN": fake.token, "SLACK_SIGNING_SECRET": SECRET,
                "SLACK_API_URL": fake.url, "DATABASE_URL": url, "HOST": "127.0.0.1",
                "QUORUM_SCHEDULER_TICK_SECONDS": str(TICK_SECONDS)}
@@ -117,7 +118,7 @@ def run(kind: str, replicas: int, projects: int, per_minute: float, pace: float,
                 log_path=LOGS / f"{kind}-{replicas}-{number}.log"))
         fake.reset()
         fake.limit_posts(limits)
-        due_at = make_all_due(url)
+        due_at = make_all_due(url, minute)
         deadline = due_at + timeout
         while len(standup_posts(fake)) < projects and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -41,7 +41,8 @@ def test_replicas_take_successive_slots_of_one_workspace(db: Database,
 
 def test_after_a_lull_one_seconds_worth_goes_at_once(db: Database, frozen: list[float]) -> None:
     pacer = PostPacer(db, per_minute=600)  # 10 a second
-    assert [pacer.delay("T1") for _ in range(12)] == pytest.approx([0.0] * 10 + [0.1, 0.2], abs=1e-5)
+    delays = [pacer.delay("T1") for _ in range(12)]
+    assert delays == pytest.approx([0.0] * 10 + [0.1, 0.2], abs=1e-5)
     frozen[0] += 0.5  # half a second refills five, two of which the last two posts took
     assert [pacer.delay("T1") for _ in range(4)] == pytest.approx([0.0, 0.0, 0.0, 0.1], abs=1e-5)
 

@@ -3,9 +3,10 @@
 Signed requests are spread over both replicas from several threads at once: quick-logged
 decisions, incidents declared and updated, a gate signed by every required role with each
 person clicking Approve on both replicas at the same moment, and a standup falling due while
-all of it goes on. Both outbox workers and both schedulers run throughout. Afterwards, every
-outbox row reached Slack exactly once, every sign-off is recorded, the gate passed once, the
-standup was posted once and the references are unique and gapless.
+all of it goes on. Both outbox workers (pacing their posts through the shared slots of
+`bot.pacing`) and both schedulers run throughout. Afterwards, every outbox row reached Slack
+exactly once, every sign-off is recorded, the gate passed once, the standup was posted once
+and the references are unique and gapless.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def replicas(database_url: str, fake_slack: FakeSlack,
     with ExitStack() as stack:
         started = [stack.enter_context(quorum_serve(
             database_url, fake_slack.url, fake_slack.token, tmp_path / f"serve-{number}.log",
-            QUORUM_SCHEDULER_TICK_SECONDS=str(TICK))) for number in range(2)]
+            QUORUM_SCHEDULER_TICK_SECONDS=str(TICK),
+            # Both workers take their post slots from the one shared pacer (bot.pacing).
+            QUORUM_SLACK_POSTS_PER_MINUTE="1200")) for number in range(2)]
         yield [url for _, url in started]
         assert all(process.poll() is None for process, _ in started), "a replica died"
 
