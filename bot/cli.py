@@ -109,6 +109,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.delivery import OutboxWorker
+    from bot.pacing import pacer_for
     from bot.scheduler import Scheduler
     from bot.slack_app import build_app, web_client
     from bot.web import HeaderDeadlineProtocol, create_web_app
@@ -118,7 +119,8 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
     worker = OutboxWorker(runtime.db, web_client(runtime),
-                          lease=timedelta(seconds=settings.outbox_lease_seconds))
+                          lease=timedelta(seconds=settings.outbox_lease_seconds),
+                          pacer=pacer_for(runtime.db, settings))
     web = create_web_app(runtime, build_app(runtime), worker,
                          Scheduler(runtime.db, settings.scheduler_tick_seconds))
     # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).

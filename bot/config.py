@@ -33,6 +33,7 @@ ENV_NAMES = {
     "alert_severity_map_raw": "QUORUM_ALERT_SEVERITY_MAP",
     "scheduler_tick_seconds": "QUORUM_SCHEDULER_TICK_SECONDS",
     "outbox_lease_seconds": "QUORUM_OUTBOX_LEASE_SECONDS",
+    "slack_posts_per_minute": "QUORUM_SLACK_POSTS_PER_MINUTE",
     "host": "HOST",
     "port": "PORT",
 }
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
     # third of it, so a live delivery always finishes inside its lease.
     outbox_lease_seconds: float = Field(60.0, alias="QUORUM_OUTBOX_LEASE_SECONDS", ge=3,
                                         le=3600)
+    # The workspace's chat.postMessage rate that every replica together keeps to (`bot.pacing`);
+    # unset, posts go as fast as Slack takes them and a 429's Retry-After is waited out.
+    slack_posts_per_minute: float | None = Field(None, alias="QUORUM_SLACK_POSTS_PER_MINUTE",
+                                                 gt=0, le=60000)
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
 

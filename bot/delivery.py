@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from bot import metrics, outbox
 from bot.database import Database
 from bot.models import utcnow
+from bot.pacing import PostPacer
 
 log = logging.getLogger("quorum.delivery")
 
@@ -82,8 +83,10 @@ class OutboxWorker:
     """Delivers the outbox in a background thread until stopped."""
 
     def __init__(self, db: Database, client: WebClient, *, poll_seconds: float = 1.0,
-                 batch: int = 20, lease: timedelta = outbox.DEFAULT_LEASE) -> None:
+                 batch: int = 20, lease: timedelta = outbox.DEFAULT_LEASE,
+                 pacer: PostPacer | None = None) -> None:
         self.db = db
+        self.pacer = pacer
         self.client = client
         self.poll_seconds = poll_seconds
         self.batch = batch
@@ -179,6 +182,7 @@ class OutboxWorker:
     def _deliver(self, row: outbox.Claimed) -> None:
         payload = dict(row.payload)
         try:
+            self._pace(row)
             with self.db.session() as session:
                 if not outbox.renew(session, row.id, row.attempts, self.lease):
                     log.info("outbox call %s was taken over by another worker", row.id)
@@ -216,6 +220,11 @@ class OutboxWorker:
         self._record(sent)
         self._failing.discard(row.team_id)
         metrics.outbox_delivered.labels(method).inc()
+
+    def _pace(self, row: outbox.Claimed) -> None:
+        """Wait for the workspace's next post slot (`bot.pacing`), before the lease is renewed."""
+        if self.pacer is not None and row.method == "chat.postMessage":
+            self._stop.wait(self.pacer.delay(row.team_id))
 
     def _prepare(self, session: Session, row: outbox.Claimed,
                  payload: dict[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -749,6 +750,17 @@ class JobClaim(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PostPace(Base):
+    """When a workspace's next `chat.postMessage` may go out (`bot.pacing`): one row per team,
+    shared by every replica so that together they keep to Slack's workspace-wide rate."""
+
+    __tablename__ = "post_pace"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Seconds since the epoch (a plain number, so both databases add and compare it alike).
+    next_slot: Mapped[float] = mapped_column(Float)
 
 
 class ProcessedRequest(Base):

@@ -29,12 +29,17 @@ from bot.models import JobClaim, utcnow
 
 log = logging.getLogger("quorum.scheduler")
 
-Sweep = Callable[[Session, datetime], None]
+# A sweep returns True when it stopped with work left (to commit what it did so far): it then
+# runs again at once in a fresh transaction. None or False: done for this tick.
+Sweep = Callable[[Session, datetime], bool | None]
+# A sweep that keeps saying "more" this many times in one tick is left for the next tick.
+MAX_ROUNDS = 1000
 SWEEPS: dict[str, Sweep] = {}
 
 
 def sweep(name: str) -> Callable[[Sweep], Sweep]:
-    """Register a function to run on every tick of the clock, in its own transaction."""
+    """Register a function to run on every tick of the clock, in its own transaction (a sweep
+    that returns True runs again in another, to work through a backlog in chunks)."""
 
     def register(function: Sweep) -> Sweep:
         SWEEPS[name] = function
@@ -77,8 +82,14 @@ class Scheduler:
         now = now or utcnow()
         for name, function in self.sweeps.items():
             try:
-                with self.db.session() as session:
-                    function(session, now)
+                for _ in range(MAX_ROUNDS):
+                    with self.db.session() as session:
+                        more = function(session, now)
+                    if not more:
+                        break
+                else:
+                    log.warning("sweep %s still had work after %s rounds; it goes on next tick",
+                                name, MAX_ROUNDS)
             except Exception:
                 log.exception("sweep %s failed at %s; it runs again next tick", name, now)
 

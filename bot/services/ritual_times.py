@@ -220,6 +220,19 @@ def occurrences(cron: str, zone_name: str, every_weeks: int, anchor_week: date,
         previous, wall = fire, fire + timedelta(seconds=1)
 
 
+@lru_cache(maxsize=4096)
+def first_after(cron: str, zone_name: str, every_weeks: int, anchor_week: date,
+                after: datetime) -> datetime | None:
+    """The first instant after `after` at which the schedule fires (None past the horizon).
+
+    Cached: the ritual sweep asks it of every schedule on every tick, and working out a cron
+    trigger costs more than the rest of the sweep together; the answer only changes when the
+    schedule or its `checked_until` (`after`) does, and both are part of the key.
+    """
+    found = next_occurrences(cron, zone_name, every_weeks, anchor_week, after, count=1)
+    return found[0] if found else None
+
+
 def next_occurrences(cron: str, zone_name: str, every_weeks: int, anchor_week: date,
                      now: datetime, count: int = 3) -> list[datetime]:
     """The next `count` instants after `now` (fewer only if the schedule never fires)."""

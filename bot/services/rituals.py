@@ -56,6 +56,7 @@ from bot.services.records import lock
 from bot.services.risks import default_timezone
 from bot.services.ritual_times import (
     When,
+    first_after,
     monday_of,
     next_occurrences,
     occurrences,
@@ -64,6 +65,8 @@ from bot.services.ritual_times import (
 )
 
 GRACE = timedelta(hours=1)
+# Due schedules posted per transaction by the sweep (see `run_rituals`).
+SCHEDULES_PER_TRANSACTION = 25
 DEFAULT_WINDOW = timedelta(hours=3)
 MIN_GAP = timedelta(hours=1)  # a ritual at most once an hour
 TEXT_LIMIT = 3000
@@ -328,15 +331,21 @@ def run_now(session: Session, project: Project, actor: str, kind: str,
     return occurrence
 
 
-def _fire_due(session: Session, schedule: RitualSchedule, now: datetime) -> None:
-    """Post, or record as skipped, each occurrence of the schedule since it was last checked."""
-    project = schedule.project
-    skips = {day for day in session.scalars(select(RitualSkip.on_date).where(
-        RitualSkip.project_id == project.id, RitualSkip.kind == schedule.kind))}
+def _fire_due(session: Session, schedule: RitualSchedule, now: datetime) -> bool:
+    """Post, or record as skipped, each occurrence of the schedule since it was last checked;
+    True if any was due. Most ticks find nothing due, so that is worked out first, from the
+    cached next fire time, before any query."""
+    upcoming = first_after(schedule.cron, schedule.timezone, schedule.every_weeks,
+                           schedule.anchor_week, schedule.checked_until)
+    if upcoming is not None and upcoming > now:
+        return False
     due = list(occurrences(schedule.cron, schedule.timezone, schedule.every_weeks,
                            schedule.anchor_week, schedule.checked_until, now))
     if not due:
-        return
+        return False
+    project = schedule.project
+    skips = {day for day in session.scalars(select(RitualSkip.on_date).where(
+        RitualSkip.project_id == project.id, RitualSkip.kind == schedule.kind))}
     for at in due:
         local_day = at.astimezone(ZoneInfo(schedule.timezone)).date()
         reason = MISSED if now - at > GRACE else HOLIDAY if local_day in skips else None
@@ -352,6 +361,7 @@ def _fire_due(session: Session, schedule: RitualSchedule, now: datetime) -> None
         else:
             _post(session, occurrence, schedule, now, "scheduler")
     schedule.checked_until = max(schedule.checked_until, due[-1])
+    return True
 
 
 def _locked(session: Session, query: Any, model: Any) -> list[Any]:
@@ -363,11 +373,20 @@ def _locked(session: Session, query: Any, model: Any) -> list[Any]:
 
 
 @sweep("rituals")
-def run_rituals(session: Session, now: datetime) -> None:
-    """Post due rituals, remind standup participants halfway, close and summarize."""
+def run_rituals(session: Session, now: datetime) -> bool:
+    """Post due rituals, remind standup participants halfway, close and summarize.
+
+    True when it stopped after `SCHEDULES_PER_TRANSACTION` due schedules: the scheduler commits
+    and runs it again at once, so when hundreds fall due in the same minute the first cards go
+    out while the rest are prepared, and no schedule stays locked for the whole fan-out.
+    """
+    fired = 0
     for schedule in _locked(session, select(RitualSchedule).where(RitualSchedule.enabled)
                             .order_by(RitualSchedule.id), RitualSchedule):
-        _fire_due(session, schedule, now)
+        if _fire_due(session, schedule, now):
+            fired += 1
+            if fired >= SCHEDULES_PER_TRANSACTION:
+                return True
     for occurrence in _locked(session, select(RitualOccurrence).where(
             RitualOccurrence.status == OccurrenceStatus.OPEN,
             RitualOccurrence.reminded_at.is_(None),
@@ -377,6 +396,7 @@ def run_rituals(session: Session, now: datetime) -> None:
             RitualOccurrence.status == OccurrenceStatus.OPEN,
             RitualOccurrence.closes_at <= now).order_by(RitualOccurrence.id), RitualOccurrence):
         close(session, occurrence, now)
+    return False
 
 
 def answered(occurrence: RitualOccurrence) -> list[str]:

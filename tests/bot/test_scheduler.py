@@ -87,3 +87,43 @@ def test_a_ritual_sweep_that_fails_midway_claims_nothing_and_the_next_tick_posts
         cards = list(session.scalars(select(OutboxMessage.message_key)))
     assert len(occurrences) == 3
     assert sorted(cards) == sorted(rituals.card_key(o) for o in occurrences)
+
+
+def test_a_sweep_with_work_left_runs_again_at_once_in_a_fresh_transaction(db: Database) -> None:
+    rounds: list[int] = []
+
+    def backlog(session: Session, now: datetime) -> bool:
+        rounds.append(id(session))
+        return len(rounds) < 3
+
+    scheduler = Scheduler(db)
+    scheduler.sweeps = {"backlog": backlog}
+    scheduler.run_due(utcnow())
+    assert len(rounds) == 3 and len(set(rounds)) == 3
+
+
+def test_standups_due_together_post_in_one_tick_committed_in_chunks(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = utcnow()
+    with db.session() as session:
+        for n in range(5):
+            project = project_for_channel(session, "T1", f"C0FAN00{n}", f"p{n}")
+            schedule, _ = rituals.set_schedule(session, project, "U1", "standup",
+                                               f"daily {now:%H:%M}", "UTC", now=now)
+            schedule.checked_until = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    monkeypatch.setattr(rituals, "SCHEDULES_PER_TRANSACTION", 2)
+    cards_after_each_commit: list[int] = []
+
+    def count_cards(_: Session) -> None:
+        with db.engine.connect() as connection:
+            cards_after_each_commit.append(connection.scalar(
+                select(func.count()).select_from(OutboxMessage)) or 0)
+
+    db.on_commit(count_cards)
+    scheduler = Scheduler(db)
+    scheduler.sweeps = {"rituals": load_sweeps()["rituals"]}
+    scheduler.run_due(now)
+    assert cards_after_each_commit == [2, 4, 5]
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(RitualOccurrence)) == 5
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 5

@@ -30,6 +30,8 @@ from urllib.parse import parse_qsl, urlsplit
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from .slack_limits import PostLimits
+
 __all__ = ["Call", "FakeSlack", "check_reply", "default_methods_path", "mrkdwn_texts"]
 
 METHODS_ENV = "QUORUM_SLACK_METHODS"
@@ -262,6 +264,7 @@ class FakeSlack:
         # What apps.connections.open hands out: set it to a local Socket Mode server's URL.
         self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
         self._faults: list[_Fault] = []
+        self._post_limits: PostLimits | None = None
         self._in_flight: dict[str, int] = {}
         self._seqs: list[int] = []
         self._seq = 0
@@ -398,6 +401,7 @@ class FakeSlack:
             self.calls.clear()
             self._seqs.clear()
             self._faults.clear()
+            self._post_limits = None
             self.messages.clear()
             self.missing_channels.clear()
             self.not_joined_channels.clear()
@@ -441,6 +445,23 @@ class FakeSlack:
         """Drop every queued fault: Slack answers normally again."""
         with self._cond:
             self._faults.clear()
+
+    def limit_posts(self, limits: PostLimits | None) -> None:
+        """Enforce Slack's rate limits on `chat.postMessage` (per channel, per workspace): a post
+        past them is answered 429 with `Retry-After` and not stored. None lifts them."""
+        with self._cond:
+            self._post_limits = limits
+
+    def _rate_limited(self, method: str, args: dict[str, Any]) -> _Reply | None:
+        """The 429 a post past the rate limits gets, or None if it may go."""
+        limits = self._post_limits
+        if limits is None or method != "chat.postMessage":
+            return None
+        wait = limits.admit(str(args.get("channel", "")))
+        if wait <= 0:
+            return None
+        return _Reply(429, {"ok": False, "error": "ratelimited"},
+                      {"Retry-After": str(PostLimits.retry_after(wait))})
 
     def _take_fault(self, method: str) -> _Fault | None:
         """Pop one use of the first queued fault matching ``method``."""
@@ -905,7 +926,10 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
 
         def _answer_normally(self, method: str, args: dict[str, Any],
                              token: str | None) -> _Reply:
-            """Answer as Slack would with no fault."""
+            """Answer as Slack would with no fault (the rate limits, if set, still apply)."""
+            limited = fake._rate_limited(method, args)
+            if limited is not None:
+                return limited
             if method == "response_url":
                 if self.command != "POST":
                     return _Reply(405, {"ok": False, "error": "method_not_allowed"})
