@@ -30,7 +30,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the app's templates before tests/templates
 from support.fake_slack import FakeSlack  # noqa: E402
 from support.processes import free_port, stop  # noqa: E402
 
