@@ -34,8 +34,9 @@ def error_message(message: str, usage: list[str] | None = None) -> dict[str, Any
     return ephemeral(renderer.message("common/error", message=message, usage=usage or []))
 
 
-def notice(text: str, emoji: str = ":white_check_mark:") -> dict[str, Any]:
-    return ephemeral(renderer.message("common/notice", text=text, emoji=emoji))
+def notice(text: str, emoji: str = ":white_check_mark:", person: str = "") -> dict[str, Any]:
+    """An ephemeral one-liner; `person` (a user ID) is shown as a mention before the text."""
+    return ephemeral(renderer.message("common/notice", text=text, emoji=emoji, person=person))
 
 
 def help_message(command: Command) -> dict[str, Any]:

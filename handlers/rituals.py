@@ -118,8 +118,8 @@ def register(app: App, runtime: Runtime) -> None:
         if subcommand == "away":
             away = service.set_away(session, project, user, args["user"], args["date"], now=now,
                                     default_tz=default_tz)
-            return notice(f"<@{away.user_id}> is away until {away.until.isoformat()}; the "
-                          f"standup will not expect them.")
+            return notice(f"is away until {away.until.isoformat()}; the standup will not "
+                          f"expect them.", person=away.user_id)
         status = service.status(session, project, kind, now, default_tz)
         zone = ZoneInfo(status.schedule.timezone if status.schedule else
                         service.zone_name(project, default_tz))

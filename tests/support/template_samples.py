@@ -174,7 +174,8 @@ def _help() -> list[dict[str, Any]]:
 
 
 def _notice() -> list[dict[str, Any]]:
-    return [{"text": text, "emoji": ":white_check_mark:"} for text in HOSTILE]
+    return [{"text": text, "emoji": ":white_check_mark:", "person": person}
+            for text in HOSTILE for person in ("", "U0BOB0001", text[:40])]
 
 
 SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
