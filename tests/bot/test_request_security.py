@@ -6,16 +6,12 @@ Every refused request must leave the database exactly as it was and reach no one
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import select as io_select
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -29,6 +25,7 @@ from bot.models import Decision
 from bot.web import BODY_LIMIT
 from support.db_snapshot import changed_tables, snapshot
 from support.fake_slack import FakeSlack
+from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
 from support.slack_requests import SlackSender, sign
 from support.waiting import eventually
@@ -108,12 +105,7 @@ def test_forged_slack_requests_get_401_and_change_nothing(slack: SlackSender,
 
 def _mlflow_headers(body: bytes, *, secret: str = MLFLOW_SECRET,
                     timestamp: int | None = None) -> dict[str, str]:
-    delivery, stamp = str(uuid.uuid4()), str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), f"{delivery}.{stamp}.".encode() + body,
-                      hashlib.sha256).digest()
-    return {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery,
-            "X-MLflow-Timestamp": stamp, "X-MLflow-Signature": "v1," + base64.b64encode(
-                digest).decode()}
+    return mlflow_signed(body, secret, timestamp=timestamp)
 
 
 PROMOTION = json.dumps({"model": "churn-model", "version": "3", "to": "champion"}).encode()

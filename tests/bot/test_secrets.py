@@ -6,15 +6,12 @@ Slack message or export, on the happy paths and the failing ones (issue #11, ite
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import io
 import json
 import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from bot.database import Database
 from bot.export import FORMATS, REGISTERS, export
 from support.cli import run_quorum
 from support.fake_slack import FakeSlack
+from support.mlflow_signing import mlflow_signed
 from support.processes import free_port, running
 from support.quorum_server import QuorumServer
 from support.slack_requests import SIGNING_SECRET, SlackSender, sign
@@ -64,12 +62,7 @@ def with_password(url: str) -> str:
 
 
 def mlflow_headers(body: bytes, secret: str = MLFLOW_SECRET) -> dict[str, str]:
-    delivery, stamp = str(uuid.uuid4()), str(int(time.time()))
-    digest = hmac.new(secret.encode(), f"{delivery}.{stamp}.".encode() + body,
-                      hashlib.sha256).digest()
-    return {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery,
-            "X-MLflow-Timestamp": stamp,
-            "X-MLflow-Signature": "v1," + base64.b64encode(digest).decode()}
+    return mlflow_signed(body, secret)
 
 
 def test_the_leak_finder_finds_secrets() -> None:

@@ -14,14 +14,10 @@ the input is ever live in what Slack shows; and search still finds what it shoul
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import itertools
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -44,6 +40,7 @@ from bot.services.rituals import TEXT_LIMIT
 from handlers.common import OUR_FAULT
 from support.db_snapshot import snapshot
 from support.fake_slack import Call, FakeSlack, SlackError, check_reply, mrkdwn_texts
+from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
 from support.slack_requests import SIGNING_SECRET, TEAM, SlackSender
 from support.waiting import eventually
@@ -532,12 +529,7 @@ JSON_VALUE = st.recursive(JSON_LEAF, lambda inner: st.one_of(
 
 
 def _mlflow_headers(body: bytes) -> dict[str, str]:
-    delivery, stamp = str(uuid.uuid4()), str(int(time.time()))
-    digest = hmac.new(SECRET.encode(), f"{delivery}.{stamp}.".encode() + body,
-                      hashlib.sha256).digest()
-    return {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery,
-            "X-MLflow-Timestamp": stamp,
-            "X-MLflow-Signature": "v1," + base64.b64encode(digest).decode()}
+    return mlflow_signed(body, SECRET)
 
 
 def _bearer(_: bytes) -> dict[str, str]:

@@ -4,16 +4,12 @@ the database checked."""
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
-import hmac
 import io
 import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from typing import Any
@@ -40,6 +36,7 @@ from bot.services import roles as role_service
 from bot.services.incidents import IncidentDraft, declare
 from bot.services.projects import project_for_channel
 from support.fake_slack import FakeSlack
+from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM, SlackSender
 
@@ -85,13 +82,7 @@ def alias_event(name: str = MODEL, version: str = "3", alias: str = "champion") 
 def signed(body: bytes, *, secret: str = SECRET, delivery: str | None = None,
            timestamp: int | None = None) -> dict[str, str]:
     """The headers MLflow sends with a delivery of a webhook that has a secret."""
-    delivery = delivery or str(uuid.uuid4())
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), f"{delivery}.{stamp}.".encode() + body,
-                      hashlib.sha256).digest()
-    return {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery,
-            "X-MLflow-Timestamp": stamp,
-            "X-MLflow-Signature": "v1," + base64.b64encode(digest).decode()}
+    return mlflow_signed(body, secret, delivery=delivery, timestamp=timestamp)
 
 
 def to_mlflow(server: QuorumServer, payload: Any, headers: dict[str, str] | None = None,
