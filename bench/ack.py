@@ -26,13 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the app's templates before tests/templates
 from support.fake_slack import FakeSlack  # noqa: E402
-from support.processes import free_port, stop  # noqa: E402
+from support.processes import free_port, running  # noqa: E402
 
 SECRET = "bench-signing-secret"
 POSTGRES = os.environ.get("BENCH_DATABASE_URL",
@@ -60,23 +59,12 @@ def database(kind: str) -> Iterator[str]:
 
 @contextmanager
 def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    """`command` serving on `port` until the block ends (its output in a temporary log)."""
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command} did not start: {process.stderr.read()[-2000:]}")
-            time.sleep(0.1)
+    with tempfile.TemporaryDirectory() as logs, running(
+            command, env={**os.environ, **env}, cwd=ROOT, ready_url=f"{url}/healthz",
+            log_path=Path(logs) / "server.log"):
         yield url
-    finally:
-        stop(process, grace=15)
 
 
 def load(url: str, concurrency: int, seconds: float) -> dict[str, Any]:

@@ -19,13 +19,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 # The repository on the path, so that its `templates` package (a regular package) wins over the
@@ -36,8 +34,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from ack import database  # noqa: E402
 
 from support.fake_slack import FakeSlack  # noqa: E402
-from support.processes import free_port, stop  # noqa: E402
-from support.slack_requests import SIGNING_SECRET, SlackSender  # noqa: E402
+from support.processes import quorum_serve  # noqa: E402
+from support.slack_requests import SlackSender  # noqa: E402
 
 TEAM = "T0BENCH01"
 BUSY_USER = "U0BUSY001"
@@ -59,28 +57,10 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 def measure_server(database_url: str, requests: int = 200) -> dict[str, Any]:
     """Start `quorum serve` on `database_url`, time it to healthy, and read its memory."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with FakeSlack() as fake:
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("SLACK_", "QUORUM_", "DATABASE_URL", "PORT", "HOST"))}
-        env.update({"SLACK_BOT_TOKEN": fake.token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                    "SLACK_API_URL": fake.url, "DATABASE_URL": database_url,
-                    "HOST": "127.0.0.1", "PORT": str(port)})
+    with FakeSlack() as fake, tempfile.TemporaryDirectory() as logs:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env,
-                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.perf_counter() - started > 120:
-                    raise RuntimeError(f"quorum serve did not start: "
-                                       f"{process.stderr.read()[-2000:]!r}")  # type: ignore
-                time.sleep(0.02)
+        with quorum_serve(database_url, fake.url, fake.token,
+                          Path(logs) / "serve.log") as (process, url):
             startup = time.perf_counter() - started
             time.sleep(3)  # the scheduler's first tick and the outbox worker settle
             idle = rss_mb(process.pid)
@@ -108,8 +88,6 @@ def measure_server(database_url: str, requests: int = 200) -> dict[str, Any]:
             sender.close()
             time.sleep(2)
             after = rss_mb(process.pid)
-        finally:
-            stop(process, grace=15)  # type: ignore[arg-type]
     return {"startup_s": startup, "idle_rss_mb": idle, "after_requests_rss_mb": after,
             "requests": {name: _percentiles(samples) for name, samples in latencies.items()}}
 
