@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs
 
 import h11
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -297,15 +296,15 @@ async def read_json_object(request: Request) -> dict[str, object] | JSONResponse
     return data
 
 
-def _late_command_answer(body: bytes) -> Response | None:
+def _late_command_answer(payload: dict[str, Any]) -> Response | None:
     """What a (verified) slash command gets when its listener is still busy (say, on a database
     that accepts connections but does not answer): a polite ephemeral before Slack gives up at
     3 s, instead of Slack's own error. None for anything else, which waits for Bolt as before."""
-    form = parse_qs(body.decode("utf-8", errors="replace"))
-    if "command" not in form or "payload" in form:
+    command = payload.get("command")
+    if not isinstance(command, str):  # only a slash command's form has one
         return None
     log.warning("%s did not finish within %ss; answered that it may not be saved",
-                form["command"][0][:40], ANSWER_WITHIN)
+                command[:40], ANSWER_WITHIN)
     return JSONResponse(error_message(TOO_SLOW))
 
 
@@ -380,7 +379,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         try:
             bolt_response = await asyncio.wait_for(asyncio.shield(answer), ANSWER_WITHIN)
         except TimeoutError:
-            late = _late_command_answer(body)
+            late = _late_command_answer(bolt.body)
             if late is not None:
                 # The listener runs on; whatever it answers later is not wanted any more.
                 answer.add_done_callback(lambda task: task.cancelled() or task.exception())
