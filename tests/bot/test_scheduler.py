@@ -90,16 +90,17 @@ def test_a_ritual_sweep_that_fails_midway_claims_nothing_and_the_next_tick_posts
 
 
 def test_a_sweep_with_work_left_runs_again_at_once_in_a_fresh_transaction(db: Database) -> None:
-    rounds: list[int] = []
+    # Hold the sessions themselves: id() of a collected session can be reused.
+    rounds: list[Session] = []
 
     def backlog(session: Session, now: datetime) -> bool:
-        rounds.append(id(session))
+        rounds.append(session)
         return len(rounds) < 3
 
     scheduler = Scheduler(db)
     scheduler.sweeps = {"backlog": backlog}
     scheduler.run_due(utcnow())
-    assert len(rounds) == 3 and len(set(rounds)) == 3
+    assert len(rounds) == 3 and len({id(s) for s in rounds}) == 3
 
 
 def test_standups_due_together_post_in_one_tick_committed_in_chunks(
