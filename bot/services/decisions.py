@@ -8,7 +8,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, column, func, literal_column, or_, select, table, text, tuple_
+from sqlalchemy import (
+    String,
+    and_,
+    column,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+    tuple_,
+)
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -316,6 +327,11 @@ def _read_cursor(session: Session, project: Project,
 
 
 SEARCH_LIMIT = 20
+# The text a word is looked for in. On PostgreSQL migration 0012's trigram index is built on
+# this very expression (it is used only by a query that repeats it, hence SQL, not bind values).
+SEARCHED_TEXT = ("lower(coalesce(decisions.title, '') || ' ' || coalesce(decisions.context, '') "
+                 "|| ' ' || coalesce(decisions.decision, '') || ' ' "
+                 "|| coalesce(decisions.consequences, ''))")
 # Each word is one more condition on every row; a dozen finds anything worth finding.
 SEARCH_WORDS_LIMIT = 12
 
@@ -335,10 +351,7 @@ def search_decisions(session: Session, project: Project, words: str) -> list[Dec
         raise InvalidInput(f"Search for at most {SEARCH_WORDS_LIMIT} words, not {len(terms)}.",
                            field="words")
     dialect = session.get_bind().dialect.name
-    haystack = func.lower(
-        Decision.title + " " + Decision.context + " " + Decision.decision + " "
-        + Decision.consequences
-    )
+    haystack = literal_column(SEARCHED_TEXT, String)
     if dialect == "postgresql":
         def indexed(term: str) -> Any:
             # The stored `search_vector` column (migration 0010), not a to_tsvector() per row.

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 
 from bot.database import Database
 from bot.errors import Conflict
 from bot.models import Decision
 from bot.services.decisions import (
+    SEARCHED_TEXT,
     DecisionDraft,
     Page,
     get_decision,
     list_decisions,
     log_decision,
+    search_decisions,
     supersede,
 )
 from bot.services.projects import project_for_channel
@@ -97,3 +101,43 @@ def test_an_unreadable_or_foreign_cursor_shows_the_first_page(db: Database, curs
         for value in (cursor, f"2:older:{foreign.id}"):
             page = list_decisions(session, project, value)
             assert (page.page, _titles(page)[0], len(page.items)) == (1, "D 12", 10)
+
+
+def test_the_trigram_index_is_built_on_the_text_search_reads() -> None:
+    """PostgreSQL uses an expression index only for a query repeating its very expression."""
+    migration = importlib.import_module("bot.migrations.versions.0012_trigram")
+    assert SEARCHED_TEXT.replace("decisions.", "") == migration.SEARCHED_TEXT
+
+
+def test_postgresql_finds_a_rare_word_by_the_trigram_index(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("pg_trgm is PostgreSQL's; SQLite finds words by its FTS5 table")
+    with db.session() as session:
+        project = project_for_channel(session, "T1", "C1", "p")
+        log_decision(session, project, "U0ALICE01", DecisionDraft(title="Adopt the zebra model"))
+        session.execute(text(
+            "INSERT INTO decisions (team_id, number, project_id, title, context, options, "
+            "decision, consequences, status, deciders, created_by, created_at, updated_at) "
+            "SELECT 'T1', 1 + n, :project, 'Tune the learning rate ' || n, 'context ' || n, '', "
+            "'', '', 'accepted', '[]', 'U0ALICE01', now(), now() "
+            "FROM generate_series(1, 3000) AS n"), {"project": project.id})
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        # As autovacuum would: moves GIN's pending list of new rows into the index proper.
+        connection.exec_driver_sql("VACUUM ANALYZE decisions")
+    searches: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM decisions" in statement:
+            searches.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    with db.session() as session:
+        found = search_decisions(session, project, "zebra")
+    event.remove(db.engine, "before_cursor_execute", capture)
+    assert [decision.title for decision in found] == ["Adopt the zebra model"]
+    statement, parameters = searches[-1]
+    with db.engine.connect() as connection:
+        # At a few thousand rows a sequential scan is cheapest; the question is which index.
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        plan = "\n".join(connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())
+    assert "ix_decisions_trigram" in plan, plan
