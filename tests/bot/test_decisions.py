@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
+import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.engine import make_url
 
 from bot.database import Database
 from bot.errors import Conflict
@@ -141,3 +144,43 @@ def test_postgresql_finds_a_rare_word_by_the_trigram_index(db: Database) -> None
         connection.exec_driver_sql("SET enable_seqscan = off")
         plan = "\n".join(connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())
     assert "ix_decisions_trigram" in plan, plan
+
+
+def test_without_pg_trgm_the_migration_warns_and_search_still_finds(
+        database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("pg_trgm is PostgreSQL's")
+    # A database whose user may not create extensions, as on a locked-down managed server.
+    name = f"quorum_no_trgm_{uuid.uuid4().hex[:8]}"
+    server = make_url(database_url).set(query={})
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
+        connection.exec_driver_sql(f"CREATE DATABASE {name} OWNER postgres")
+        connection.exec_driver_sql(f"REVOKE CREATE ON DATABASE {name} FROM PUBLIC")
+    try:
+        owner = create_engine(server.set(database=name))
+        with owner.begin() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA quorum AUTHORIZATION {name}")
+        owner.dispose()
+        limited = server.set(database=name, username=name,
+                             query={"options": "-csearch_path=quorum"})
+        db = Database(limited.render_as_string(hide_password=False))
+        with caplog.at_level(logging.WARNING):
+            db.upgrade()
+        assert "could not install pg_trgm" in caplog.text
+        with db.session() as session:
+            assert session.scalar(text("SELECT to_regclass('ix_decisions_trigram')")) is None
+            project = project_for_channel(session, "T1", "C1", "p")
+            for title in ("Adopt the zebra model", "Tune the rate"):
+                log_decision(session, project, "U0ALICE01", DecisionDraft(title=title))
+        with db.session() as session:
+            for words in ("zebra", "odel"):
+                found = search_decisions(session, project, words)
+                assert [decision.title for decision in found] == ["Adopt the zebra model"]
+        db.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            connection.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+        admin.dispose()
