@@ -34,8 +34,9 @@ def upgrade() -> None:
     schema = _trigram_schema(bind)
     if schema is None:
         return
+    operators = f"{bind.dialect.identifier_preparer.quote_identifier(schema)}.gin_trgm_ops"
     op.execute(f"CREATE INDEX ix_decisions_trigram ON decisions "
-               f"USING gin (({SEARCHED_TEXT}) {_quoted(schema)}.gin_trgm_ops)")
+               f"USING gin (({SEARCHED_TEXT}) {operators})")
 
 
 def downgrade() -> None:
@@ -73,7 +74,3 @@ def _trigram_schema(bind: sa.Connection) -> str | None:
 def _installed_schema(bind: sa.Connection) -> str | None:
     return bind.scalar(sa.text("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
                                "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"))
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
