@@ -14,7 +14,7 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-# name: (table, columns). Mirrors the `Index(...)` entries of bot/models.py.
+# name: (table, columns). Mirrors the `Index(...)` entries of bot/models/.
 INDEXES = {
     # `/decision list` pages by (created_at, id) within a project, and the Home counts recent ones.
     "ix_decisions_project_created": ("decisions", ["project_id", "created_at", "id"]),
