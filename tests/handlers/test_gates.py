@@ -625,7 +625,8 @@ def test_bad_input_is_refused_and_writes_nothing(slack: SlackSender, quorum: Quo
         "request launch for churn v!!": "`!!` is not a version",
         "request launch for churn 3": "Expected v<version> but found `3`",
         "request go-live! ": "is not a milestone name",
-        "status G-1": "G-1 belongs to another channel's project",
+        # Another channel's public gate is shown, saying where it lives (docs/access.md).
+        "status G-1": ":round_pushpin: From <#C0FRAUD01>",
         "status G-99": "There is no gate G-99",
         "status D-1": "is not a reference like G-12",
         "list all": "Unexpected `all`",
