@@ -28,8 +28,10 @@ from bot.models import (
     Project,
     Risk,
     RoleAssignment,
+    utcnow,
 )
 from bot.render import slack_unescape
+from bot.services import access
 from bot.services import gates as gate_service
 from bot.services import roles as role_service
 from bot.services.decisions import DecisionDraft, log_decision
@@ -141,6 +143,8 @@ class Scene:
         self.server, self.slack, self.fake, self.channel = server, slack, fake, channel
         self.outsider = False
         project = project_for_channel(session, TEAM, channel, channel.lower())
+        # Slack's word on the channel, as the edge stores it: the row's request asks no more.
+        access.set_privacy(session, project, False, utcnow())
         project.allow_self_approval = row.self_approval
         needs = NEEDS.get(row.action, "")
         for user, role in ROLES:
@@ -419,7 +423,7 @@ class Project_:
 
 def _seed_project(session: Session, channel: str, private: bool, members: list[str],
                   now: Any, roles: list[tuple[str, str]] = ROLES) -> Project_:
-    from bot.services import access, rituals
+    from bot.services import rituals
     from bot.services.hypotheses import HypothesisDraft, log_hypothesis
 
     project = project_for_channel(session, TEAM, channel, channel.lower())
@@ -455,9 +459,6 @@ def _seed_project(session: Session, channel: str, private: bool, members: list[s
 def projects(server: QuorumServer, fake_slack: FakeSlack) -> dict[str, Project_]:
     """A public and a private project with one record of every kind, and the outsider's own
     channel; Bob is a member of the private channel, Eve (who holds `ds` there) is not."""
-    from bot.models import utcnow
-    from bot.services import access
-
     fake_slack.private_channels.add(PRIVATE)
     fake_slack.channel_members[PRIVATE] = [ADMIN, ALICE, BOB, CAROL, DAVE]
     now = utcnow()
