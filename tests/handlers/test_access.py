@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from bot.models import AuditEvent, Project, ProjectOwner, utcnow
+from bot.models import AuditEvent, OutboxMessage, Project, ProjectOwner, utcnow
 from bot.render import slack_unescape
 from bot.services.decisions import DecisionDraft, log_decision
 from bot.services.projects import project_for_channel
@@ -39,6 +39,17 @@ def project(quorum: QuorumServer, channel: str) -> Project | None:
                                ).one_or_none()
 
 
+def settled(quorum: QuorumServer) -> dict[str, list[tuple[Any, ...]]]:
+    """The database once the outbox has delivered everything queued (a snapshot to compare)."""
+    def drained() -> bool:
+        with quorum.runtime.db.session() as session:
+            return not session.scalar(select(func.count()).select_from(OutboxMessage).where(
+                OutboxMessage.status.in_(("pending", "sending"))))
+
+    eventually(drained, timeout=10)
+    return snapshot(quorum.runtime.db)
+
+
 def infos(fake: FakeSlack, channel: str) -> int:
     return len([c for c in fake.calls_to("conversations.info", False)
                 if c.args.get("channel") == channel])
@@ -62,7 +73,7 @@ def test_a_new_project_is_born_knowing_its_channel_is_private(
 
     # From another channel the decision is not shown, and nothing is written.
     slack.command("/decision", "list", channel=ELSEWHERE, channel_name="elsewhere")
-    before = snapshot(quorum.runtime.db)
+    before = settled(quorum)
     refused = reply_text(slack.command("/decision", "show D-1", channel=ELSEWHERE))
     assert "D-1 belongs to a private channel, so it is shown only there" in refused
     assert "fresh labels" not in refused.lower()
@@ -74,7 +85,7 @@ def test_a_public_channel_is_read_from_elsewhere_with_where_it_lives(
     slack.command("/decision", "Use fresh labels", channel=OPEN, channel_name="open")
     assert project(quorum, OPEN).is_private is False
     slack.command("/decision", "list", channel=ELSEWHERE, channel_name="elsewhere")
-    before = snapshot(quorum.runtime.db)
+    before = settled(quorum)
     shown = reply_text(slack.command("/decision", "show D-1", channel=ELSEWHERE))
     assert f":round_pushpin: From <#{OPEN}>" in shown and "Use fresh labels" in shown
     refused = reply_text(slack.command("/decision", "supersede D-1 Use old labels",
@@ -166,7 +177,7 @@ def test_the_first_to_configure_a_project_owns_it_when_no_admins_are_set(
     assert "now holds" in reply_text(slack.command("/quorum", f"role add <@{BOB}> ds",
                                                    user=ALICE))
     assert owners(quorum) == [ALICE]
-    before = snapshot(quorum.runtime.db)
+    before = settled(quorum)
     for text in (f"role add <@{EVE}> ds", "settings self-approval on", f"owner add <@{EVE}>",
                  "model add churn"):
         refused = reply_text(slack.command("/quorum", text, user=EVE))
