@@ -372,9 +372,11 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                                   "signed more than 5 minutes away from now.")
         try:
             bolt = bolt_request(text, request.headers, request.query_params)
-        except (ValueError, RecursionError):  # signed, yet not JSON or a form Bolt can read
+        except (ValueError, RecursionError) as exc:  # signed, yet no payload Slack would send
+            reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
             return JSONResponse({"ok": False, "error": "invalid_payload",
-                                 "reason": "The body is not a Slack payload."}, status_code=400)
+                                 "reason": f"The body is not a Slack payload: {reason}."},
+                                status_code=400)
         answer = asyncio.ensure_future(dispatch_until_ack(bolt_app, bolt, listeners))
         try:
             bolt_response = await asyncio.wait_for(asyncio.shield(answer), ANSWER_WITHIN)
