@@ -21,6 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 import templates as templates_package
+from bot.inert import markdown_records
 
 TEMPLATE_DIR = Path(templates_package.__file__).parent
 MESSAGE_BLOCK_LIMIT = 50
@@ -244,6 +245,8 @@ class Renderer:
         self.text_env = jinja2.Environment(autoescape=False, **common)
         for env in (self.json_env, self.text_env):
             env.filters.update(date=_date, datetime=_datetime)
+        # Every `.md.j2` export loops over `records|markdown_inert`: user text stays text.
+        self.text_env.filters.update(markdown_inert=markdown_records)
         self.json_env.filters.update(
             plain=_plain, typed=_typed, json=_json_value, user=_user, channel=_channel,
             link=_link,
