@@ -131,6 +131,10 @@ class Database:
         """Call `hook(session)` after every commit (the outbox wakes its worker this way)."""
         self._commit_hooks.append(hook)
 
+    def listen(self, name: str, hook: Callable[..., Any]) -> None:
+        """Listen for the SQLAlchemy session event `name` on every session of this database."""
+        event.listen(self._sessions, name, hook)
+
     def _after_commit(self, session: Session) -> None:
         for hook in self._commit_hooks:
             hook(session)

@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 import handlers
 from bot.render import storable
+from bot.replays import ContextExecutor, track_commands
 from bot.runtime import Runtime
 
 log = logging.getLogger("quorum.slack")
@@ -162,7 +163,10 @@ def build_app(runtime: Runtime, *, verify_requests: bool = True,
         token_verification_enabled=False,
         request_verification_enabled=verify_requests,
         process_before_response=process_before_response,
+        # Listeners that run after the ack (Socket Mode) keep the request's command trigger.
+        listener_executor=ContextExecutor(max_workers=5),
     )
     app.use(_storable_payload)
+    track_commands(app, runtime.db)
     handlers.register_all(app, runtime)
     return app
