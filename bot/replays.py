@@ -23,10 +23,11 @@ from typing import Any
 from slack_bolt import App, BoltRequest, BoltResponse
 from sqlalchemy.orm import Session
 
-from bot.database import UNAVAILABLE, Database
+from bot.database import UNAVAILABLE, Database, database_outage
 from bot.errors import QuorumError
 from bot.models import ProcessedRequest
 from bot.services import idempotency
+from handlers.common import DATABASE_DOWN, error_message, notice
 
 log = logging.getLogger("quorum.replays")
 
@@ -106,21 +107,21 @@ def track_commands(app: App, db: Database) -> None:
         try:
             replayed = already_done(db, team_id, key)
         except UNAVAILABLE:
-            replayed = False  # the listener says the database is down, politely
+            # What the listener would answer after waiting on the database a second time.
+            database_outage.failed(log, "database error before %s", body.get("command"))
+            return _answer(error_message(DATABASE_DOWN))
         if replayed:
             log.info("%s with trigger id %s already acted on: not again", body.get("command"),
                      trigger_id[:40])
-            return _already_done_answer()
+            return _answer(notice(ALREADY_DONE, emoji=":information_source:"))
         request.trigger = _Trigger(team_id, key)
         return next()
 
     app.use(once_per_trigger)
 
 
-def _already_done_answer() -> BoltResponse:
-    from handlers.common import notice  # the one ephemeral notice; handlers import this module
-
-    return BoltResponse(status=200, body=notice(ALREADY_DONE, emoji=":information_source:"))
+def _answer(message: dict[str, Any]) -> BoltResponse:
+    return BoltResponse(status=200, body=message)
 
 
 def _note_write(session: Session, _flush_context: Any) -> None:

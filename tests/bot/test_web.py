@@ -68,7 +68,7 @@ def test_a_database_outage_logs_one_traceback_then_one_counted_line_per_window(
             assert "cannot reach its database" in response.json()["text"]
         tracebacks = [record for record in caplog.records if record.exc_info]
         assert len(tracebacks) == 1, [record.getMessage() for record in tracebacks]
-        assert tracebacks[0].getMessage().startswith(("database error in ", "outbox pass"))
+        assert tracebacks[0].getMessage().startswith(("database error", "outbox pass"))
         assert "still unavailable" not in caplog.text  # within the first 10 s: silence
         now[0] += 10
         sender.command("/decision", "Ten seconds later")
