@@ -84,10 +84,11 @@ def test_piped_transcript_logs_a_decision_through_the_modal(database_url: str,
         "",                                # Consequences
         "alice, @bob",                     # Deciders
         "accepted",                        # Status
+        "", "",                            # Model and version (skipped)
         "press 1",                         # Add details on the card
         "",                                # Title kept
         "-",                               # Context cleared
-        "Batch or streaming", "", "Needs a nightly job", "", "",
+        "Batch or streaming", "", "Needs a nightly job", "", "", "", "",
         "/decision list",
         "/user bob",
         "/decision show D-1",
@@ -295,12 +296,12 @@ def test_two_sessions_on_one_database_never_reuse_an_id(database_url: str,
     restarted at 1 in every session, so the second one's were dropped as already acted on),
     and `@dana` is a mention, as Slack sends it for commands with `should_escape` on."""
     first = "\n".join([
-        "/decision", "Decided in the first session", "", "", "", "", "", "",
+        "/decision", "Decided in the first session", "", "", "", "", "", "", "", "",
         "/quorum role add @dana ds",
         "/decision Quick log of the first session",
         "quit"]) + "\n"
     second = "\n".join([
-        "/decision", "Decided in the second session", "", "", "", "", "", "",
+        "/decision", "Decided in the second session", "", "", "", "", "", "", "", "",
         "/decision Quick log of the second session",
         "/quorum role add @Erin eng",
         "/quorum roles",
