@@ -110,6 +110,15 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("admins_raw")
+    @classmethod
+    def _admins_name_someone(cls, value: str) -> str:
+        # Set but naming nobody (",", " ") would read as unset, and make every member an admin.
+        if value and not any(part.strip() for part in value.split(",")):
+            raise ValueError("names no user id: give comma-separated Slack user ids "
+                             "(e.g. U0123ABCD,U0456EFGH), or leave it unset")
+        return value
+
     @field_validator("alert_severity_map_raw")
     @classmethod
     def _severity_map_shape(cls, value: str) -> str:

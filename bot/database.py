@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +23,61 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # What "the database cannot be reached right now" looks like: a driver error, or no connection
 # free in the pool within `pool_timeout` (not a driver error, so it needs naming).
 UNAVAILABLE = (DBAPIError, PoolTimeout)
+
+log = logging.getLogger("quorum.database")
+
+
+class OutageLog:
+    """Logs the failures of an unreachable database without flooding the log.
+
+    Every request fails the same way during an outage, and a traceback each (~9 KB) buried
+    the log: the first failure is logged with its traceback, the rest as one counted line per
+    `window` seconds, and the first success after them ends the outage with a line.
+    """
+
+    def __init__(self, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._failing = False
+        self._uncounted = 0  # failures since the last line
+        self._total = 0
+        self._since = 0.0  # when the last line was logged
+
+    def failed(self, logger: logging.Logger, message: str, *args: object) -> None:
+        """Report the database failure being handled (call it in the `except` block)."""
+        now = self.clock()
+        with self._lock:
+            self._total += 1
+            first = not self._failing
+            if first:
+                self._failing, self._uncounted, self._since = True, 0, now
+            else:
+                self._uncounted += 1
+            counted = self._uncounted if not first and now - self._since >= self.window else 0
+            if counted:
+                self._uncounted, self._since = 0, now
+        if first:
+            logger.error(message, *args, exc_info=True)
+        elif counted:
+            error = sys.exc_info()[1]
+            logger.error("database still unavailable: %d more failures in the last %g s "
+                         "(latest: %s)", counted, self.window,
+                         type(error).__name__ if error else "unknown")
+
+    def recovered(self) -> None:
+        """The database answered: an outage in progress is over."""
+        if not self._failing:  # the usual case, without taking the lock
+            return
+        with self._lock:
+            if not self._failing:
+                return
+            total, self._failing, self._uncounted, self._total = self._total, False, 0, 0
+        log.warning("database reachable again after %d failed requests", total)
+
+
+# One per process: every request, sweep and delivery reports to it.
+database_outage = OutageLog()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -73,6 +131,10 @@ class Database:
         """Call `hook(session)` after every commit (the outbox wakes its worker this way)."""
         self._commit_hooks.append(hook)
 
+    def listen(self, name: str, hook: Callable[..., Any]) -> None:
+        """Listen for the SQLAlchemy session event `name` on every session of this database."""
+        event.listen(self._sessions, name, hook)
+
     def _after_commit(self, session: Session) -> None:
         for hook in self._commit_hooks:
             hook(session)
@@ -84,6 +146,7 @@ class Database:
             try:
                 yield session
                 session.commit()
+                database_outage.recovered()
             except BaseException:
                 session.rollback()
                 raise

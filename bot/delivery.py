@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import metrics, outbox
-from bot.database import Database
+from bot.database import UNAVAILABLE, Database, database_outage
 from bot.models import utcnow
 from bot.pacing import PostPacer
 
@@ -128,6 +128,9 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 delivered = self.run_once()
+            except UNAVAILABLE:
+                database_outage.failed(log, "outbox pass failed; trying again shortly")
+                delivered = 0
             except Exception:
                 log.exception("outbox pass failed; trying again shortly")
                 delivered = 0

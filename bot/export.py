@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from bot.inert import spreadsheet_cell
 from bot.models import AuditEvent, Gate, Hypothesis, Incident, Project, Promotion
 from bot.render import renderer
 from bot.services.audit import changed_fields
@@ -130,4 +131,4 @@ _json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 def _cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, default=str)
-    return value
+    return spreadsheet_cell(value)

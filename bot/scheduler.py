@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from bot.database import Database
+from bot.database import UNAVAILABLE, Database, database_outage
 from bot.models import JobClaim, utcnow
 
 log = logging.getLogger("quorum.scheduler")
@@ -90,6 +90,9 @@ class Scheduler:
                 else:
                     log.warning("sweep %s still had work after %s rounds; it goes on next tick",
                                 name, MAX_ROUNDS)
+            except UNAVAILABLE:
+                database_outage.failed(log, "sweep %s failed at %s; it runs again next tick",
+                                       name, now)
             except Exception:
                 log.exception("sweep %s failed at %s; it runs again next tick", name, now)
 

@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 import handlers
 from bot.render import storable
+from bot.replays import ContextExecutor, track_commands
 from bot.runtime import Runtime
 
 log = logging.getLogger("quorum.slack")
@@ -73,17 +74,65 @@ def parse_slack_body(body: str, content_type: str | None) -> dict[str, Any]:
         parsed = json.loads(fields["payload"]) if "payload" in fields else fields
     if not isinstance(parsed, dict):
         raise ValueError("a Slack payload is a JSON object")
+    _check_shape(parsed)
     return parsed
+
+
+# The parts of each kind of payload that Bolt and the listeners read without checking their
+# type: a signed body with any of them shaped otherwise would fail with a traceback (a 500).
+_SLASH_COMMAND_FIELDS = ("command", "text", "user_id", "channel_id")
+_PAYLOAD_SHAPES: dict[str, dict[str, type]] = {
+    "event_callback": {"event": dict},
+    "block_actions": {"actions": list, "user": dict},
+    "view_submission": {"view": dict, "user": dict},
+    "view_closed": {"view": dict, "user": dict},
+    "message_action": {"message": dict, "user": dict},
+    "shortcut": {"user": dict},
+}
+
+
+def _check_shape(payload: dict[str, Any]) -> None:
+    """Raises ValueError when a payload's fields do not have the shapes Slack sends."""
+    if "command" in payload:
+        missing = [name for name in _SLASH_COMMAND_FIELDS
+                   if not isinstance(payload.get(name), str)]
+        if missing:
+            raise ValueError(f"a slash command needs {', '.join(missing)}")
+        return
+    kind = payload.get("type")
+    if kind is not None and not isinstance(kind, str):
+        raise ValueError("a payload's type is a string")
+    for name, shape in _PAYLOAD_SHAPES.get(kind or "", {}).items():
+        if not isinstance(payload.get(name), shape):
+            raise ValueError(f"a {kind} payload's {name} is a {shape.__name__}")
+    if kind == "block_actions" and not all(isinstance(a, dict) for a in payload["actions"]):
+        raise ValueError("a block_actions payload's actions are objects")
+    if kind == "event_callback" and not isinstance(payload["event"].get("type"), str):
+        raise ValueError("an event has a type")
+    view = payload.get("view")
+    if isinstance(view, dict) and not isinstance(view.get("state", {}), dict):
+        raise ValueError("a view's state is an object")
+    for name in ("team", "channel", "enterprise"):
+        if not isinstance(payload.get(name), dict | str | None):
+            raise ValueError(f"a payload's {name} is an object or an id")
 
 
 def bolt_request(body: str, headers: Mapping[str, str | Sequence[str]],
                  query: Mapping[str, str | Sequence[str]] | None = None) -> BoltRequest:
     """The one way a Slack HTTP body becomes a Bolt request (`quorum serve` and `quorum shell`).
 
-    The raw body stays, for Bolt's signature check; the parsed one is `parse_slack_body`'s.
+    Raises ValueError for a body that is no Slack payload (checked before Bolt parses it: its
+    parser fails with a traceback on `null` or a list). The raw body stays, for Bolt's
+    signature check; the parsed one is `parse_slack_body`'s.
     """
-    request = BoltRequest(body=body, query=dict(query or {}), headers=dict(headers))
-    request.body = parse_slack_body(body, request.content_type)
+    normalized = {name.lower(): value for name, value in dict(headers).items()}
+    content_type = normalized.get("content-type")
+    if not isinstance(content_type, str):
+        content_type = content_type[0] if content_type else None
+    parsed = parse_slack_body(body, content_type)
+    request = BoltRequest(body="", query=dict(query or {}), headers=dict(headers))
+    request.raw_body = body
+    request.body = parsed
     request.context = build_context(BoltContext(), request.body)
     return request
 
@@ -114,7 +163,10 @@ def build_app(runtime: Runtime, *, verify_requests: bool = True,
         token_verification_enabled=False,
         request_verification_enabled=verify_requests,
         process_before_response=process_before_response,
+        # Listeners that run after the ack (Socket Mode) keep the request's command trigger.
+        listener_executor=ContextExecutor(max_workers=5),
     )
     app.use(_storable_payload)
+    track_commands(app, runtime.db)
     handlers.register_all(app, runtime)
     return app

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bot import metrics, outbox
-from bot.database import UNAVAILABLE
+from bot.database import UNAVAILABLE, database_outage
 from bot.delivery import OutboxWorker
 from bot.errors import InvalidInput, QuorumError
 from bot.render import UNSTORABLE
@@ -372,9 +372,11 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                                   "signed more than 5 minutes away from now.")
         try:
             bolt = bolt_request(text, request.headers, request.query_params)
-        except (ValueError, RecursionError):  # signed, yet not JSON or a form Bolt can read
+        except (ValueError, RecursionError) as exc:  # signed, yet no payload Slack would send
+            reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
             return JSONResponse({"ok": False, "error": "invalid_payload",
-                                 "reason": "The body is not a Slack payload."}, status_code=400)
+                                 "reason": f"The body is not a Slack payload: {reason}."},
+                                status_code=400)
         answer = asyncio.ensure_future(dispatch_until_ack(bolt_app, bolt, listeners))
         try:
             bolt_response = await asyncio.wait_for(asyncio.shield(answer), ANSWER_WITHIN)
@@ -413,7 +415,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         except InvalidInput as exc:
             return _refusal(422, "invalid_payload", exc.message, field=exc.field)
         except UNAVAILABLE:
-            log.exception("Alertmanager notification not stored: database error")
+            database_outage.failed(log, "Alertmanager notification not stored: database error")
             return _refusal(503, "database_unavailable", "Quorum cannot reach its database; "
                             "nothing was stored. Alertmanager will send it again.")
         except Exception:
@@ -425,7 +427,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
 
     def _store_failed(what: str, exc: Exception) -> JSONResponse:
         if isinstance(exc, UNAVAILABLE):
-            log.exception("%s not stored: database error", what)
+            database_outage.failed(log, "%s not stored: database error", what)
             return _refusal(503, "database_unavailable", "Quorum cannot reach its database; "
                             "nothing was stored. Send it again later.")
         log.exception("%s failed", what)
@@ -549,7 +551,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             return JSONResponse({"ok": False, "error": "bad_request", "reason": exc.message},
                                 status_code=400)
         except UNAVAILABLE:
-            log.exception("Gate check not answered: database error")
+            database_outage.failed(log, "Gate check not answered: database error")
             return _refusal(503, "database_unavailable", "Quorum cannot reach its database, so "
                             "it cannot say whether the gate passed; try again shortly.")
         return JSONResponse({"ok": True, **result})

@@ -17,6 +17,7 @@ from bot.runtime import Runtime
 from bot.services import access
 from bot.services import promotions as promotion_service
 from bot.services import roles as role_service
+from bot.services import trace as trace_service
 from handlers.common import ephemeral, notice
 from handlers.skeleton import Invocation, slash_command
 
@@ -39,7 +40,7 @@ COMMAND = Command("/quorum", "roles, settings and help for every Quorum command"
                "send the promotions and alerts of this registered model to this channel"),
     Subcommand("model remove <name:word>", "stop sending this model's promotions here"),
     Subcommand("models", "the registered models bound to this channel's project"),
-    Subcommand("trace <model:word> v<version:word>",
+    Subcommand("trace <model:word> <version:version>",
                "one model version's hypotheses, decisions, gates, promotions and incidents"),
 ], bare="show every Quorum command")
 
@@ -126,8 +127,7 @@ def register(app: App, runtime: Runtime) -> None:
                 "promotion/models", project=project,
                 bindings=promotion_service.bindings(session, project)))
         if subcommand == "trace":
-            found = promotion_service.trace(session, project.team_id, args["model"],
-                                            args["version"])
+            found = trace_service.trace(session, project, args["model"], args["version"])
             return ephemeral(renderer.message("promotion/trace", t=found))
         # settings reminders
         role_service.set_reminder_hours(session, project, user, args["hours"], admins)

@@ -33,7 +33,8 @@ from handlers.skeleton import Invocation, Modal, guard, slash_command
 log = logging.getLogger("quorum.decisions")
 
 COMMAND = Command("/decision", "decision records", [
-    Subcommand("<title:text>", "log a proposed decision now (add the details later)"),
+    Subcommand("<title:text> [for <model:word> v<version:version>]",
+               "log a proposed decision now (add the details later), about a model version"),
     Subcommand("list", "this channel's decisions, newest first"),
     Subcommand("search <words:text>", "find decisions by words in their text"),
     Subcommand("show <ref:D-n>", "one decision in full, with its history"),
@@ -49,13 +50,15 @@ def modal(*, channel: str, channel_name: str | None = None, decision: Decision |
     `hypotheses` are the options of "Based on hypotheses"; the block is left out without any.
     """
     if decision is not None:
-        form = {name: getattr(decision, name) for name in
-                ("title", "context", "options", "decision", "consequences", "status")}
+        form = {name: getattr(decision, name) or "" for name in
+                ("title", "context", "options", "decision", "consequences", "status",
+                 "model", "version")}
         form["deciders"] = list(decision.deciders or [])
         form["hypotheses"] = [hypothesis.ref for hypothesis in decision.hypotheses]
     else:
         form = {"title": title, "context": context, "options": "", "decision": "",
-                "consequences": "", "status": "proposed", "deciders": [], "hypotheses": []}
+                "consequences": "", "status": "proposed", "deciders": [], "hypotheses": [],
+                "model": "", "version": ""}
     metadata = write_metadata(channel=channel, channel_name=channel_name,
                               decision_id=decision.id if decision else None, permalink=permalink)
     return renderer.view(
@@ -78,7 +81,9 @@ def register(app: App, runtime: Runtime) -> None:
                                    session, inv.team, inv.channel)))
         if inv.subcommand == "":
             decision = service.log_decision(session, inv.project, user,
-                                            service.DecisionDraft(title=args["title"]))
+                                            service.DecisionDraft(
+                                                title=args["title"], model=args.get("model"),
+                                                version=args.get("version")))
             return notice(f"Logged *{decision.ref}*. Its card is on its way to the channel; "
                           f"use *Add details* there to fill in context, options and consequences.")
         if inv.subcommand == "list":
@@ -113,6 +118,7 @@ def register(app: App, runtime: Runtime) -> None:
             source_permalink=meta.get("permalink"),
             # Without the block (the channel had no hypotheses) the links stay as they are.
             hypotheses=values.get("hypotheses") if "hypotheses" in values else None,
+            model=values.get("model"), version=values.get("version"),
         )
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)

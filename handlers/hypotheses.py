@@ -30,7 +30,8 @@ from handlers.skeleton import Invocation, Modal, guard, slash_command
 
 OUTCOME_WORDS = "|".join(service.OUTCOMES)
 COMMAND = Command("/hypothesis", "the hypothesis log", [
-    Subcommand("<statement:text>", "log a proposed hypothesis now (add the details later)"),
+    Subcommand("<statement:text> [for <model:word> v<version:version>]",
+               "log a proposed hypothesis now (add the details later), about a model version"),
     Subcommand(f"list [<status:{'|'.join(service.LIST_FILTERS)}>]",
                "this channel's hypotheses by status, newest first"),
     Subcommand("show <ref:H-n>", "one hypothesis in full, with its history and decisions"),
@@ -54,7 +55,8 @@ def modal(*, channel: str, channel_name: str | None = None,
     source = hypothesis or cites
     form: dict[str, Any] = {
         name: getattr(source, name) if source else ""
-        for name in ("statement", "metric", "expected_effect", "experiment_url", "notes")
+        for name in ("statement", "metric", "expected_effect", "experiment_url", "notes",
+                     "model", "version")
     }
     form["owner"] = source.owner if source else owner
     form["cites"] = cites.ref if cites else None
@@ -86,7 +88,9 @@ def register(app: App, runtime: Runtime) -> None:
                                                                      inv.channel)))
         if inv.subcommand == "":
             # Slack escapes &, < and > in command text; the renderer escapes on the way out.
-            draft = service.HypothesisDraft(statement=args["statement"], owner=user)
+            draft = service.HypothesisDraft(statement=args["statement"], owner=user,
+                                            model=args.get("model"),
+                                            version=args.get("version"))
             hypothesis = service.log_hypothesis(session, inv.project, user, draft)
             return notice(f"Logged *{hypothesis.ref}*. Its card is on its way to the channel; "
                           f"use *Add details* there for the metric, expected effect and "
@@ -127,6 +131,7 @@ def register(app: App, runtime: Runtime) -> None:
             statement=values.get("statement", ""), metric=values.get("metric", ""),
             expected_effect=values.get("expected_effect", ""), owner=values.get("owner"),
             experiment_url=values.get("experiment_url", ""), notes=values.get("notes", ""),
+            model=values.get("model"), version=values.get("version"),
         )
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)

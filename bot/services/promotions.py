@@ -1,5 +1,5 @@
 """Model promotions: bindings of model names to projects, promotions announced from MLflow, the
-generic webhook and the CLI with the gate record of the version, and `/quorum trace`.
+generic webhook and the CLI with the gate record of the version.
 
 A promotion is always stored (`P-n`), routed or not; MLflow's redeliveries are recognised by
 their delivery id and announce nothing new.
@@ -16,17 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import (
-    Decision,
     Gate,
     GateStatus,
-    Incident,
     ModelBinding,
     Project,
     Promotion,
@@ -53,7 +51,6 @@ ACTOR_LIMIT = 64
 URL_LIMIT = 500
 NOTE_LIMIT = 2000
 BINDINGS_LIMIT = 100
-TRACE_LIMIT = 10
 # MLflow's signed deliveries older (or newer) than this are refused as replays.
 SIGNATURE_TOLERANCE_SECONDS = 300
 DELIVERY_ID_LIMIT = 64
@@ -496,66 +493,6 @@ def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: st
         if earlier is None:
             raise
         return Outcome(earlier, routed=earlier.project_id is not None, created=False)
-
-
-# ------------------------------------------------------------------------------------- trace
-
-@dataclass
-class Trace:
-    """Everything Quorum knows about one model version, for `/quorum trace`."""
-
-    model: str
-    version: str
-    decisions: list[Decision]
-    gates: list[Gate]
-    promotions: list[Promotion]
-    incidents: list[Incident]
-
-    @property
-    def hypotheses(self) -> list[Any]:
-        seen: dict[int, Any] = {}
-        for decision in self.decisions:
-            for hypothesis in decision.hypotheses:
-                seen.setdefault(hypothesis.id, hypothesis)
-        return sorted(seen.values(), key=lambda h: h.number)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def trace(session: Session, team_id: str, model: str, version: str) -> Trace:
-    model = check_model_name(model)
-    normalized = normalize_version(version)
-    if normalized is None or not VERSION_PATTERN.match(normalized):
-        raise InvalidInput(f"`{(version or '')[:50]}` is not a version: e.g. `v3`.",
-                           field="version")
-    # A decision is about the model when its title or context names it.
-    pattern = f"%{_escape_like(model.lower())}%"
-    decisions = session.scalars(
-        select(Decision).options(selectinload(Decision.hypotheses))
-        .where(Decision.team_id == team_id,
-               or_(func.lower(Decision.title).like(pattern, escape="\\"),
-                   func.lower(Decision.context).like(pattern, escape="\\")))
-        .order_by(Decision.number.desc()).limit(TRACE_LIMIT)
-    ).unique().all()
-    gates = session.scalars(
-        select(Gate).where(Gate.team_id == team_id, Gate.model == model,
-                           Gate.version == normalized)
-        .order_by(Gate.number).limit(TRACE_LIMIT)
-    ).all()
-    promotions = session.scalars(
-        select(Promotion).where(Promotion.team_id == team_id, Promotion.model == model,
-                                Promotion.version == normalized)
-        .order_by(Promotion.number).limit(TRACE_LIMIT)
-    ).unique().all()
-    incidents = session.scalars(
-        select(Incident).where(Incident.team_id == team_id, Incident.model == model,
-                               Incident.model_version.in_((normalized, f"v{normalized}")))
-        .order_by(Incident.number).limit(TRACE_LIMIT)
-    ).unique().all()
-    return Trace(model, normalized, list(reversed(decisions)), list(gates), list(promotions),
-                 list(incidents))
 
 
 # ---------------------------------------------------------------------- digests and export

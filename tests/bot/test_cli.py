@@ -95,6 +95,8 @@ def test_configuration_errors_are_one_line(quorum: Callable[..., SimpleNamespace
         (("db", "upgrade"), {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"},
          "DATABASE_URL: cannot open the database"),
         (("export", "decisions"), {"PORT": "x"}, "PORT: input should be a valid integer"),
+        (("serve",), {"QUORUM_ADMINS": ","}, "QUORUM_ADMINS: names no user id"),
+        (("export", "decisions"), {"QUORUM_ADMINS": " "}, "QUORUM_ADMINS: names no user id"),
     ]
     for args, env, expected in cases:
         result = quorum(*args, **env)

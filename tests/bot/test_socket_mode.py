@@ -125,6 +125,32 @@ def test_envelopes_are_acknowledged_and_handled(
     assert not serving.is_alive()
 
 
+def test_a_command_delivered_twice_over_socket_mode_is_acted_on_once(
+        make_settings: Callable[..., Any], fake_slack: FakeSlack,
+        socket_server: FakeSocketMode) -> None:
+    """The trigger id reaches the listener on Bolt's thread pool (`bot.replays`)."""
+    fake_slack.socket_mode_url = socket_server.url
+    runtime = Runtime.from_settings(make_settings(SLACK_APP_TOKEN=fake_slack.app_token))
+    runner = SocketModeRunner(runtime, worker_poll_seconds=0.05, run_scheduler=False)
+    stop = threading.Event()
+    serving = threading.Thread(target=runner.run_until, args=(stop,), daemon=True)
+    serving.start()
+    try:
+        envelope = slash_envelope("env-1", "Logged once over Socket Mode")
+        socket_server.send(envelope)
+        assert "Logged *D-1*" in socket_server.ack_of("env-1")["payload"]["text"]
+        socket_server.send({**envelope, "envelope_id": "env-2"})
+        assert "Already done" in socket_server.ack_of("env-2")["payload"]["text"]
+        fake_slack.wait_for("chat.postMessage", timeout=10)
+        with runtime.db.session() as session:
+            assert session.scalars(select(Decision.title)).all() == [
+                "Logged once over Socket Mode"]
+    finally:
+        stop.set()
+        serving.join(10)
+        runtime.db.dispose()
+
+
 @pytest.mark.parametrize(("token", "expected"), [
     (None, "SLACK_APP_TOKEN: required for Socket Mode"),
     ("xoxb-not-an-app-token", "SLACK_APP_TOKEN: must be an app-level token starting with xapp-"),

@@ -496,7 +496,7 @@ def test_trace_shows_the_chain_of_one_model_version(server: QuorumServer,
     bind(server)
     gate = passed_gate(server)
     slack.command("/hypothesis", "Recency features lift churn recall")
-    slack.command("/decision", f"Ship {MODEL} v3 with recency features")
+    slack.command("/decision", f"Ship with recency features for {MODEL} v3")
     with server.runtime.db.session() as session:
         decision = session.scalars(select(Decision)).one()
         decision.hypotheses = list(session.scalars(select(Hypothesis)))
@@ -509,7 +509,7 @@ def test_trace_shows_the_chain_of_one_model_version(server: QuorumServer,
     assert reply.json()["response_type"] == "ephemeral"
     assert "Trace · churn-model v3" in text
     assert "*H-1* Recency features lift churn recall" in text
-    assert "*D-1* Ship churn-model v3" in text and "based on H-1" in text
+    assert "*D-1* Ship with recency features" in text and "based on H-1" in text
     assert f"*{gate}* launch · passed" in text and f"<@{BOB}> (ds) approved" in text
     assert "*P-1* → `production`" in text and "gate passed" in text
     assert "*INC-1* sev3 · Churn scores all zero" in text

@@ -22,7 +22,8 @@ from bot.models import (
     Project,
     Promotion,
 )
-from bot.services.promotions import GateRecord, Trace
+from bot.services.promotions import GateRecord
+from bot.services.trace import Trace
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 HOSTILE = [
@@ -108,9 +109,11 @@ def _trace() -> list[dict[str, Any]]:
                       for n in range(1, 11)]
         incidents = [Incident(id=n, team_id="T1", number=n, title=text[:150], severity="sev1",
                               status="resolved") for n in range(1, 11)]
-        contexts.append({"t": Trace(text[:100], text[:64], decisions, gates, promotions,
-                                    incidents)})
-        contexts.append({"t": Trace(text[:100], text[:64], [], [], [], [])})
+        here, bound = project(), project(True)
+        bound.id, bound.channel_id = 2, "C0FRAUD01"
+        contexts.append({"t": Trace(text[:100], text[:64], [here, bound], hypotheses, decisions,
+                                    gates, promotions, incidents, bound)})
+        contexts.append({"t": Trace(text[:100], text[:64], [here], [], [], [], [], [])})
     return contexts
 
 

@@ -43,7 +43,8 @@ def decision(text: str, number: int = 1, status: str = "proposed") -> Decision:
                  context=text, options=text, decision=text, consequences=text, status=status,
                  deciders=["U0123ABCD", "not-a-user-<!channel>"] if text else [],
                  source_permalink="https://acme.slack.com/archives/C1/p1" if text else None,
-                 created_by="U0123ABCD", created_at=NOW, updated_at=NOW)
+                 created_by="U0123ABCD", created_at=NOW, updated_at=NOW,
+                 model=text[:100] or None, version=text[:64] or None)
     return d
 
 
@@ -64,7 +65,8 @@ def _decision_modal() -> list[dict[str, Any]]:
         form = {"title": text[:150], "context": text[:3000], "options": text[:3000],
                 "decision": text[:3000], "consequences": text[:3000],
                 "deciders": ["U0123ABCD"] if text else [], "status": "accepted",
-                "hypotheses": ["H-1", "H-2"] if text else []}
+                "hypotheses": ["H-1", "H-2"] if text else [], "model": text[:100],
+                "version": text[:64]}
         contexts.append({"form": form, "metadata": json.dumps({"channel": "C1", "t": text[:500]}),
                          "ref": "D-12" if text else None, "permalink": text[:200] or None,
                          "statuses": ["proposed", "accepted", "rejected"],
