@@ -109,6 +109,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.delivery import OutboxWorker
+    from bot.edge import edge_jobs
     from bot.pacing import pacer_for
     from bot.scheduler import Scheduler
     from bot.slack_app import build_app, web_client
@@ -122,7 +123,8 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
                           lease=timedelta(seconds=settings.outbox_lease_seconds),
                           pacer=pacer_for(runtime.db, settings))
     web = create_web_app(runtime, build_app(runtime), worker,
-                         Scheduler(runtime.db, settings.scheduler_tick_seconds))
+                         Scheduler(runtime.db, settings.scheduler_tick_seconds,
+                                   jobs=edge_jobs(runtime)))
     # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
     uvicorn.run(web, host=settings.host, port=settings.port, log_level="info",
                 access_log=False, timeout_graceful_shutdown=10, http=HeaderDeadlineProtocol)

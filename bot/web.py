@@ -405,7 +405,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             with runtime.db.session() as session:
                 outcome = alertmanager.receive_alertmanager(
                     session, note, severity_map=settings.alert_severity_map,
-                    default_channel=settings.default_channel)
+                    default_channel=settings.default_channel,
+                    silences=settings.alertmanager_url is not None)
                 return outcome.as_json()
 
         try:

@@ -19,6 +19,7 @@ from bot.models.decisions import (
     Decision,
     DecisionStatus,
 )
+from bot.models.directory import SlackName
 from bot.models.gates import (
     Gate,
     GateSignoff,
@@ -31,8 +32,11 @@ from bot.models.hypotheses import (
     decision_hypotheses,
 )
 from bot.models.incidents import (
+    FollowUpStatus,
     Incident,
     IncidentEvent,
+    IncidentFollowUp,
+    IncidentSilence,
     IncidentStatus,
 )
 from bot.models.promotions import (
@@ -71,6 +75,7 @@ __all__ = [
     "BigId",
     "Decision",
     "DecisionStatus",
+    "FollowUpStatus",
     "Gate",
     "GateSignoff",
     "GateStatus",
@@ -79,6 +84,8 @@ __all__ = [
     "HypothesisStatus",
     "Incident",
     "IncidentEvent",
+    "IncidentFollowUp",
+    "IncidentSilence",
     "IncidentStatus",
     "JSONType",
     "JobClaim",
@@ -106,6 +113,7 @@ __all__ = [
     "RoleAssignment",
     "SignoffDecision",
     "SlackMessage",
+    "SlackName",
     "UTCDateTime",
     "decision_hypotheses",
     "utcnow",
