@@ -305,7 +305,8 @@ def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
         with runtime.db.session() as session:
             outcome = promotions.record_promotion(
                 session, draft, source="cli", created_by=promotions.CLI,
-                default_channel=settings.default_channel)
+                default_channel=settings.default_channel,
+                repeat_window=settings.promotion_repeat_window)
             assert outcome.promotion is not None
             ref = outcome.promotion.ref
     except QuorumError as exc:
@@ -313,6 +314,9 @@ def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     # The running `quorum serve` delivers the announcement from the outbox.
     print(ref)
+    if outcome.repeated:
+        print(f"quorum: {ref} was already announced; its card was updated instead of posting "
+              f"it again", file=sys.stderr)
     if not outcome.routed:
         print(f"quorum: {ref} is stored but unrouted: bind the model with `/quorum model add "
               f"{draft.model}`, give --channel or set QUORUM_DEFAULT_CHANNEL", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -162,6 +163,10 @@ class Settings(BaseSettings):
     @cached_property
     def alert_severity_map(self) -> dict[str, str]:
         return parse_severity_map(self.alert_severity_map_raw)
+
+    @property
+    def promotion_repeat_window(self) -> timedelta:
+        return timedelta(minutes=self.promotion_repeat_minutes)
 
     @cached_property
     def admins(self) -> frozenset[str]:
