@@ -30,6 +30,7 @@ from bot.services.incidents import (
     card_key,
     declare,
     resolve,
+    safe_link,
 )
 from bot.services.records import lock
 from bot.services.routing import route
@@ -250,20 +251,21 @@ def _record_alert(session: Session, incident: Incident, kind: str, alert: Alert,
     return True
 
 
-def _annotation(note: Notification, *names: str) -> str | None:
-    """The first of these annotations the group shares, else the first firing alert's."""
+def _link_annotation(note: Notification, *names: str) -> str | None:
+    """The first of these annotations holding an http(s) address: the group's, else a firing
+    alert's (anything else, a `javascript:` say, is never shown)."""
     for found in (note.common_annotations, *(a.annotations for a in note.firing)):
         for name in names:
-            if found.get(name):
-                return found[name]
+            if link := safe_link(found.get(name)):
+                return link
     return None
 
 
 def links_of(note: Notification) -> dict[str, str | None]:
     """Where to look: the alert's source (`generatorURL`), its runbook and its dashboard."""
-    source = next((a.generator_url for a in note.firing if a.generator_url), None)
-    return {"source": source, "runbook": _annotation(note, "runbook_url", "runbook"),
-            "dashboard": _annotation(note, "dashboard_url", "dashboard")}
+    source = next((link for a in note.firing if (link := safe_link(a.generator_url))), None)
+    return {"source": source, "runbook": _link_annotation(note, "runbook_url", "runbook"),
+            "dashboard": _link_annotation(note, "dashboard_url", "dashboard")}
 
 
 def group_labels(note: Notification) -> dict[str, str]:
