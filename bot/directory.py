@@ -41,12 +41,13 @@ def name_from(kind: str, answer: dict[str, object]) -> str | None:
 
 
 def refresh_names(db: Database, client: WebClient, now: datetime | None = None, *,
-                  limit: int = BATCH) -> int:
-    """Note newly referenced ids (once an hour) and fetch the names due; how many were
-    fetched. Stops at the first failure that is not about one id (Slack down, rate limit)."""
+                  limit: int = BATCH, collect_now: bool = False) -> int:
+    """Note newly referenced ids (once an hour across replicas, or now with `collect_now`) and
+    fetch the names due; how many were fetched. Stops at the first failure that is not about
+    one id (Slack down, rate limit)."""
     now = now or utcnow()
     with db.session() as session:
-        if claim_once(session, f"directory:collect:{now:%Y%m%d%H}"):
+        if collect_now or claim_once(session, f"directory:collect:{now:%Y%m%d%H}"):
             directory.collect_referenced(session, now)
         due = directory.due_for_refresh(session, now, limit)
     fetched = 0

@@ -36,8 +36,10 @@ BOT_SCOPES = {
                         "of posting it twice (conversations.history/replies, outbox worker)",
     "groups:history": "the same in private channels",
     "channels:read": "list a public channel's members: standup participants when nobody holds "
-                     "a role (conversations.members)",
+                     "a role (conversations.members); channel names for exports "
+                     "(conversations.info)",
     "groups:read": "the same in private channels",
+    "users:read": "people's names for exports instead of their ids (users.info)",
     "channels:manage": "open a dedicated incident channel and invite its people "
                        "(conversations.create, conversations.invite)",
 }

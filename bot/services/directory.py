@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import distinct, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from bot.models import (
@@ -59,10 +59,10 @@ def kind_of(slack_id: str) -> str | None:
 
 def _referenced(session: Session) -> Iterator[tuple[str, str]]:
     for team, column in REFERENCES:
-        yield from session.execute(select(distinct(team), column).where(column.is_not(None)))
+        yield from session.execute(select(team, column).where(column.is_not(None)).distinct())
     yield from session.execute(
-        select(distinct(Gate.team_id), GateSignoff.user_id)
-        .join(Gate, Gate.id == GateSignoff.gate_id))
+        select(Gate.team_id, GateSignoff.user_id)
+        .join(Gate, Gate.id == GateSignoff.gate_id).distinct())
     for team, deciders in session.execute(
             select(Decision.team_id, Decision.deciders).execution_options(yield_per=2000)):
         for user in deciders or []:
@@ -75,7 +75,8 @@ def seen(session: Session, pairs: Iterable[tuple[str, str]], now: datetime) -> i
               if team and slack_id and kind_of(slack_id)}
     if not wanted:
         return 0
-    known = set(session.execute(select(SlackName.team_id, SlackName.slack_id)).tuples())
+    known = {(team, slack_id) for team, slack_id in session.execute(
+        select(SlackName.team_id, SlackName.slack_id))}
     new = sorted(wanted - known)
     for team, slack_id in new:
         session.add(SlackName(team_id=team, slack_id=slack_id, kind=kind_of(slack_id),
@@ -139,11 +140,12 @@ class Names:
         return self.by_id.get(value) if isinstance(value, str) else None
 
     def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record with `<field>_name` (or `_names`) beside each field holding Slack ids,
-        and the same in nested records (follow-ups, sign-offs, the timeline)."""
-        out: dict[str, Any] = {}
+        """The record with `<field>_name` (or `_names`) beside each field holding Slack ids
+        (added after the record's own fields), and the same in nested records (follow-ups,
+        sign-offs, the timeline)."""
+        out = {key: self._nested(value) for key, value in record.items()}
+        # After the record's own fields, so that columns and keys keep their order.
         for key, value in record.items():
-            out[key] = self._nested(value)
             if key in ID_FIELDS:
                 out[f"{key}_names" if isinstance(value, list) else f"{key}_name"] = \
                     self.name_of(value)

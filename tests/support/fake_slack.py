@@ -678,6 +678,10 @@ class FakeSlack:
             return copy.deepcopy(known)
         return {"id": channel, "name": channel.lower(), "is_channel": True, "is_member": True}
 
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Describe a channel (created, set in ``self.channels``, or made up)."""
+        return {"ok": True, "channel": self._channel_info(str(args["channel"]))}
+
     def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
         """Join a channel, so chat.postMessage / chat.update work there."""
         channel = str(args["channel"])
@@ -792,6 +796,7 @@ class FakeSlack:
         "chat.getPermalink": _chat_get_permalink,
         "conversations.history": _conversations_history,
         "conversations.replies": _conversations_replies,
+        "conversations.info": _conversations_info,
         "conversations.join": _conversations_join,
         "conversations.create": _conversations_create,
         "conversations.invite": _conversations_invite,
