@@ -5,6 +5,7 @@ endpoint, fake Slack and the database checked."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -336,3 +337,34 @@ def test_timeline_kinds_are_recorded(quorum: QuorumServer, slack: SlackSender,
     with quorum.runtime.db.session() as session:
         kinds = list(session.scalars(select(IncidentEvent.kind).order_by(IncidentEvent.id)))
     assert kinds == ["declared", "severity", "lead"]
+
+
+def test_done_clicked_twice_at_the_same_moment_is_done_once(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack) -> None:
+    open_home(slack, fake_slack, BOB)
+    declared(slack, fake_slack)
+    slack.command("/incident", "resolve INC-1")
+    view = fake_slack.wait_for("views.open")[0].args["view"]
+    seen = len(publishes(fake_slack, BOB))
+    slack.submit(view, {"summary": "Rolled back", "follow_up_1": "Pin the schema",
+                        "follow_up_1_owner": BOB})
+    home = next_home(fake_slack, BOB, seen, containing="Pin the schema")
+    [item] = follow_up_items(quorum)
+    barrier = threading.Barrier(2)
+
+    def click() -> None:
+        sender = SlackSender(quorum.url, fake_slack.response_url())
+        try:
+            barrier.wait()
+            home_click(sender, home, "incident_follow_up_done", str(item.id), BOB)
+        finally:
+            sender.close()
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    eventually(lambda: len([c for c in publishes(fake_slack, BOB)[seen + 1:]
+                            if "already done" in json.dumps(c.args["view"])]) == 1)
+    assert audit_actions(quorum).count("incident.follow_up_done") == 1

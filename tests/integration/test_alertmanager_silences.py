@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -206,3 +207,34 @@ def test_silences_of_an_incident_alertmanager_resolved_expire_on_the_next_tick(
     stack.quorum.scheduler.run_due()
     assert silences_in(stack.alertmanager)[0]["status"]["state"] == "expired"
     assert stored_silences(stack.quorum)[0].expired_at is not None
+
+
+def test_two_silence_clicks_at_the_same_moment_leave_one_silence(
+        stack: Stack, fake_slack: FakeSlack) -> None:
+    fire(stack.alertmanager)
+    card = the_card(fake_slack)
+    value = card_buttons(card)["incident_silence_4h"]
+    barrier = threading.Barrier(2)
+
+    def click() -> None:
+        sender = SlackSender(stack.quorum.url, fake_slack.response_url(), team=TEAM)
+        try:
+            barrier.wait()
+            sender.click("incident_silence_4h", value, message=card)
+        finally:
+            sender.close()
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    said = [c.args["text"] for c in fake_slack.wait_for("response_url", count=2)]
+    assert sum("Silenced INC-1" in text for text in said) == 1, said
+    assert sum("already silenced" in text for text in said) == 1, said
+    [stored] = stored_silences(stack.quorum)
+    states = {s["id"]: s["status"]["state"] for s in silences_in(stack.alertmanager)}
+    # The loser's silence, if Alertmanager made it, was taken back at once.
+    assert states[stored.silence_id] == "active"
+    assert [state for sid, state in states.items() if sid != stored.silence_id] in (
+        [], ["expired"])
