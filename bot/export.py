@@ -40,7 +40,9 @@ def _gates(session: Session) -> Iterator[dict[str, Any]]:
 
 
 def _incidents(session: Session) -> Iterator[dict[str, Any]]:
-    query = select(Incident).options(selectinload(Incident.events)) \
+    query = select(Incident).options(selectinload(Incident.events),
+                                     selectinload(Incident.follow_up_items),
+                                     selectinload(Incident.silences)) \
         .order_by(Incident.team_id, Incident.number)
     for incident in session.scalars(query).unique():
         yield incident_record(incident)

@@ -133,30 +133,27 @@ class Names:
             return slack_id
         return f"#{name}" if CHANNEL_ID.match(slack_id) else f"@{name}"
 
-    def name_of(self, value: Any) -> Any:
-        """The name of an id, or of each id of a list (None where unknown)."""
-        if isinstance(value, list):
-            return [self.by_id.get(v) if isinstance(v, str) else None for v in value]
-        return self.by_id.get(value) if isinstance(value, str) else None
-
     def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with `<field>_name` (or `_names`) beside each field holding Slack ids
         (added after the record's own fields), and the same in nested records (follow-ups,
         sign-offs, the timeline)."""
-        out = {key: self._nested(value) for key, value in record.items()}
-        # After the record's own fields, so that columns and keys keep their order.
+        out = dict(record)
         for key, value in record.items():
-            if key in ID_FIELDS:
-                out[f"{key}_names" if isinstance(value, list) else f"{key}_name"] = \
-                    self.name_of(value)
+            kind = type(value)
+            if kind is list and value and type(value[0]) is dict:
+                out[key] = [self.annotate(item) if type(item) is dict else item
+                            for item in value]
+            elif kind is dict:
+                out[key] = self.annotate(value)
+        by_id = self.by_id
+        # After the record's own fields, so that columns and keys keep their order.
+        for key in [k for k in record if k in ID_FIELDS]:
+            value = record[key]
+            if type(value) is list:
+                out[f"{key}_names"] = [by_id.get(v) if type(v) is str else None for v in value]
+            else:
+                out[f"{key}_name"] = by_id.get(value) if type(value) is str else None
         return out
-
-    def _nested(self, value: Any) -> Any:
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            return [self.annotate(v) for v in value]
-        if isinstance(value, dict):
-            return self.annotate(value)
-        return value
 
     def readable(self, record: Any) -> Any:
         """The record with ids replaced by `@name`/`#name` (and mentions in text), for

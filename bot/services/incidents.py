@@ -530,9 +530,6 @@ def change_lead(session: Session, incident: Incident, actor: str, lead: str,
     audit(session, incident, actor, "lead_changed", before)
     _refresh_cards(session, incident)
     home.queue_home_refresh(session, incident.team_id, [previous_lead])
-    if incident.channel_id:
-        outbox.enqueue(session, incident.team_id, "conversations.invite",
-                       {"channel": incident.channel_id, "users": lead})
     return event
 
 
