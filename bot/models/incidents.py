@@ -148,6 +148,8 @@ class IncidentFollowUp(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]
     done_by: Mapped[str | None] = mapped_column(String(64))
+    # When its owner was told it is overdue (once): the sweep skips it from then on.
+    overdue_notified_at: Mapped[datetime | None]
 
     incident: Mapped[Incident] = relationship(back_populates="follow_up_items")
 

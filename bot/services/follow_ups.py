@@ -63,18 +63,17 @@ def complete(session: Session, team_id: str, follow_up_id: int, actor: str,
 
 @sweep("incident_follow_ups_overdue")
 def remind_overdue_follow_ups(session: Session, now: datetime) -> bool:
-    """DM the owner of each open follow-up past its due date, once per due date."""
+    """DM the owner of each open follow-up past its due date, once."""
     due = select(IncidentFollowUp).join(Incident).where(
         IncidentFollowUp.status == FollowUpStatus.OPEN, IncidentFollowUp.owner.is_not(None),
-        IncidentFollowUp.due_date < now.date())
-    sent = 0
-    for item in session.scalars(due.order_by(IncidentFollowUp.id)):
+        IncidentFollowUp.due_date < now.date(), IncidentFollowUp.overdue_notified_at.is_(None))
+    items = list(session.scalars(due.order_by(IncidentFollowUp.id).limit(BATCH)))
+    for item in items:
+        item.overdue_notified_at = now
+        # Another replica's sweep at the same moment may see it too: one DM all the same.
         if not claim_once(session, f"follow-up:{item.id}:overdue:{item.due_date}"):
             continue
         outbox.post_message(session, item.team_id, str(item.owner),
                             renderer.message("incident/follow_up_overdue", f=item,
                                              i=item.incident, today=now.date()))
-        sent += 1
-        if sent >= BATCH:
-            return True
-    return False
+    return len(items) == BATCH  # a full batch: more may be waiting

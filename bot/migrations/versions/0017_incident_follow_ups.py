@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("done_at", TIME),
         sa.Column("done_by", sa.String(64)),
+        sa.Column("overdue_notified_at", TIME),
         sa.UniqueConstraint("incident_id", "position"),
     )
     op.create_index("ix_incident_follow_ups_owner", "incident_follow_ups",
