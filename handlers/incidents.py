@@ -19,7 +19,7 @@ from bot.commands import Command, Subcommand
 from bot.errors import Conflict, InvalidInput
 from bot.render import renderer
 from bot.runtime import Runtime
-from bot.services import follow_ups
+from bot.services import follow_ups, incident_stats
 from bot.services import incidents as service
 from bot.services import risks as risk_service
 from bot.services.projects import project_for_channel
@@ -157,7 +157,8 @@ def register(app: App, runtime: Runtime) -> None:
                 reply = notice(f"<@{args['user']}> now leads *{incident.ref}*.")
             else:
                 reply = ephemeral(renderer.message(
-                    "incident/list", project=project, overview=service.overview(session, project)))
+                    "incident/list", project=project,
+                    overview=incident_stats.overview(session, project)))
         ack(**reply)
         if parsed.subcommand == "resolve":
             expire_silences()

@@ -14,7 +14,8 @@ from typing import Any
 from bot.commands import Command, Subcommand
 from bot.models import AuditEvent, Decision, Incident, IncidentEvent, Project
 from bot.services.decisions import Page
-from bot.services.incidents import SEVERITIES, Overview
+from bot.services.incident_stats import Overview
+from bot.services.incidents import SEVERITIES
 from support.gate_samples import GATE_SAMPLES
 from support.home_samples import HOME_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
