@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime
@@ -88,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
 
     export.add_argument("register", choices=sorted(REGISTERS))
     export.add_argument("--format", choices=FORMATS, default="json")
+    export.add_argument("--out", metavar="DIR", help="with --format md: write one file per "
+                        "record into DIR (decisions as numbered ADRs, incidents as postmortems)")
     return parser
 
 
@@ -109,6 +112,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.delivery import OutboxWorker
+    from bot.edge import edge_jobs
     from bot.pacing import pacer_for
     from bot.scheduler import Scheduler
     from bot.slack_app import build_app, web_client
@@ -122,7 +126,8 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
                           lease=timedelta(seconds=settings.outbox_lease_seconds),
                           pacer=pacer_for(runtime.db, settings))
     web = create_web_app(runtime, build_app(runtime), worker,
-                         Scheduler(runtime.db, settings.scheduler_tick_seconds))
+                         Scheduler(runtime.db, settings.scheduler_tick_seconds,
+                                   jobs=edge_jobs(runtime)))
     # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
     uvicorn.run(web, host=settings.host, port=settings.port, log_level="info",
                 access_log=False, timeout_graceful_shutdown=10, http=HeaderDeadlineProtocol)
@@ -227,11 +232,44 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 def _export(settings: Settings, args: argparse.Namespace) -> int:
     from bot.export import export
 
+    if args.out and args.format != "md":
+        print("quorum: --out writes one Markdown file per record: add --format md",
+              file=sys.stderr)
+        return 1
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
+    _refresh_names(runtime)
+    if args.out:
+        from bot.export_files import write_files
+
+        try:
+            with runtime.db.session() as session:
+                written = write_files(session, args.register, Path(args.out))
+        except OSError as exc:
+            print(f"quorum: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"quorum: wrote {len(written)} files to {args.out}", file=sys.stderr)
+        return 0
     with runtime.db.session() as session:
         export(session, args.register, args.format, sys.stdout)
     return 0
+
+
+def _refresh_names(runtime: Runtime) -> None:
+    """With a bot token at hand, name the people and channels the export mentions first; without
+    one (or if Slack does not answer) the export uses the names cached by `quorum serve`."""
+    if not runtime.settings.slack_bot_token:
+        return
+    from bot.directory import refresh_names
+    from bot.slack_app import web_client
+
+    try:
+        client = web_client(runtime)
+        while refresh_names(runtime.db, client, collect_now=True):
+            pass
+    except Exception as exc:  # the export goes on with what is cached
+        print(f"quorum: names not refreshed from Slack ({type(exc).__name__}); using the "
+              f"cached ones", file=sys.stderr)
 
 
 def _gate(settings: Settings, args: argparse.Namespace) -> int:
@@ -303,7 +341,8 @@ def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
         with runtime.db.session() as session:
             outcome = promotions.record_promotion(
                 session, draft, source="cli", created_by=promotions.CLI,
-                default_channel=settings.default_channel)
+                default_channel=settings.default_channel,
+                repeat_window=settings.promotion_repeat_window)
             assert outcome.promotion is not None
             ref = outcome.promotion.ref
     except QuorumError as exc:
@@ -311,6 +350,9 @@ def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     # The running `quorum serve` delivers the announcement from the outbox.
     print(ref)
+    if outcome.repeated:
+        print(f"quorum: {ref} was already announced; its card was updated instead of posting "
+              f"it again", file=sys.stderr)
     if not outcome.routed:
         print(f"quorum: {ref} is stored but unrouted: bind the model with `/quorum model add "
               f"{draft.model}`, give --channel or set QUORUM_DEFAULT_CHANNEL", file=sys.stderr)

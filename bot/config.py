@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
@@ -36,6 +38,11 @@ ENV_NAMES = {
     "slack_posts_per_minute": "QUORUM_SLACK_POSTS_PER_MINUTE",
     "host": "HOST",
     "port": "PORT",
+    "alertmanager_url": "ALERTMANAGER_URL",
+    "alertmanager_username": "ALERTMANAGER_USERNAME",
+    "alertmanager_password": "ALERTMANAGER_PASSWORD",
+    "alertmanager_token": "ALERTMANAGER_TOKEN",
+    "promotion_repeat_minutes": "QUORUM_PROMOTION_REPEAT_MINUTES",
 }
 
 
@@ -72,6 +79,17 @@ class Settings(BaseSettings):
                                                  gt=0, le=60000)
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
+    # Alertmanager's API v2, where silences made from an incident's card go (none: no buttons).
+    alertmanager_url: str | None = Field(None, alias="ALERTMANAGER_URL")
+    alertmanager_username: str | None = Field(None, alias="ALERTMANAGER_USERNAME")
+    alertmanager_password: str | None = Field(None, alias="ALERTMANAGER_PASSWORD", repr=False,
+                                               validate_default=True)
+    alertmanager_token: str | None = Field(None, alias="ALERTMANAGER_TOKEN", repr=False,
+                                            validate_default=True)
+    # The same model, version and target announced again within this many minutes edits the
+    # first announcement instead of posting another (0: every announcement posts).
+    promotion_repeat_minutes: float = Field(60.0, alias="QUORUM_PROMOTION_REPEAT_MINUTES",
+                                            ge=0, le=10080)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -93,6 +111,32 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _alertmanager_url_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+            raise ValueError("must be an http(s) URL, e.g. http://alertmanager:9093")
+        return value.rstrip("/")
+
+    @field_validator("alertmanager_password")
+    @classmethod
+    def _basic_auth_pair(cls, value: str | None, info: Any) -> str | None:
+        value = value or None
+        if bool(value) != bool(info.data.get("alertmanager_username")):
+            raise ValueError("give it together with ALERTMANAGER_USERNAME (basic auth needs both)")
+        return value
+
+    @field_validator("alertmanager_token")
+    @classmethod
+    def _one_auth(cls, value: str | None, info: Any) -> str | None:
+        value = value or None
+        if value and info.data.get("alertmanager_username"):
+            raise ValueError("give either a bearer token or ALERTMANAGER_USERNAME/PASSWORD, "
+                             "not both")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -128,6 +172,10 @@ class Settings(BaseSettings):
     @cached_property
     def alert_severity_map(self) -> dict[str, str]:
         return parse_severity_map(self.alert_severity_map_raw)
+
+    @property
+    def promotion_repeat_window(self) -> timedelta:
+        return timedelta(minutes=self.promotion_repeat_minutes)
 
     @cached_property
     def admins(self) -> frozenset[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -35,6 +35,9 @@ Sweep = Callable[[Session, datetime], bool | None]
 # A sweep that keeps saying "more" this many times in one tick is left for the next tick.
 MAX_ROUNDS = 1000
 SWEEPS: dict[str, Sweep] = {}
+# Work at the runtime edge (calls to Slack or Alertmanager), run after the sweeps on each tick,
+# outside any transaction: it opens its own short ones around each call.
+EdgeJob = Callable[[datetime], object]
 
 
 def sweep(name: str) -> Callable[[Sweep], Sweep]:
@@ -71,10 +74,12 @@ def load_sweeps() -> dict[str, Sweep]:
 class Scheduler:
     """Runs every registered sweep on a fixed tick (default every 30 seconds)."""
 
-    def __init__(self, db: Database, tick_seconds: float = 30.0) -> None:
+    def __init__(self, db: Database, tick_seconds: float = 30.0,
+                 jobs: Sequence[EdgeJob] = ()) -> None:
         self.db = db
         self.tick_seconds = tick_seconds
         self.sweeps = load_sweeps()
+        self.jobs = list(jobs)
         self._apscheduler = BackgroundScheduler(timezone="UTC")
 
     def run_due(self, now: datetime | None = None) -> None:
@@ -95,6 +100,12 @@ class Scheduler:
                                        name, now)
             except Exception:
                 log.exception("sweep %s failed at %s; it runs again next tick", name, now)
+        for job in self.jobs:
+            try:
+                job(now)
+            except Exception:
+                log.exception("job %s failed at %s; it runs again next tick",
+                              getattr(job, "__name__", job), now)
 
     def start(self) -> None:
         self._apscheduler.add_job(

@@ -15,6 +15,7 @@ from datetime import timedelta
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.delivery import OutboxWorker
+from bot.edge import edge_jobs
 from bot.pacing import pacer_for
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
@@ -39,8 +40,8 @@ class SocketModeRunner:
             runtime.db, web_client(runtime), poll_seconds=worker_poll_seconds,
             lease=timedelta(seconds=runtime.settings.outbox_lease_seconds),
             pacer=pacer_for(runtime.db, runtime.settings))
-        self.scheduler = Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds) \
-            if run_scheduler else None
+        self.scheduler = Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds,
+                                   jobs=edge_jobs(runtime)) if run_scheduler else None
         self.handler = SocketModeHandler(self.app, app_token=token)
 
     def start(self) -> SocketModeRunner:

@@ -407,7 +407,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             with runtime.db.session() as session:
                 outcome = alertmanager.receive_alertmanager(
                     session, note, severity_map=settings.alert_severity_map,
-                    default_channel=settings.default_channel)
+                    default_channel=settings.default_channel,
+                    silences=settings.alertmanager_url is not None)
                 return outcome.as_json()
 
         try:
@@ -462,8 +463,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         def apply() -> dict[str, object]:
             with runtime.db.session() as session:
                 return promotions.receive_mlflow(
-                    session, data, delivery_id,
-                    default_channel=settings.default_channel).as_json()
+                    session, data, delivery_id, default_channel=settings.default_channel,
+                    repeat_window=settings.promotion_repeat_window).as_json()
 
         try:
             result = await run_in_threadpool(apply)
@@ -494,7 +495,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             with runtime.db.session() as session:
                 return promotions.record_promotion(
                     session, draft, source="webhook", created_by=promotions.WEBHOOK,
-                    default_channel=settings.default_channel).as_json()
+                    default_channel=settings.default_channel,
+                    repeat_window=settings.promotion_repeat_window).as_json()
 
         try:
             result = await run_in_threadpool(apply)

@@ -20,6 +20,7 @@ from bot.models.decisions import (
     Decision,
     DecisionStatus,
 )
+from bot.models.directory import SlackName
 from bot.models.gates import (
     Gate,
     GateSignoff,
@@ -32,8 +33,11 @@ from bot.models.hypotheses import (
     decision_hypotheses,
 )
 from bot.models.incidents import (
+    FollowUpStatus,
     Incident,
     IncidentEvent,
+    IncidentFollowUp,
+    IncidentSilence,
     IncidentStatus,
 )
 from bot.models.promotions import (
@@ -72,6 +76,7 @@ __all__ = [
     "BigId",
     "Decision",
     "DecisionStatus",
+    "FollowUpStatus",
     "Gate",
     "GateSignoff",
     "GateStatus",
@@ -80,6 +85,8 @@ __all__ = [
     "HypothesisStatus",
     "Incident",
     "IncidentEvent",
+    "IncidentFollowUp",
+    "IncidentSilence",
     "IncidentStatus",
     "JSONType",
     "JobClaim",
@@ -108,6 +115,7 @@ __all__ = [
     "RoleAssignment",
     "SignoffDecision",
     "SlackMessage",
+    "SlackName",
     "UTCDateTime",
     "decision_hypotheses",
     "utcnow",

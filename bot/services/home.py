@@ -98,6 +98,8 @@ class Home:
     incidents: Section[Incident]
     decisions: Section[Decision]
     rituals: Section[Any]
+    # Incident follow-ups the person owns (every project: the filter does not hide them).
+    follow_ups: Section[Any] = field(default_factory=Section)
 
 
 def home_key(team_id: str, user_id: str) -> str:
@@ -222,6 +224,9 @@ def build_home(session: Session, team_id: str, user_id: str,
         Decision.project_id.in_(ids),
         Decision.created_at >= now - timedelta(days=RECENT_DECISION_DAYS))
     overdue = Risk.next_review < today
+    from bot.services.follow_ups import open_for  # it refreshes Homes: imported late
+
+    follow_ups = Section(*open_for(session, team_id, user_id))
     return Home(
         team_id=team_id,
         user_id=user_id,
@@ -242,6 +247,7 @@ def build_home(session: Session, team_id: str, user_id: str,
         decisions=_section(session, decisions, (Decision.created_at.desc(),
                                                 Decision.number.desc())),
         rituals=next_rituals(session, team_id, user_id, ids, now),
+        follow_ups=follow_ups,
     )
 
 

@@ -700,6 +700,10 @@ class FakeSlack:
         members = self.channel_members.get(channel, example.get("members") or [])
         return {"ok": True, "members": list(members), "response_metadata": {"next_cursor": ""}}
 
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Describe a channel (created, set in ``self.channels``, or made up)."""
+        return {"ok": True, "channel": self._channel_info(str(args["channel"]))}
+
     def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
         """Join a channel, so chat.postMessage / chat.update work there."""
         channel = str(args["channel"])
@@ -814,6 +818,7 @@ class FakeSlack:
         "chat.getPermalink": _chat_get_permalink,
         "conversations.history": _conversations_history,
         "conversations.replies": _conversations_replies,
+        "conversations.info": _conversations_info,
         "conversations.join": _conversations_join,
         "conversations.create": _conversations_create,
         "conversations.invite": _conversations_invite,

@@ -75,6 +75,7 @@ def _announcement() -> list[dict[str, Any]]:
                 p = promotion(text, n, kind, passed, waiting,
                               source=["mlflow", "webhook", "cli", text[:16]][n % 4])
                 replaces = promotion(text + "old", n + 1) if n % 2 else None
+                p.repeats, p.repeated_at = n - 1, NOW
                 contexts.append({"p": p, "gates": GateRecord(), "replaces": replaces})
     return contexts
 
@@ -117,8 +118,15 @@ def _trace() -> list[dict[str, Any]]:
     return contexts
 
 
+def _repeated() -> list[dict[str, Any]]:
+    return [{"p": promotion(text, n), "source": source, "actor": text[:64] or None, "at": NOW}
+            for n, text in enumerate(HOSTILE, start=1)
+            for source in ("mlflow", "cli", "webhook", text[:16])]
+
+
 PROMOTION_SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "promotion/announcement": _announcement,
+    "promotion/repeated": _repeated,
     "promotion/models": _models,
     "promotion/trace": _trace,
 }

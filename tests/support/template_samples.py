@@ -14,11 +14,14 @@ from typing import Any
 from bot.commands import Command, Subcommand
 from bot.models import AuditEvent, Decision, Incident, IncidentEvent, Project
 from bot.services.decisions import Page
-from bot.services.incidents import SEVERITIES, Overview
+from bot.services.incident_stats import Overview
+from bot.services.incidents import SEVERITIES
 from support.access_samples import ACCESS_SAMPLES
 from support.gate_samples import GATE_SAMPLES
 from support.home_samples import HOME_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
+from support.incident_samples import EXTRA_CARD_SAMPLES as INCIDENT_CARDS
+from support.incident_samples import INCIDENT_SAMPLES
 from support.promotion_samples import PROMOTION_SAMPLES
 from support.risk_samples import RISK_SAMPLES
 from support.ritual_samples import RITUAL_SAMPLES
@@ -98,7 +101,7 @@ def _decision_show() -> list[dict[str, Any]]:
 
 
 INCIDENT_KINDS = ["declared", "acknowledged", "update", "mitigated", "resolved", "channel",
-                  "alert", "alert_resolved", "something_new"]
+                  "alert", "alert_resolved", "severity", "lead", "silenced", "something_new"]
 
 
 def incident(text: str, number: int = 1, status: str = "declared") -> Incident:
@@ -125,7 +128,8 @@ def timeline(text: str, count: int = 9) -> list[IncidentEvent]:
 
 def _incident_card() -> list[dict[str, Any]]:
     return [{"i": incident(text, n, status)} for n, text in enumerate(HOSTILE, start=1)
-            for status in ("declared", "acknowledged", "mitigated", "resolved")]
+            for status in ("declared", "acknowledged", "mitigated", "resolved")] \
+        + INCIDENT_CARDS()
 
 
 def _incident_entry() -> list[dict[str, Any]]:
@@ -134,8 +138,10 @@ def _incident_entry() -> list[dict[str, Any]]:
 
 def _incident_summary() -> list[dict[str, Any]]:
     return [{"i": incident(text, n, "resolved"), "duration": timedelta(hours=2, minutes=5),
-             "tta": None if n % 2 else timedelta(minutes=4), "timeline": timeline(text, count)}
-            for n, text in enumerate(HOSTILE, start=1) for count in (0, 3, 75)]
+             "tta": None if n % 2 else timedelta(minutes=4), "timeline": timeline(text, count),
+             "follow_ups": []}
+            for n, text in enumerate(HOSTILE, start=1) for count in (0, 3, 75)] \
+        + INCIDENT_SAMPLES["incident/summary"]()
 
 
 def _incident_reminder() -> list[dict[str, Any]]:
@@ -194,12 +200,13 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "incident/list": _incident_list,
     "incident/declare_modal": _incident_declare_modal,
     "incident/update_modal": _incident_small_modal,
-    "incident/resolve_modal": _incident_small_modal,
     "common/error": _error,
     "common/help": _help,
     "common/notice": _notice,
 }
 SAMPLES.update(RISK_SAMPLES)
+SAMPLES["incident/resolve_modal"] = INCIDENT_SAMPLES["incident/resolve_modal"]
+SAMPLES["incident/follow_up_overdue"] = INCIDENT_SAMPLES["incident/follow_up_overdue"]
 SAMPLES.update(HYPOTHESIS_SAMPLES)
 SAMPLES.update(GATE_SAMPLES)
 SAMPLES.update(HOME_SAMPLES)
