@@ -2,7 +2,7 @@
 `/quorum trace` links them by these fields instead of a substring of their text.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-04
 """
 
