@@ -23,6 +23,7 @@ from bot.models import Decision
 from bot.runtime import Runtime
 from bot.socket_mode import SocketModeRunner
 from support.fake_slack import FakeSlack
+from support.processes import free_port
 
 TEAM = "T0TEAM001"
 
@@ -148,7 +149,8 @@ def test_a_refused_app_token_is_one_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for name, value in {"SLACK_BOT_TOKEN": fake_slack.token, "SLACK_API_URL": fake_slack.url,
                         "DATABASE_URL": database_url,
-                        "SLACK_APP_TOKEN": "xapp-revoked"}.items():
+                        "SLACK_APP_TOKEN": "xapp-revoked", "HOST": "127.0.0.1",
+                        "PORT": str(free_port())}.items():
         monkeypatch.setenv(name, value)
     before = set(threading.enumerate())
     assert cli.main(["socket"]) == 2
