@@ -114,16 +114,18 @@ class Database:
         first finds the schema already at its revision and has nothing to do. A database at a
         revision this code does not know (a newer release migrated it) is refused first.
         """
-        from alembic import command
-
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:prefix || "
                                         "coalesce(current_schema(), '')))"),
                                    {"prefix": f"{MIGRATION_LOCK}:"})
-            unknown = database_revisions(connection) - all_revisions()
-            if unknown:
-                raise SchemaMismatch(_ahead_message(unknown))
+            found = database_revisions(connection)
+            if found - all_revisions():
+                raise SchemaMismatch(_ahead_message(found - all_revisions()))
+            if revision == "heads" and found == head_revisions():
+                return  # up to date: no need to load Alembic and every migration script
+            from alembic import command
+
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
