@@ -12,6 +12,8 @@ $(BIN)/quorum: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# The distribution was called `quorum` before (a name PyPI gives an unrelated project).
+	@$(BIN)/pip uninstall --yes --quiet --disable-pip-version-check quorum 2>/dev/null || true
 	touch $@
 
 ## Set up and run Quorum on the embedded SQLite default: the real app in your terminal.

@@ -367,7 +367,8 @@ def _measured(route: str, endpoint: Endpoint) -> Endpoint:
         metrics.http_latency.labels(route).observe(elapsed)
         metrics.http_requests.labels(route, str(response.status_code)).inc()
         response.headers["X-Request-Id"] = context["request_id"]
-        access_log.info("%s %s %s", request.method, route, response.status_code,
+        access_log.info("%s %s %s %.1f ms", request.method, route, response.status_code,
+                        elapsed * 1000,
                         extra={**context, "route": route, "status": response.status_code,
                                "latency_ms": round(elapsed * 1000, 1)})
         return response
