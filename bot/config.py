@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
@@ -36,6 +36,7 @@ ENV_NAMES = {
     "scheduler_tick_seconds": "QUORUM_SCHEDULER_TICK_SECONDS",
     "outbox_lease_seconds": "QUORUM_OUTBOX_LEASE_SECONDS",
     "slack_posts_per_minute": "QUORUM_SLACK_POSTS_PER_MINUTE",
+    "log_format": "QUORUM_LOG_FORMAT",
     "host": "HOST",
     "port": "PORT",
     "alertmanager_url": "ALERTMANAGER_URL",
@@ -77,6 +78,9 @@ class Settings(BaseSettings):
     # unset, posts go as fast as Slack takes them and a 429's Retry-After is waited out.
     slack_posts_per_minute: float | None = Field(None, alias="QUORUM_SLACK_POSTS_PER_MINUTE",
                                                  gt=0, le=60000)
+    # "json": one JSON object a line (time, level, logger, message, request id, team, command,
+    # latency), for log pipelines; "text": plain lines for a terminal.
+    log_format: Literal["text", "json"] = Field("text", alias="QUORUM_LOG_FORMAT")
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
     # Alertmanager's API v2, where silences made from an incident's card go (none: no buttons).

@@ -227,7 +227,9 @@ class OutboxWorker:
     def _pace(self, row: outbox.Claimed) -> None:
         """Wait for the workspace's next post slot (`bot.pacing`), before the lease is renewed."""
         if self.pacer is not None and row.method == "chat.postMessage":
-            self._stop.wait(self.pacer.delay(row.team_id))
+            wait = self.pacer.delay(row.team_id)
+            metrics.pacing_wait.observe(wait)
+            self._stop.wait(wait)
 
     def _prepare(self, session: Session, row: outbox.Claimed,
                  payload: dict[str, Any]) -> str | None:

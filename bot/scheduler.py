@@ -15,11 +15,10 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -80,10 +79,16 @@ class Scheduler:
         self.tick_seconds = tick_seconds
         self.sweeps = load_sweeps()
         self.jobs = list(jobs)
+        # Imported here: every domain module imports this one for `sweep`, and a CLI command
+        # such as `quorum gate check` should not pay for APScheduler.
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         self._apscheduler = BackgroundScheduler(timezone="UTC")
 
     def run_due(self, now: datetime | None = None) -> None:
         """Run every sweep once for `now`; one failing sweep does not stop the others."""
+        from bot import metrics  # here: CLI commands import this module, not Prometheus
+
         now = now or utcnow()
         for name, function in self.sweeps.items():
             try:
@@ -99,6 +104,7 @@ class Scheduler:
                 database_outage.failed(log, "sweep %s failed at %s; it runs again next tick",
                                        name, now)
             except Exception:
+                metrics.scheduler_sweep_failures.labels(name).inc()
                 log.exception("sweep %s failed at %s; it runs again next tick", name, now)
         for job in self.jobs:
             try:
@@ -106,8 +112,11 @@ class Scheduler:
             except Exception:
                 log.exception("job %s failed at %s; it runs again next tick",
                               getattr(job, "__name__", job), now)
+        metrics.scheduler_last_tick.set(time.time())
 
     def start(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
         self._apscheduler.add_job(
             self.run_due, IntervalTrigger(seconds=self.tick_seconds), id="quorum-tick",
             max_instances=1, coalesce=True, next_run_time=utcnow(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -16,6 +17,14 @@ from slack_bolt.request.internals import build_context
 from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry import (
+    BackoffRetryIntervalCalculator,
+    ConnectionErrorRetryHandler,
+    HttpRequest,
+    HttpResponse,
+    RateLimitErrorRetryHandler,
+    RetryState,
+)
 
 import handlers
 from bot.render import storable
@@ -30,6 +39,63 @@ def web_client(runtime: Runtime, timeout: int = 10, *, with_token: bool = True) 
     token = runtime.settings.slack_bot_token if with_token else None
     client = WebClient(token=token, base_url=runtime.settings.slack_api_url, timeout=timeout)
     client.retry_handlers.clear()
+    return client
+
+
+# What the listeners' own calls (views.open, conversations.create, …) may spend on retries: a
+# modal's trigger id expires 3 s after the click, and the request has used some of them already.
+# A reset connection is tried again twice (after 0.1 s, then 0.2 s); a 429 once, and only when
+# Slack asks for at most this many seconds.
+LISTENER_CONNECTION_RETRIES = 2
+LISTENER_RATE_LIMIT_WAIT = 1.0
+
+
+class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler, retrying only when `Retry-After` fits in `max_wait` seconds
+    and waiting exactly that long (the stock handler adds up to a second of jitter)."""
+
+    def __init__(self, max_wait: float, max_retry_count: int = 1) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def _can_retry(self, *, state: RetryState, request: HttpRequest,
+                   response: HttpResponse | None = None,
+                   error: Exception | None = None) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = _retry_after(response)
+        return wait is not None and wait <= self.max_wait
+
+    def prepare_for_next_attempt(self, *, state: RetryState, request: HttpRequest,
+                                 response: HttpResponse | None = None,
+                                 error: Exception | None = None) -> None:
+        state.next_attempt_requested = True
+        wait = _retry_after(response) if response is not None else None
+        time.sleep(wait or 0.0)
+        state.increment_current_attempt()
+
+
+def _retry_after(response: HttpResponse) -> float | None:
+    for name, values in response.headers.items():
+        if name.lower() == "retry-after":
+            value = values[0] if isinstance(values, list) and values else values
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def listener_client(runtime: Runtime, timeout: int = 10) -> WebClient:
+    """The Web API client the listeners call Slack with, during a request: unlike the outbox's,
+    it retries a dropped connection and a short 429 itself, within the time the call has."""
+    client = WebClient(base_url=runtime.settings.slack_api_url, timeout=timeout)
+    client.retry_handlers = [
+        ConnectionErrorRetryHandler(
+            max_retry_count=LISTENER_CONNECTION_RETRIES,
+            interval_calculator=BackoffRetryIntervalCalculator(backoff_factor=0.1)),
+        BoundedRateLimitRetryHandler(max_wait=LISTENER_RATE_LIMIT_WAIT),
+    ]
     return client
 
 
@@ -154,8 +220,9 @@ def build_app(runtime: Runtime, *, verify_requests: bool = True,
     acknowledges first, then runs the listener on its own thread pool).
     `quorum manifest` passes an `app_class` that records what the features register.
     """
-    # The token comes from `authorize`; Bolt gives each request a client that carries it.
-    client = web_client(runtime, with_token=False)
+    # The token comes from `authorize`; Bolt gives each request a client that carries it (and
+    # copies this one's retry handlers to it).
+    client = listener_client(runtime)
     app = app_class(
         client=client,
         authorize=workspace_authorization(client, runtime.settings.slack_bot_token),

@@ -700,10 +700,6 @@ class FakeSlack:
         members = self.channel_members.get(channel, example.get("members") or [])
         return {"ok": True, "members": list(members), "response_metadata": {"next_cursor": ""}}
 
-    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Describe a channel (created, set in ``self.channels``, or made up)."""
-        return {"ok": True, "channel": self._channel_info(str(args["channel"]))}
-
     def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
         """Join a channel, so chat.postMessage / chat.update work there."""
         channel = str(args["channel"])
@@ -822,7 +818,6 @@ class FakeSlack:
         "conversations.join": _conversations_join,
         "conversations.create": _conversations_create,
         "conversations.invite": _conversations_invite,
-        "conversations.info": _conversations_info,
         "conversations.members": _conversations_members,
         "views.open": _views_open,
         "views.push": _views_open,
