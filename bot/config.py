@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -36,6 +36,12 @@ ENV_NAMES = {
     "slack_posts_per_minute": "QUORUM_SLACK_POSTS_PER_MINUTE",
     "host": "HOST",
     "port": "PORT",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "mlflow_tracking_token": "MLFLOW_TRACKING_TOKEN",
+    "github_app_id": "GITHUB_APP_ID",
+    "github_app_private_key": "GITHUB_APP_PRIVATE_KEY",
+    "github_webhook_secret": "GITHUB_WEBHOOK_SECRET",
+    "github_api_url": "GITHUB_API_URL",
 }
 
 
@@ -70,6 +76,14 @@ class Settings(BaseSettings):
     # unset, posts go as fast as Slack takes them and a 429's Retry-After is waited out.
     slack_posts_per_minute: float | None = Field(None, alias="QUORUM_SLACK_POSTS_PER_MINUTE",
                                                  gt=0, le=60000)
+    # The MLflow server whose aliases Quorum moves when a gate with `promote to` passes.
+    mlflow_tracking_uri: str | None = Field(None, alias="MLFLOW_TRACKING_URI")
+    mlflow_tracking_token: str | None = Field(None, alias="MLFLOW_TRACKING_TOKEN", repr=False)
+    # Quorum as a GitHub App deployment protection rule (`POST /hooks/github`).
+    github_app_id: str | None = Field(None, alias="GITHUB_APP_ID")
+    github_app_private_key: str | None = Field(None, alias="GITHUB_APP_PRIVATE_KEY", repr=False)
+    github_webhook_secret: str | None = Field(None, alias="GITHUB_WEBHOOK_SECRET", repr=False)
+    github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL")
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
 
@@ -93,6 +107,47 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("mlflow_tracking_uri", "github_api_url")
+    @classmethod
+    def _http_url_shape(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return "https://api.github.com" if info.field_name == "github_api_url" else None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("github_app_id")
+    @classmethod
+    def _app_id_shape(cls, value: str | None) -> str | None:
+        if value and not value.strip().isdigit():
+            raise ValueError("must be the GitHub App's numeric id")
+        return (value or "").strip() or None
+
+    @field_validator("github_app_private_key")
+    @classmethod
+    def _private_key_shape(cls, value: str | None) -> str | None:
+        """PEM text, or the path of a file holding it; checked to be an RSA private key."""
+        if not value or not value.strip():
+            return None
+        text = value.strip()
+        if "-----BEGIN" not in text:
+            try:
+                with open(text, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:
+                raise ValueError("is neither PEM text nor a readable file holding it") from None
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            key = load_pem_private_key(text.encode(), password=None)
+        except (ValueError, TypeError):
+            # Never the library's own words: they might quote part of the key.
+            raise ValueError("is not a PEM-encoded private key without a password") from None
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError("must be the App's RSA private key (GitHub signs with RS256)")
+        return text
 
     @field_validator("database_url")
     @classmethod

@@ -23,7 +23,13 @@ from bot.models.gates import (
     Gate,
     GateSignoff,
     GateStatus,
+    PromotionState,
     SignoffDecision,
+)
+from bot.models.github import (
+    DeploymentState,
+    GithubDeployment,
+    GithubMapping,
 )
 from bot.models.hypotheses import (
     Hypothesis,
@@ -71,9 +77,12 @@ __all__ = [
     "BigId",
     "Decision",
     "DecisionStatus",
+    "DeploymentState",
     "Gate",
     "GateSignoff",
     "GateStatus",
+    "GithubDeployment",
+    "GithubMapping",
     "HomeTab",
     "Hypothesis",
     "HypothesisStatus",
@@ -91,6 +100,7 @@ __all__ = [
     "Project",
     "Promotion",
     "PromotionKind",
+    "PromotionState",
     "RefCounter",
     "Referenced",
     "RetroItem",

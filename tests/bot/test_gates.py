@@ -62,11 +62,20 @@ def test_draft_normalizes_its_fields() -> None:
     assert draft.criteria == ["one", "two", "three", "four"]
     assert draft.due_date == date(2026, 12, 1)
     assert service.GateDraft(milestone="data").validated().roles == ["ds", "eng", "pm"]
+    many = service.GateDraft(milestone="  Offline   Eval sign-off ", roles="ds:2, eng,DS",
+                             wait_seconds=7200).validated()
+    assert (many.milestone, many.roles, many.role_counts, many.wait_seconds) == (
+        "offline eval sign-off", ["ds:2", "eng"], {"ds": 2, "eng": 1}, 7200)
 
 
 @pytest.mark.parametrize(("draft", "field"), [
-    ({"milestone": "a b"}, "milestone"),
-    ({"milestone": "x" * 41}, "milestone"),
+    ({"milestone": "a\\b"}, "milestone"),
+    ({"milestone": "x" * 81}, "milestone"),
+    ({"milestone": "launch", "promote_alias": "champion"}, "promote"),
+    ({"milestone": "launch", "model": "churn", "version": "3", "promote_alias": "v2"},
+     "promote"),
+    ({"milestone": "launch", "wait_seconds": 10}, "wait"),
+    ({"milestone": "launch", "roles": "ds:11"}, "roles"),
     ({"milestone": "launch", "model": "churn model", "version": "3"}, "model"),
     ({"milestone": "launch", "model": "churn", "version": "3/4"}, "version"),
     ({"milestone": "launch", "roles": ["ds", "<!here>"]}, "roles"),
@@ -116,14 +125,16 @@ def test_the_unique_signoff_is_the_last_line_of_defence(db: Database) -> None:
     gate_id = new_gate(db)
     with db.session() as session:
         session.add(GateSignoff(gate_id=gate_id, role="ds", user_id=BOB, decision="approve",
-                                at=NOW))
-    with db.session() as session:
-        # Bypass the checks that would have refused it, as a racing writer would.
-        session.add(GateSignoff(gate_id=gate_id, role="ds", user_id=CAROL, decision="approve",
-                                at=NOW))
-        with pytest.raises(IntegrityError):
-            session.flush()
-        session.rollback()
+                                at=NOW, slot=1))
+    # Bypass the checks that would have refused them, as a racing writer would: a second
+    # approval in the same slot of a role, and a second role signed by the same person.
+    for role, user in (("ds", CAROL), ("eng", BOB)):
+        with db.session() as session:
+            session.add(GateSignoff(gate_id=gate_id, role=role, user_id=user,
+                                    decision="approve", at=NOW, slot=1))
+            with pytest.raises(IntegrityError):
+                session.flush()
+            session.rollback()
 
 
 def _pg_row_lock_waiters(db: Database) -> int:
