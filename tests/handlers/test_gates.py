@@ -492,7 +492,7 @@ def test_one_digest_a_day_lists_every_signoff_waiting_for_each_person(
     give_roles(slack, {ALICE: "pm"})  # the requester is never reminded to approve her own gate
     request(slack, fake_slack)
     request(slack, fake_slack, '"offline eval sign-off" roles eng')
-    first, second = gates(quorum)
+    first, _second = gates(quorum)
     clicker.approve(first.id, BOB)
     wait_delivered(quorum)
     start = first.created_at
@@ -919,7 +919,7 @@ def test_withdraw_by_the_requester_or_an_admin_only(
         make_settings: Callable[..., Any], team: None) -> None:
     card = request(slack, fake_slack, "launch for churn v3")
     request(slack, fake_slack, "scoping")
-    first, second = gates(quorum)
+    first, _second = gates(quorum)
     # The same database served with Dave as the only admin.
     server = QuorumServer(make_settings(QUORUM_ADMINS=DAVE)).start()
     admin_slack = SlackSender(server.url, fake_slack.response_url(), team=TEAM)
