@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
 import signal
@@ -56,7 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="exit 0 when the model version passed its gate, 1 otherwise")
     check.add_argument("--model", required=True, help="the model's name")
     check.add_argument("--version", required=True, help="the model version, e.g. 3 or v3")
-    check.add_argument("--milestone", help="only a gate of this milestone (e.g. launch)")
+    check.add_argument("--milestone", help="only a gate of this milestone (e.g. launch); "
+                       "without it every gate of the version must have passed")
+    check.add_argument("--json", action="store_true",
+                       help="print a JSON record (gates, approvers, why not) instead of text")
 
     announce = commands.add_parser("announce", help="announce to Slack from a script or CI job")
     what = announce.add_subparsers(dest="announce_kind", required=True, metavar="WHAT")
@@ -237,15 +241,19 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 def _gate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.errors import QuorumError
     from bot.render import renderer
-    from bot.services.gates import check, role_states
+    from bot.services.gate_check import check, reason_not_passed
+    from bot.services.gates import role_states
 
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
     try:
         with runtime.db.session() as session:
             result = check(session, args.model, args.version, args.milestone)
-            states = role_states(result.gate) if result.gate else []
-            print(renderer.text("gate/check.txt.j2", result=result, states=states), end="")
+            if args.json:
+                print(json.dumps(result.as_record(), indent=2, ensure_ascii=False))
+            else:
+                print(renderer.text("gate/check.txt.j2", result=result, states=role_states,
+                                    why_not=reason_not_passed), end="")
     except QuorumError as exc:
         print(f"quorum: {exc.message}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ from bot.render import UNSTORABLE
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
 from bot.services import alertmanager, promotions
-from bot.services.gates import check
+from bot.services.gate_check import check
 from bot.slack_app import bolt_request
 from handlers.common import TOO_SLOW, error_message
 

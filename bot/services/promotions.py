@@ -36,14 +36,14 @@ from bot.models import (
 from bot.render import renderer
 from bot.services import roles as role_service
 from bot.services.audit import record_event, snapshot
+from bot.services.gate_check import check, counted_gates
 from bot.services.gates import (
     ACTIVE,
     MODEL_PATTERN,
     VERSION_PATTERN,
-    check,
     normalize_version,
-    role_states,
     signers,
+    waiting_roles,
 )
 from bot.services.refs import next_number
 from bot.services.routing import Route, route
@@ -247,25 +247,24 @@ class GateRecord:
         return {
             **check_record,
             "passed_gates": [
-                {"ref": g.ref, "milestone": g.milestone,
+                {"ref": g.ref, "milestone": g.milestone, "project": g.project.name,
+                 "channel": g.project.channel_id,
                  "passed_at": g.passed_at.isoformat() if g.passed_at else None,
                  "signers": [{"role": s.role, "user": s.user_id} for s in signers(g)]}
                 for g in self.passed],
             "waiting_gates": [
                 {"ref": g.ref, "milestone": g.milestone, "status": g.status,
-                 "waiting_roles": [s.role for s in role_states(g) if s.state == "waiting"]}
+                 "project": g.project.name, "channel": g.project.channel_id,
+                 "waiting_roles": waiting_roles(g)}
                 for g in self.waiting],
         }
 
 
 def gate_record(session: Session, team_id: str, model: str, version: str) -> GateRecord:
-    """Every gate of the version in the workspace, split into passed and still waiting."""
-    gates = session.scalars(
-        select(Gate).where(Gate.team_id == team_id, Gate.model == model,
-                           Gate.version == version,
-                           Gate.status.in_((GateStatus.PASSED, *ACTIVE)))
-        .order_by(Gate.number)
-    ).all()
+    """The gates of the version that count (the owning project's only, when the model is
+    bound), split into passed and still waiting."""
+    gates, _ = counted_gates(session, model, version, team_id=team_id)
+    gates = [g for g in gates if g.status in (GateStatus.PASSED, *ACTIVE)]
     return GateRecord(passed=[g for g in gates if g.status == GateStatus.PASSED],
                       waiting=[g for g in gates if g.status in ACTIVE])
 
@@ -364,7 +363,7 @@ def record_promotion(session: Session, draft: PromotionDraft, *, source: str,
     where = _route(session, draft, default_channel)
     project = where.project
     record = gate_record(session, where.team_id, draft.model, draft.version)
-    checked = check(session, draft.model, draft.version).as_record()
+    checked = check(session, draft.model, draft.version, team_id=where.team_id).as_record()
     if project is None:
         status = Status.UNROUTED
     elif draft.kind == PromotionKind.NEW_VERSION and not project.announce_new_versions:

@@ -710,12 +710,29 @@ def test_cli_gate_check_exit_codes(passed_gate: Gate, monkeypatch: pytest.Monkey
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
                         "--version", "v3")
     assert code == 0, out
-    assert out.startswith("PASSED: G-1 launch gate for churn v3 is passed")
+    assert out.startswith("PASSED: churn v3 passed its gate")
+    assert "G-1 launch gate for churn v3 is passed" in out
     assert f"ds: approved by {BOB}" in out and f"pm: approved by {DAVE}" in out
+    assert f"project: churn-model ({CHANNEL})" in out
 
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
                         "--version", "4", "--milestone", "launch")
-    assert code == 1 and out.startswith("NOT PASSED: G-2") and "ds: waiting" in out
+    assert code == 1 and out.startswith("NOT PASSED: 1 of 1 gate for churn v4 at milestone "
+                                        "launch did not pass")
+    assert "G-2 launch gate for churn v4 is open (waiting for ds, eng, pm)" in out
+    assert "ds: waiting" in out
+
+    code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
+                        "--version", "v3", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["passed"] is True and record["owner"] is None
+    assert [(g["ref"], g["milestone"], g["channel"]) for g in record["gates"]] == [
+        ("G-1", "launch", CHANNEL)]
+    assert [(a["role"], a["user"]) for a in record["gates"][0]["approvers"]] == [
+        ("ds", BOB), ("eng", CAROL), ("pm", DAVE)]
+    code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
+                        "--version", "4", "--json")
+    assert code == 1 and json.loads(out)["gates"][0]["why_not"] == "waiting for ds, eng, pm"
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
                         "--version", "3", "--milestone", "evaluation")
     assert code == 1 and "no gate for churn v3 at milestone evaluation" in out
