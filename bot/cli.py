@@ -126,7 +126,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
                           lease=timedelta(seconds=settings.outbox_lease_seconds),
                           pacer=pacer_for(runtime.db, settings))
     web = create_web_app(runtime, build_app(runtime), worker,
-                         Scheduler(runtime.db, settings.scheduler_tick_seconds))
+                         Scheduler(runtime.db, settings.scheduler_tick_seconds, settings))
     # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
     uvicorn.run(web, host=settings.host, port=settings.port, log_level="info",
                 access_log=False, timeout_graceful_shutdown=10, http=HeaderDeadlineProtocol)

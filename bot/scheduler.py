@@ -17,6 +17,7 @@ import logging
 import pkgutil
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -27,22 +28,30 @@ from sqlalchemy.orm import Session
 from bot.database import Database
 from bot.models import JobClaim, utcnow
 
+if TYPE_CHECKING:
+    from bot.config import Settings
+
 log = logging.getLogger("quorum.scheduler")
 
 # A sweep returns True when it stopped with work left (to commit what it did so far): it then
 # runs again at once in a fresh transaction. None or False: done for this tick.
 Sweep = Callable[[Session, datetime], bool | None]
+# A sweep that talks to a peer (MLflow, GitHub) also gets the settings: `@sweep(name,
+# with_settings=True)` functions are called `f(session, now, settings)`.
+SETTINGS_SWEEPS: set[str] = set()
 # A sweep that keeps saying "more" this many times in one tick is left for the next tick.
 MAX_ROUNDS = 1000
 SWEEPS: dict[str, Sweep] = {}
 
 
-def sweep(name: str) -> Callable[[Sweep], Sweep]:
+def sweep(name: str, *, with_settings: bool = False) -> Callable[[Any], Any]:
     """Register a function to run on every tick of the clock, in its own transaction (a sweep
     that returns True runs again in another, to work through a backlog in chunks)."""
 
-    def register(function: Sweep) -> Sweep:
+    def register(function: Any) -> Any:
         SWEEPS[name] = function
+        if with_settings:
+            SETTINGS_SWEEPS.add(name)
         return function
 
     return register
@@ -71,8 +80,10 @@ def load_sweeps() -> dict[str, Sweep]:
 class Scheduler:
     """Runs every registered sweep on a fixed tick (default every 30 seconds)."""
 
-    def __init__(self, db: Database, tick_seconds: float = 30.0) -> None:
+    def __init__(self, db: Database, tick_seconds: float = 30.0,
+                 settings: Settings | None = None) -> None:
         self.db = db
+        self.settings = settings  # for the sweeps that talk to MLflow or GitHub
         self.tick_seconds = tick_seconds
         self.sweeps = load_sweeps()
         self._apscheduler = BackgroundScheduler(timezone="UTC")
@@ -84,7 +95,12 @@ class Scheduler:
             try:
                 for _ in range(MAX_ROUNDS):
                     with self.db.session() as session:
-                        more = function(session, now)
+                        if name in SETTINGS_SWEEPS:
+                            if self.settings is None:
+                                break
+                            more = function(session, now, self.settings)
+                        else:
+                            more = function(session, now)
                     if not more:
                         break
                 else:

@@ -39,7 +39,8 @@ class SocketModeRunner:
             runtime.db, web_client(runtime), poll_seconds=worker_poll_seconds,
             lease=timedelta(seconds=runtime.settings.outbox_lease_seconds),
             pacer=pacer_for(runtime.db, runtime.settings))
-        self.scheduler = Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds) \
+        self.scheduler = Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds,
+                                   runtime.settings) \
             if run_scheduler else None
         self.handler = SocketModeHandler(self.app, app_token=token)
 

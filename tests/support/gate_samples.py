@@ -185,6 +185,15 @@ def _waiting_thread() -> list[dict[str, Any]]:
             for text in HOSTILE for g in variants(text) if g.ready_at is not None]
 
 
+def _promoted() -> list[dict[str, Any]]:
+    return [{"g": g} for text in HOSTILE for g in variants(text) if g.promote_alias]
+
+
+def _promotion_failing() -> list[dict[str, Any]]:
+    return [{"g": g, "retry": timedelta(seconds=seconds)} for text in HOSTILE
+            for g in variants(text) if g.promote_alias for seconds in (30, 1800)]
+
+
 def _withdrawn() -> list[dict[str, Any]]:
     return [{"g": g} for text in HOSTILE for g in variants(text)
             if g.status == GateStatus.WITHDRAWN]
@@ -296,6 +305,8 @@ GATE_SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "gate/digest": _digest,
     "gate/waiting": _waiting_thread,
     "gate/withdrawn": _withdrawn,
+    "gate/promoted": _promoted,
+    "gate/promotion_failing": _promotion_failing,
     "gate/withdraw_done": _withdrawn,
     "gate/request_modal": _request_modal,
     "gate/requested": _requested,
