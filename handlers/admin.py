@@ -14,6 +14,7 @@ from bot.commands import Command, Subcommand
 from bot.models import Project
 from bot.render import renderer
 from bot.runtime import Runtime
+from bot.services import access
 from bot.services import promotions as promotion_service
 from bot.services import roles as role_service
 from bot.services.projects import project_for_channel
@@ -58,7 +59,8 @@ def roles_view(session: Session, project: Project, actor: str,
     missing = [role for role in role_service.DEFAULT_ROLES if role not in holders]
     return renderer.message("admin/roles", project=project, holders=holders, missing=missing,
                             settings=role_service.settings_of(project),
-                            can_change=role_service.is_admin(actor, admins))
+                            owners=access.owners(session, project),
+                            can_change=access.is_project_admin(session, project, actor, admins))
 
 
 def register(app: App, runtime: Runtime) -> None:

@@ -46,7 +46,7 @@ ADMIN, ALICE, BOB, CAROL, DAVE, EVE, FRANK = (
 # In every row's project: Bob is ds, Carol eng, Dave pm; Alice, who requested the gate, owns the
 # risk and declared the incident, is ds as well; Eve holds nothing; the admin holds nothing.
 ROLES = [(BOB, "ds"), (CAROL, "eng"), (DAVE, "pm"), (ALICE, "ds")]
-ADMIN_ONLY = "Only Quorum admins can change roles and settings"
+ADMIN_ONLY = "Only Quorum admins and this project's owners can change roles and settings"
 NO_ROLE = "you hold none of these roles"
 SELF_APPROVAL = "so you cannot approve it yourself"
 
