@@ -14,6 +14,7 @@ from bot.errors import InvalidInput
 from bot.models import Gate, Project, SignoffDecision
 from bot.render import renderer
 from bot.runtime import Runtime
+from bot.services import access
 from bot.services import gates as service
 from bot.services import roles as role_service
 from bot.services.audit import history
@@ -125,8 +126,9 @@ def register(app: App, runtime: Runtime) -> None:
                                           mlflow_configured=mlflow_configured)
             return ephemeral(renderer.message("gate/requested", result=result))
         if subcommand == "withdraw":
+            admin = access.is_project_admin(session, project, user, runtime.settings.admins)
             gate = service.withdraw(session, project, user, args["ref"], args["reason"],
-                                    is_admin=role_service.is_admin(user, runtime.settings.admins))
+                                    is_admin=admin)
             return ephemeral(renderer.message("gate/withdraw_done", g=gate))
         if subcommand == "list":
             gates, total = service.list_gates(session, project)

@@ -3,7 +3,7 @@ withdrawal, `promote to <alias>` (MLflow), one sign-off per person per gate, and
 deployment protection rules (mappings and held deployments).
 
 Revision ID: 0018
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-04
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0018"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
