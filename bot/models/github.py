@@ -40,6 +40,7 @@ class DeploymentState:
     REJECT = "reject"
     APPROVED = "approved"  # GitHub took the answer (204): final
     REJECTED = "rejected"
+    FAILED = "failed"  # GitHub refused the answer for good (say, the run is gone)
 
 
 class GithubDeployment(Base):

@@ -435,7 +435,7 @@ def quorum_move(session: Session, draft: PromotionDraft) -> Promotion | None:
                                 Promotion.version == draft.version,
                                 Promotion.to_stage == draft.to,
                                 Promotion.kind == PromotionKind.PROMOTION)
-        .order_by(Promotion.id.desc()).limit(1).with_for_update()
+        .order_by(Promotion.id.desc()).limit(1).with_for_update(of=Promotion)
     ).unique().first()
 
 
