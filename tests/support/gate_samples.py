@@ -14,7 +14,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bot.commands import Command, Subcommand
-from bot.models import AuditEvent, Gate, GateSignoff, GateStatus, Project, SignoffDecision
+from bot.models import (
+    AuditEvent,
+    Gate,
+    GateSignoff,
+    GateStatus,
+    GithubDeployment,
+    Project,
+    SignoffDecision,
+)
 from bot.services.gates import (
     CRITERIA_LINES,
     CRITERION_LIMIT,
@@ -194,6 +202,20 @@ def _promotion_failing() -> list[dict[str, Any]]:
             for g in variants(text) if g.promote_alias for seconds in (30, 1800)]
 
 
+def _deployment() -> list[dict[str, Any]]:
+    contexts = []
+    for text in HOSTILE:
+        for n, event in enumerate(("held", "approved", "rejected", "failed", text[:20])):
+            d = GithubDeployment(
+                id=n, delivery_id=text[:64], team_id="T1", repo=text[:140] or "a/b",
+                environment=text[:255], installation_id=1, callback_url=text[:500],
+                sha=text[:64] or None, ref=text[:255], model=text[:100] if n % 2 else None,
+                version=text[:64] if n % 2 else None, gate_ids=[], state=event,
+                comment=text[:1000] or None, attempts=n, last_error=text[:2000] or None)
+            contexts.append({"d": d, "event": event})
+    return contexts
+
+
 def _withdrawn() -> list[dict[str, Any]]:
     return [{"g": g} for text in HOSTILE for g in variants(text)
             if g.status == GateStatus.WITHDRAWN]
@@ -305,6 +327,7 @@ GATE_SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "gate/digest": _digest,
     "gate/waiting": _waiting_thread,
     "gate/withdrawn": _withdrawn,
+    "gate/deployment": _deployment,
     "gate/promoted": _promoted,
     "gate/promotion_failing": _promotion_failing,
     "gate/withdraw_done": _withdrawn,
