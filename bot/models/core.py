@@ -82,6 +82,9 @@ class Project(Base):
     # access rules treat as private (fail closed).
     is_private: Mapped[bool | None] = mapped_column(Boolean, default=None)
     privacy_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The members of a private channel as Slack last listed them (`conversations.members`, with
+    # the privacy): whose Home and DMs may show its records. None for public or unknown ones.
+    member_ids: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
 
     @property
     def ref(self) -> str:

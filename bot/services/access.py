@@ -60,15 +60,22 @@ def privacy_is_stale(project: Project, now: datetime) -> bool:
     return checked is None or now - checked >= PRIVACY_TTL
 
 
-def set_privacy(session: Session, project: Project, is_private: bool, now: datetime) -> bool:
+def set_privacy(session: Session, project: Project, is_private: bool, now: datetime,
+                members: Collection[str] | None = None) -> bool:
     """Store what Slack said about the project's channel; True when the privacy changed.
 
-    A change is audited (actor `slack`); a confirmation only moves the check time.
+    `members` (a private channel's members, from `conversations.members`) is kept for private
+    channels only: it says whose Home and DMs may show the records. A change of privacy is
+    audited (actor `slack`); a confirmation only moves the check time.
     """
     private = bool(is_private) or channel_id_is_private(project.channel_id)
     before = project.is_private
     project.is_private = private
     project.privacy_checked_at = now
+    if not private:
+        project.member_ids = None
+    elif members is not None:
+        project.member_ids = sorted(set(members))
     session.flush()
     if before is None or before == private:
         return False
@@ -108,6 +115,17 @@ def is_visible_to(project: Project, member_of: MemberOf) -> bool:
     project is public, or they are a member of its channel. `member_of` is a predicate on channel
     ids or the set of channels they belong to; None means their channels are unknown."""
     return not is_private(project) or _member_test(member_of)(project.channel_id)
+
+
+def is_member(project: Project, user_id: str) -> bool:
+    """Whether `user_id` was in the project's private channel when Slack last listed it."""
+    return user_id in (project.member_ids or ())
+
+
+def visible_to_user(project: Project, user_id: str) -> bool:
+    """Whether the project's records may reach `user_id` outside the channel (their Home, a
+    reminder in a DM): the project is public, or they are a known member of its channel."""
+    return not is_private(project) or is_member(project, user_id)
 
 
 def visible_projects(session: Session, team_id: str, user_id: str,

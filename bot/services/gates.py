@@ -34,7 +34,7 @@ from bot.models import (
 )
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
-from bot.services import home
+from bot.services import access, home
 from bot.services import roles as role_service
 from bot.services.audit import record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref
@@ -652,8 +652,8 @@ def _decided(session: Session, gate: Gate) -> None:
 # ---------------------------------------------------------------------------- withdrawing
 
 
-def withdraw(session: Session, project: Project, actor: str, ref: str, reason: str,
-             is_admin: bool, now: datetime | None = None) -> Gate:
+def withdraw(session: Session, gate_id: int, actor: str, reason: str, is_admin: bool,
+             now: datetime | None = None) -> Gate:
     """The requester (or a project admin) takes back an open gate: nobody signs or is reminded
     any more, and the card and its thread say why."""
     now = now or utcnow()
@@ -664,9 +664,9 @@ def withdraw(session: Session, project: Project, actor: str, ref: str, reason: s
     if len(reason) > REASON_LIMIT:
         raise InvalidInput(f"The reason is {len(reason)} characters long; keep it within "
                            f"{REASON_LIMIT}.", field="reason")
-    found = get_gate(session, project, ref)
-    gate = _lock(session, found.id)
-    assert gate is not None
+    gate = _lock(session, gate_id)
+    if gate is None:
+        raise NotFound("That gate no longer exists.")
     if actor != gate.requested_by and not is_admin:
         raise Forbidden(f"Only {gate.ref}'s requester or a project admin can withdraw it.")
     if gate.status not in ACTIVE:
@@ -737,6 +737,8 @@ def send_signoff_digests(session: Session, now: datetime) -> None:
         if gate.project_id not in holders_of:
             holders_of[gate.project_id] = role_service.holders(session, gate.project)
         for user_id, roles in waiting_signers(session, gate, holders_of[gate.project_id]).items():
+            if not access.visible_to_user(gate.project, user_id):
+                continue  # a private channel's gate reaches only its members (docs/access.md)
             waiting.setdefault((gate.team_id, user_id), []).append((gate, roles))
     day = now.date().isoformat()
     due = {f"gate-digest:{team}:{user}:{day}": (team, user) for team, user in waiting}

@@ -657,9 +657,10 @@ def test_bad_input_is_refused_and_writes_nothing(slack: SlackSender, quorum: Quo
         "request launch for churn v3 promote to champion": "MLFLOW_TRACKING_URI is not set",
         "request for churn v3": "<milestone> is missing",
         "withdraw G-1": "<reason> is missing",
-        "withdraw G-1 gone": "G-1 belongs to another channel's project",
+        "withdraw G-1 gone": f"G-1 belongs to <#{OTHER_CHANNEL}>: it can be changed only",
         "withdraw G-99 gone": "There is no gate G-99",
-        "status G-1": "G-1 belongs to another channel's project",
+        # Another channel's public gate is shown, saying where it lives (docs/access.md).
+        "status G-1": ":round_pushpin: From <#C0FRAUD01>",
         "status G-99": "There is no gate G-99",
         "status D-1": "is not a reference like G-12",
         "list all": "Unexpected `all`",
