@@ -4,7 +4,7 @@ A pattern reads like the usage line people see, with a type after each placehold
 
     "show <ref:D-n>"                      "supersede <ref:D-n> <title:text>"
     "update <ref:R-n> likelihood <likelihood:1-5> impact <impact:1-5>"
-    "request <milestone:word> [for <model:word> v<version:word>] [roles <roles:list>]"
+    "request <milestone:words> [for <model:word> <version:version>] [roles <roles:list>]"
 
 Types: `text` (the rest of the line), `word`, `words` (one quoted token, or the words up to the
 next keyword of the pattern: `request <milestone:words> [for …]`), `version` (`v3` or `3`,

@@ -43,7 +43,7 @@ COMMAND = Command("/quorum", "roles, settings and help for every Quorum command"
     Subcommand("github map <repo:word> <environment:word> [model <model:word>]",
                "hold the GitHub deployments of a repository (`owner/name`) to an environment "
                "until this project's gates pass (for a model: its deployed version's gates)"),
-    Subcommand("trace <model:word> v<version:word>",
+    Subcommand("trace <model:word> <version:version>",
                "one model version's hypotheses, decisions, gates, promotions and incidents"),
 ], bare="show every Quorum command")
 
