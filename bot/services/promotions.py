@@ -544,6 +544,13 @@ def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: st
     if draft is None:
         return Outcome(None, routed=False, created=False, ignored=True)
     if draft.kind == PromotionKind.PROMOTION:
+        # MLflow calls back while the sweep that moved the alias may still be committing: wait
+        # for that gate's row lock, so Quorum's own record of the move is seen and not doubled.
+        session.scalars(
+            select(Gate.id).where(Gate.model == draft.model, Gate.version == draft.version,
+                                  Gate.promote_alias == draft.to,
+                                  Gate.promotion_state.is_not(None))
+            .with_for_update()).all()
         ours = quorum_move(session, draft)
         if ours is not None:  # Quorum set this alias itself and announced it already
             ours.delivery_id = delivery_id
