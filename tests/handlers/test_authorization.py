@@ -665,9 +665,16 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
         if row.payload.get("user_id") == EVE:
             assert "secret" not in json.dumps(row.payload), row.payload
 
-    # Reminders: the standup's halfway reminder and the gates' after a day.
+    # Reminders: the standup's halfway reminder, the risk reviews' morning digest and the gates'
+    # reminder after a day. Eve and Bob each own a risk of the private project due for review.
     with server.runtime.db.session() as session:
         from bot.models import RitualOccurrence
+
+        secret = project_for_channel(session, TEAM, PRIVATE)
+        for owner in (EVE, BOB):
+            log_risk(session, secret, ALICE, RiskDraft(
+                title=f"Review secret of {owner}", owner=owner, likelihood=2, impact=2,
+                next_review=utcnow().date()))
 
         standup = session.get_one(RitualOccurrence, int(private.ids["STANDUP"]))
         assert EVE in (standup.participants or [])
@@ -677,6 +684,8 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
         created = gate.created_at
     first = _last_outbox_id(server)
     server.scheduler.run_due(now=remind_at + timedelta(minutes=1))
+    morning = created.replace(hour=9, minute=30) + timedelta(days=1)
+    server.scheduler.run_due(now=morning)
     server.scheduler.run_due(now=created + timedelta(hours=25))
     dms: dict[str, list[str]] = {}
     for row in _outbox_since(server, first):
@@ -686,4 +695,5 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
     assert EVE not in dms, dms[EVE]
     assert any(private.refs["G"] in text for text in dms.get(CAROL, [])), dms
     assert any("standup" in text.lower() for text in dms.get(BOB, [])), dms
+    assert any(f"Review secret of {BOB}" in text for text in dms.get(BOB, [])), dms
     assert public.refs["G"]  # Eve holds no role there: nothing of it was hers to be reminded of
