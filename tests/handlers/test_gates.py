@@ -980,3 +980,27 @@ def test_a_gate_for_a_model_bound_elsewhere_is_refused_with_the_reason(
     assert f"`churn` is bound to <#{OTHER_CHANNEL}>" in answer and "would not count" in answer
     assert (count(quorum, Gate), count(quorum, AuditEvent)) == before
     request(slack, fake_slack, "launch for fraud v3")  # an unbound model is fine here
+
+
+def test_api_gates_answers_from_the_project_that_owns_the_model(
+        make_settings: Callable[..., Any], quorum: QuorumServer, passed_gate: Gate,
+        slack: SlackSender) -> None:
+    """G-1 passed in #churn; once churn is bound to another project, it no longer counts."""
+    server = QuorumServer(make_settings(QUORUM_WEBHOOK_TOKEN="s3cret-token")).start()
+    try:
+        def ask() -> dict[str, Any]:
+            answer = httpx.get(f"{server.url}/api/gates", params={"model": "churn",
+                                                                   "version": "v3"},
+                               headers={"Authorization": "Bearer s3cret-token"})
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        unbound = ask()
+        assert unbound["passed"] is True and unbound["owner"] is None
+        assert [(g["ref"], g["channel"]) for g in unbound["gates"]] == [("G-1", CHANNEL)]
+        slack.command("/quorum", "model add churn", channel=OTHER_CHANNEL)
+        bound = ask()
+        assert bound["passed"] is False and bound["gates"] == []
+        assert bound["owner"]["channel"] == OTHER_CHANNEL
+    finally:
+        server.stop()
