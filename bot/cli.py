@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
 import signal
@@ -85,7 +86,10 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="exit 0 when the model version passed its gate, 1 otherwise")
     check.add_argument("--model", required=True, help="the model's name")
     check.add_argument("--version", required=True, help="the model version, e.g. 3 or v3")
-    check.add_argument("--milestone", help="only a gate of this milestone (e.g. launch)")
+    check.add_argument("--milestone", help="only a gate of this milestone (e.g. launch); "
+                       "without it every gate of the version must have passed")
+    check.add_argument("--json", action="store_true",
+                       help="print a JSON record (gates, approvers, why not) instead of text")
 
     announce = commands.add_parser("announce", help="announce to Slack from a script or CI job")
     what = announce.add_subparsers(dest="announce_kind", required=True, metavar="WHAT")
@@ -183,7 +187,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                           lease=timedelta(seconds=settings.outbox_lease_seconds),
                           pacer=pacer_for(runtime.db, settings))
     web = create_web_app(runtime, build_app(runtime), worker,
-                         Scheduler(runtime.db, settings.scheduler_tick_seconds,
+                         Scheduler(runtime.db, settings.scheduler_tick_seconds, settings,
                                    jobs=edge_jobs(runtime)))
     # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
     # log_config=None: uvicorn's lines go through Quorum's logging (QUORUM_LOG_FORMAT).
@@ -330,14 +334,18 @@ def _refresh_names(runtime: Runtime) -> None:
 def _gate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.errors import QuorumError
     from bot.render import renderer
-    from bot.services.gates import check, role_states
+    from bot.services.gate_check import check, reason_not_passed
+    from bot.services.gates import role_states
 
     runtime = _database(settings, migrate=False)
     try:
         with runtime.db.session() as session:
             result = check(session, args.model, args.version, args.milestone)
-            states = role_states(result.gate) if result.gate else []
-            print(renderer.text("gate/check.txt.j2", result=result, states=states), end="")
+            if args.json:
+                print(json.dumps(result.as_record(), indent=2, ensure_ascii=False))
+            else:
+                print(renderer.text("gate/check.txt.j2", result=result, states=role_states,
+                                    why_not=reason_not_passed), end="")
     except QuorumError as exc:
         print(f"quorum: {exc.message}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -44,6 +44,12 @@ ENV_NAMES = {
     "alertmanager_password": "ALERTMANAGER_PASSWORD",
     "alertmanager_token": "ALERTMANAGER_TOKEN",
     "promotion_repeat_minutes": "QUORUM_PROMOTION_REPEAT_MINUTES",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "mlflow_tracking_token": "MLFLOW_TRACKING_TOKEN",
+    "github_app_id": "GITHUB_APP_ID",
+    "github_app_private_key": "GITHUB_APP_PRIVATE_KEY",
+    "github_webhook_secret": "GITHUB_WEBHOOK_SECRET",
+    "github_api_url": "GITHUB_API_URL",
 }
 
 
@@ -81,6 +87,14 @@ class Settings(BaseSettings):
     # "json": one JSON object a line (time, level, logger, message, request id, team, command,
     # latency), for log pipelines; "text": plain lines for a terminal.
     log_format: Literal["text", "json"] = Field("text", alias="QUORUM_LOG_FORMAT")
+    # The MLflow server whose aliases Quorum moves when a gate with `promote to` passes.
+    mlflow_tracking_uri: str | None = Field(None, alias="MLFLOW_TRACKING_URI")
+    mlflow_tracking_token: str | None = Field(None, alias="MLFLOW_TRACKING_TOKEN", repr=False)
+    # Quorum as a GitHub App deployment protection rule (`POST /hooks/github`).
+    github_app_id: str | None = Field(None, alias="GITHUB_APP_ID")
+    github_app_private_key: str | None = Field(None, alias="GITHUB_APP_PRIVATE_KEY", repr=False)
+    github_webhook_secret: str | None = Field(None, alias="GITHUB_WEBHOOK_SECRET", repr=False)
+    github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL")
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
     # Alertmanager's API v2, where silences made from an incident's card go (none: no buttons).
@@ -141,6 +155,46 @@ class Settings(BaseSettings):
             raise ValueError("give either a bearer token or ALERTMANAGER_USERNAME/PASSWORD, "
                              "not both")
         return value
+    @field_validator("mlflow_tracking_uri", "github_api_url")
+    @classmethod
+    def _http_url_shape(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return "https://api.github.com" if info.field_name == "github_api_url" else None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("github_app_id")
+    @classmethod
+    def _app_id_shape(cls, value: str | None) -> str | None:
+        if value and not value.strip().isdigit():
+            raise ValueError("must be the GitHub App's numeric id")
+        return (value or "").strip() or None
+
+    @field_validator("github_app_private_key")
+    @classmethod
+    def _private_key_shape(cls, value: str | None) -> str | None:
+        """PEM text, or the path of a file holding it; checked to be an RSA private key."""
+        if not value or not value.strip():
+            return None
+        text = value.strip()
+        if "-----BEGIN" not in text:
+            try:
+                with open(text, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:
+                raise ValueError("is neither PEM text nor a readable file holding it") from None
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            key = load_pem_private_key(text.encode(), password=None)
+        except (ValueError, TypeError):
+            # Never the library's own words: they might quote part of the key.
+            raise ValueError("is not a PEM-encoded private key without a password") from None
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError("must be the App's RSA private key (GitHub signs with RS256)")
+        return text
 
     @field_validator("database_url")
     @classmethod

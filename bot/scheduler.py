@@ -18,6 +18,7 @@ import pkgutil
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -26,11 +27,17 @@ from sqlalchemy.orm import Session
 from bot.database import UNAVAILABLE, Database, database_outage
 from bot.models import JobClaim, utcnow
 
+if TYPE_CHECKING:
+    from bot.config import Settings
+
 log = logging.getLogger("quorum.scheduler")
 
 # A sweep returns True when it stopped with work left (to commit what it did so far): it then
 # runs again at once in a fresh transaction. None or False: done for this tick.
 Sweep = Callable[[Session, datetime], bool | None]
+# A sweep that talks to a peer (MLflow, GitHub) also gets the settings: `@sweep(name,
+# with_settings=True)` functions are called `f(session, now, settings)`.
+SETTINGS_SWEEPS: set[str] = set()
 # A sweep that keeps saying "more" this many times in one tick is left for the next tick.
 MAX_ROUNDS = 1000
 SWEEPS: dict[str, Sweep] = {}
@@ -39,12 +46,14 @@ SWEEPS: dict[str, Sweep] = {}
 EdgeJob = Callable[[datetime], object]
 
 
-def sweep(name: str) -> Callable[[Sweep], Sweep]:
+def sweep(name: str, *, with_settings: bool = False) -> Callable[[Any], Any]:
     """Register a function to run on every tick of the clock, in its own transaction (a sweep
     that returns True runs again in another, to work through a backlog in chunks)."""
 
-    def register(function: Sweep) -> Sweep:
+    def register(function: Any) -> Any:
         SWEEPS[name] = function
+        if with_settings:
+            SETTINGS_SWEEPS.add(name)
         return function
 
     return register
@@ -74,8 +83,9 @@ class Scheduler:
     """Runs every registered sweep on a fixed tick (default every 30 seconds)."""
 
     def __init__(self, db: Database, tick_seconds: float = 30.0,
-                 jobs: Sequence[EdgeJob] = ()) -> None:
+                 settings: Settings | None = None, jobs: Sequence[EdgeJob] = ()) -> None:
         self.db = db
+        self.settings = settings  # for the sweeps that talk to MLflow or GitHub
         self.tick_seconds = tick_seconds
         self.sweeps = load_sweeps()
         self.jobs = list(jobs)
@@ -94,7 +104,12 @@ class Scheduler:
             try:
                 for _ in range(MAX_ROUNDS):
                     with self.db.session() as session:
-                        more = function(session, now)
+                        if name in SETTINGS_SWEEPS:
+                            if self.settings is None:
+                                break
+                            more = function(session, now, self.settings)
+                        else:
+                            more = function(session, now)
                     if not more:
                         break
                 else:

@@ -50,7 +50,8 @@ class SocketModeRunner:
             lease=timedelta(seconds=runtime.settings.outbox_lease_seconds),
             pacer=pacer_for(runtime.db, runtime.settings))
         self.scheduler = Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds,
-                                   jobs=edge_jobs(runtime)) if run_scheduler else None
+                                   settings=runtime.settings, jobs=edge_jobs(runtime)) \
+            if run_scheduler else None
         self.handler = SocketModeHandler(self.app, app_token=token)
         # Bound now, so that a port already taken is an error before anything starts.
         self.health = HealthServer(health_address, runtime.db, self.connected) \

@@ -37,7 +37,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bot import metrics
+from bot import github_app, metrics
 from bot.database import UNAVAILABLE, database_outage
 from bot.delivery import OutboxWorker
 from bot.errors import InvalidInput, QuorumError
@@ -45,8 +45,8 @@ from bot.logs import request_context
 from bot.render import UNSTORABLE
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
-from bot.services import alertmanager, promotions
-from bot.services.gates import check
+from bot.services import alertmanager, github, promotions
+from bot.services.gate_check import check
 from bot.slack_app import bolt_request
 from handlers.common import TOO_SLOW, error_message
 
@@ -520,6 +520,55 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         fresh_unrouted = result["created"] and not result["routed"]
         return JSONResponse(result, status_code=202 if fresh_unrouted else 200)
 
+    async def github_hook(request: Request) -> Response:
+        """GitHub's `deployment_protection_rule` webhooks: hold a deployment for its gates."""
+        settings = runtime.settings
+        secret = settings.github_webhook_secret
+        if not (secret and settings.github_app_id and settings.github_app_private_key):
+            return _refusal(503, "webhooks_disabled", "GITHUB_WEBHOOK_SECRET, GITHUB_APP_ID and "
+                            "GITHUB_APP_PRIVATE_KEY must all be set, so Quorum refuses every "
+                            "GitHub webhook.")
+        body = await request.body()  # the raw bytes: the signature covers exactly these
+        reason = github_app.signature_refusal(
+            secret, body, request.headers.get("x-hub-signature-256", ""))
+        if reason is not None:
+            return _refusal(401, "invalid_signature", reason)
+        event = request.headers.get("x-github-event", "").strip()
+        delivery_id = request.headers.get("x-github-delivery", "").strip()
+        if not delivery_id or len(delivery_id) > github.DELIVERY_ID_LIMIT:
+            return _refusal(400, "invalid_payload", "X-GitHub-Delivery must be the delivery's "
+                            "GUID.", field="X-GitHub-Delivery")
+        data = await read_json_object(request)
+        if isinstance(data, JSONResponse):
+            return data
+        if event == "ping":
+            return JSONResponse({"ok": True, "pong": True})
+        if event != "deployment_protection_rule" or data.get("action") != "requested":
+            return JSONResponse({"ok": True, "ignored": True}, status_code=202)
+        try:
+            parsed = github.parse_event(data)
+        except InvalidInput as exc:
+            return _refusal(400, "invalid_payload", exc.message, field=exc.field)
+
+        def apply() -> dict[str, object]:
+            with runtime.db.session() as session:
+                return github.receive(session, parsed, delivery_id).as_json()
+
+        try:
+            result = await run_in_threadpool(apply)
+        except InvalidInput as exc:
+            return _refusal(400, "invalid_payload", exc.message, field=exc.field)
+        except Exception as exc:
+            # A 5xx: GitHub's redelivery (same GUID) acts once.
+            return _store_failed("GitHub webhook", exc)
+        if not result["mapped"]:
+            log.info("GitHub deployment of %s to %s ignored: no project maps them "
+                     "(/quorum github map)", parsed.repo, parsed.environment)
+            return JSONResponse({**result, "reason": "No project maps this repository and "
+                                 "environment; `/quorum github map` in its channel."},
+                                status_code=202)
+        return JSONResponse(result, status_code=200)
+
     async def promotion_hook(request: Request) -> Response:
         """A deployment pipeline says a model version was promoted."""
         refusal = bearer_refusal(runtime, request)
@@ -619,6 +668,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             Route("/hooks/alertmanager", _measured("/hooks/alertmanager", alertmanager_hook),
                   methods=["POST"]),
             Route("/hooks/mlflow", _measured("/hooks/mlflow", mlflow_hook), methods=["POST"]),
+            Route("/hooks/github", _measured("/hooks/github", github_hook), methods=["POST"]),
             Route("/hooks/promotion", _measured("/hooks/promotion", promotion_hook),
                   methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),

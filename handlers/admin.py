@@ -15,6 +15,7 @@ from bot.models import Project
 from bot.render import renderer
 from bot.runtime import Runtime
 from bot.services import access
+from bot.services import github as github_service
 from bot.services import promotions as promotion_service
 from bot.services import roles as role_service
 from bot.services import trace as trace_service
@@ -40,6 +41,9 @@ COMMAND = Command("/quorum", "roles, settings and help for every Quorum command"
                "send the promotions and alerts of this registered model to this channel"),
     Subcommand("model remove <name:word>", "stop sending this model's promotions here"),
     Subcommand("models", "the registered models bound to this channel's project"),
+    Subcommand("github map <repo:word> <environment:word> [model <model:word>]",
+               "hold the GitHub deployments of a repository (`owner/name`) to an environment "
+               "until this project's gates pass (for a model: its deployed version's gates)"),
     Subcommand("trace <model:word> <version:version>",
                "one model version's hypotheses, decisions, gates, promotions and incidents"),
 ], bare="show every Quorum command")
@@ -126,6 +130,16 @@ def register(app: App, runtime: Runtime) -> None:
             return ephemeral(renderer.message(
                 "promotion/models", project=project,
                 bindings=promotion_service.bindings(session, project)))
+        if subcommand == "github map":
+            mapping, created = github_service.map_environment(
+                session, project, user, args["repo"], args["environment"], args.get("model"),
+                admins)
+            held = f" for the gates of `{mapping.model}`'s deployed version" \
+                if mapping.model else ""
+            return notice(f"GitHub deployments of {mapping.repo} to `{mapping.environment}` now "
+                          f"wait{held} in this channel." if created else
+                          f"{mapping.repo} `{mapping.environment}` was already mapped here; "
+                          f"its model is now {mapping.model or 'none'}.")
         if subcommand == "trace":
             found = trace_service.trace(session, project, args["model"], args["version"])
             return ephemeral(renderer.message("promotion/trace", t=found))

@@ -25,7 +25,13 @@ from bot.models.gates import (
     Gate,
     GateSignoff,
     GateStatus,
+    PromotionState,
     SignoffDecision,
+)
+from bot.models.github import (
+    DeploymentState,
+    GithubDeployment,
+    GithubMapping,
 )
 from bot.models.hypotheses import (
     Hypothesis,
@@ -76,10 +82,13 @@ __all__ = [
     "BigId",
     "Decision",
     "DecisionStatus",
+    "DeploymentState",
     "FollowUpStatus",
     "Gate",
     "GateSignoff",
     "GateStatus",
+    "GithubDeployment",
+    "GithubMapping",
     "HomeTab",
     "Hypothesis",
     "HypothesisStatus",
@@ -100,6 +109,7 @@ __all__ = [
     "ProjectOwner",
     "Promotion",
     "PromotionKind",
+    "PromotionState",
     "RefCounter",
     "Referenced",
     "RetroItem",

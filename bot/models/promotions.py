@@ -41,6 +41,7 @@ class ModelBinding(Base):
 class PromotionKind(enum.StrEnum):
     PROMOTION = "promotion"  # an alias or stage moved to a version
     NEW_VERSION = "new_version"  # MLflow registered a version (announced only on opt-in)
+    ALIAS_DELETED = "alias_deleted"  # an alias was removed in MLflow: announced as a rollback
 
 
 class Promotion(Referenced, Base):

@@ -35,6 +35,7 @@ from bot.models import (
     RiskStatus,
     RitualSchedule,
     RoleAssignment,
+    SignoffDecision,
     utcnow,
 )
 from bot.render import renderer
@@ -152,25 +153,35 @@ def waiting_signoffs(session: Session, team_id: str, user_id: str, project_ids: 
     # Which open gates wait for them is worked out from ids and roles alone; only the gates
     # shown are loaded whole (a busy person may be able to sign hundreds).
     open_gates = session.execute(
-        select(Gate.id, Gate.project_id, Gate.required_roles, Gate.requested_by,
-               Project.allow_self_approval)
+        select(Gate.id, Gate.project_id, Gate.required_roles, Gate.role_counts,
+               Gate.requested_by, Project.allow_self_approval)
         .join(Project, Project.id == Gate.project_id)
         .where(Gate.team_id == team_id, Gate.status == GateStatus.OPEN,
-               Gate.project_id.in_(list(held)),
+               Gate.ready_at.is_(None), Gate.project_id.in_(list(held)),
                or_(Gate.expires_at.is_(None), Gate.expires_at > now))
         .order_by(Gate.due_date.is_(None), Gate.due_date, Gate.created_at, Gate.id)
     ).all()
-    signed: dict[int, set[str]] = {}
-    for gate_id, role in session.execute(
-            select(GateSignoff.gate_id, GateSignoff.role)
+    approvals: dict[int, dict[str, int]] = {}
+    signed_by_them: set[int] = set()
+    for gate_id, role, signer, decision in session.execute(
+            select(GateSignoff.gate_id, GateSignoff.role, GateSignoff.user_id,
+                   GateSignoff.decision)
             .where(GateSignoff.gate_id.in_([row.id for row in open_gates]))):
-        signed.setdefault(gate_id, set()).add(role)
+        if signer == user_id:
+            signed_by_them.add(gate_id)  # one person signs one role of a gate
+        if decision == SignoffDecision.APPROVE:
+            counts = approvals.setdefault(gate_id, {})
+            counts[role] = counts.get(role, 0) + 1
     waiting: list[tuple[int, list[str]]] = []
     for row in open_gates:
+        if row.id in signed_by_them:
+            continue
         if row.requested_by == user_id and not row.allow_self_approval:
             continue  # they cannot approve their own gate (see gates.signable_roles)
+        needs = row.role_counts or {}
+        done = approvals.get(row.id, {})
         roles = [role for role in row.required_roles
-                 if role in held[row.project_id] and role not in signed.get(row.id, ())]
+                 if role in held[row.project_id] and done.get(role, 0) < needs.get(role, 1)]
         if roles:
             waiting.append((row.id, roles))
     shown = waiting[:WAITING_SHOWN]

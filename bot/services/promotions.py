@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,14 +34,14 @@ from bot.models import (
 from bot.render import renderer
 from bot.services import access
 from bot.services.audit import record_event, snapshot
+from bot.services.gate_check import check, counted_gates
 from bot.services.gates import (
     ACTIVE,
     MODEL_PATTERN,
     VERSION_PATTERN,
-    check,
     normalize_version,
-    role_states,
     signers,
+    waiting_roles,
 )
 from bot.services.idempotency import first_time
 from bot.services.records import lock
@@ -57,6 +57,10 @@ BINDINGS_LIMIT = 100
 SIGNATURE_TOLERANCE_SECONDS = 300
 DELIVERY_ID_LIMIT = 64
 MLFLOW_FIELDS = {"model": "data.name", "version": "data.version", "to": "data.alias"}
+# The version of an alias deletion whose alias Quorum never saw set.
+UNKNOWN_VERSION = "unknown"
+# Where Quorum itself moved an alias (`promote to`): MLflow's webhook for it adds nothing.
+QUORUM = "quorum"
 # Actors of promotions that did not come from a person in Slack.
 MLFLOW = "mlflow"
 WEBHOOK = "webhook"
@@ -218,7 +222,7 @@ class PromotionDraft:
         if not VERSION_PATTERN.match(version):
             raise InvalidInput(f"`version` `{version[:50]}` is not a version: use a number "
                                f"like `3` or a tag like `1.2.0`.", field="version")
-        promotion = self.kind == PromotionKind.PROMOTION
+        promotion = self.kind != PromotionKind.NEW_VERSION
         to = _stage(_optional_text(values, "to", 200), "to", required=promotion)
         from_ = _stage(_optional_text(values, "from", 200), "from", required=False)
         url = _optional_text(values, "url", URL_LIMIT)
@@ -249,25 +253,24 @@ class GateRecord:
         return {
             **check_record,
             "passed_gates": [
-                {"ref": g.ref, "milestone": g.milestone,
+                {"ref": g.ref, "milestone": g.milestone, "project": g.project.name,
+                 "channel": g.project.channel_id,
                  "passed_at": g.passed_at.isoformat() if g.passed_at else None,
                  "signers": [{"role": s.role, "user": s.user_id} for s in signers(g)]}
                 for g in self.passed],
             "waiting_gates": [
                 {"ref": g.ref, "milestone": g.milestone, "status": g.status,
-                 "waiting_roles": [s.role for s in role_states(g) if s.state == "waiting"]}
+                 "project": g.project.name, "channel": g.project.channel_id,
+                 "waiting_roles": waiting_roles(g)}
                 for g in self.waiting],
         }
 
 
 def gate_record(session: Session, team_id: str, model: str, version: str) -> GateRecord:
-    """Every gate of the version in the workspace, split into passed and still waiting."""
-    gates = session.scalars(
-        select(Gate).where(Gate.team_id == team_id, Gate.model == model,
-                           Gate.version == version,
-                           Gate.status.in_((GateStatus.PASSED, *ACTIVE)))
-        .order_by(Gate.number)
-    ).all()
+    """The gates of the version that count (the owning project's only, when the model is
+    bound), split into passed and still waiting."""
+    gates, _ = counted_gates(session, model, version, team_id=team_id)
+    gates = [g for g in gates if g.status in (GateStatus.PASSED, *ACTIVE)]
     return GateRecord(passed=[g for g in gates if g.status == GateStatus.PASSED],
                       waiting=[g for g in gates if g.status in ACTIVE])
 
@@ -416,12 +419,22 @@ def record_promotion(session: Session, draft: PromotionDraft, *, source: str,
     now = now or utcnow()
     where = _route(session, draft, default_channel)
     project = where.project
+    holder = last_holder(session, where.team_id, draft.model, draft.to) \
+        if draft.kind != PromotionKind.NEW_VERSION else None
+    if draft.kind == PromotionKind.ALIAS_DELETED:
+        draft = replace(draft, version=holder.version if holder else UNKNOWN_VERSION)
     if repeat_window > timedelta(0):
         earlier = _repeat_of(session, where.team_id, project, draft, now - repeat_window)
         if earlier is not None:
             return _announce_again(session, earlier, draft, source, created_by, now)
     record = gate_record(session, where.team_id, draft.model, draft.version)
-    checked = check(session, draft.model, draft.version).as_record()
+    checked = check(session, draft.model, draft.version, team_id=where.team_id).as_record()
+    rollback = None
+    if holder is not None and (draft.kind == PromotionKind.ALIAS_DELETED
+                               or is_older(draft.version, holder.version)):
+        old = gate_record(session, where.team_id, draft.model, holder.version)
+        rollback = {"from_version": holder.version, "from_promotion": holder.ref,
+                    **old.as_record(draft.model, holder.version, {})}
     if project is None:
         status = Status.UNROUTED
     elif draft.kind == PromotionKind.NEW_VERSION and not project.announce_new_versions:
@@ -433,13 +446,16 @@ def record_promotion(session: Session, draft: PromotionDraft, *, source: str,
         project=project, kind=draft.kind, model=draft.model, version=draft.version,
         to_stage=draft.to, from_stage=draft.from_, actor=draft.actor, url=draft.url,
         note=draft.note or "", source=source, status=status, delivery_id=delivery_id,
-        gate_record=record.as_record(draft.model, draft.version, checked),
+        gate_record={**record.as_record(draft.model, draft.version, checked),
+                     "rollback": rollback},
         occurred_at=min(occurred_at or now, now), created_by=created_by, created_at=now,
     )
     session.add(promotion)
     session.flush()
-    action = "promotion.recorded" if draft.kind == PromotionKind.PROMOTION \
-        else "promotion.version_registered"
+    action = {PromotionKind.PROMOTION: "promotion.rolled_back" if rollback
+              else "promotion.recorded", PromotionKind.NEW_VERSION:
+              "promotion.version_registered", PromotionKind.ALIAS_DELETED:
+              "promotion.alias_deleted"}[PromotionKind(draft.kind)]
     record_event(session, actor=created_by, action=action, entity=promotion,
                  project_id=project.id if project else None, after=_snapshot(promotion))
     if status == Status.ANNOUNCED and project is not None:
@@ -447,6 +463,37 @@ def record_promotion(session: Session, draft: PromotionDraft, *, source: str,
                             render_announcement(promotion, record, previous(session, promotion)),
                             key=card_key(promotion))
     return Outcome(promotion, routed=project is not None)
+
+
+def last_holder(session: Session, team_id: str, model: str, alias: str | None
+                ) -> Promotion | None:
+    """The last promotion of `model` to `alias`: the version that held it until now."""
+    if not alias:
+        return None
+    return session.scalars(
+        select(Promotion).where(Promotion.team_id == team_id, Promotion.model == model,
+                                Promotion.kind == PromotionKind.PROMOTION,
+                                Promotion.to_stage == alias)
+        .order_by(Promotion.id.desc()).limit(1)
+    ).unique().first()
+
+
+def is_older(version: str, than: str) -> bool:
+    """`2` is older than `3`; tags that are not numbers are never compared."""
+    return version.isdigit() and than.isdigit() and int(version) < int(than)
+
+
+def quorum_move(session: Session, draft: PromotionDraft) -> Promotion | None:
+    """Quorum's own record of an alias it moved (`promote to`), not yet matched to MLflow's
+    webhook for it."""
+    return session.scalars(
+        select(Promotion).where(Promotion.source == QUORUM, Promotion.delivery_id.is_(None),
+                                Promotion.model == draft.model,
+                                Promotion.version == draft.version,
+                                Promotion.to_stage == draft.to,
+                                Promotion.kind == PromotionKind.PROMOTION)
+        .order_by(Promotion.id.desc()).limit(1).with_for_update(of=Promotion)
+    ).unique().first()
 
 
 def seen_delivery(session: Session, delivery_id: str) -> Promotion | None:
@@ -514,10 +561,21 @@ def mlflow_draft(payload: Mapping[str, Any]) -> PromotionDraft | None:
             raise InvalidInput(f"`{name}` is required.", field=name)
     data = payload.get("data")
     event = f"{payload['entity']}.{payload['action']}"
-    if event not in ("model_version_alias.created", "model_version.created"):
+    if event not in ("model_version_alias.created", "model_version.created",
+                     "model_version_alias.deleted"):
         return None
     if not isinstance(data, dict):
         raise InvalidInput("`data` must be an object.", field="data")
+    if event == "model_version_alias.deleted":
+        # MLflow sends only {name, alias}: the version is the one the alias last pointed at.
+        draft = PromotionDraft(model=_data_field(data, "name"), version=UNKNOWN_VERSION,
+                               to=_data_field(data, "alias"), kind=PromotionKind.ALIAS_DELETED)
+        try:
+            return draft.validated()
+        except InvalidInput as exc:
+            wrong = MLFLOW_FIELDS.get(exc.field or "", "data")
+            raise InvalidInput(exc.message.replace(f"`{exc.field}`", f"`{wrong}`"),
+                               field=wrong) from None
     name, version = _data_field(data, "name"), _data_field(data, "version")
     promoted = event == "model_version_alias.created"
     alias = _data_field(data, "alias") if promoted else None
@@ -542,6 +600,19 @@ def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: st
         return Outcome(earlier, routed=earlier.project_id is not None, created=False)
     if draft is None:
         return Outcome(None, routed=False, created=False, ignored=True)
+    if draft.kind == PromotionKind.PROMOTION:
+        # MLflow calls back while the sweep that moved the alias may still be committing: wait
+        # for that gate's row lock, so Quorum's own record of the move is seen and not doubled.
+        session.scalars(
+            select(Gate.id).where(Gate.model == draft.model, Gate.version == draft.version,
+                                  Gate.promote_alias == draft.to,
+                                  Gate.promotion_state.is_not(None))
+            .with_for_update()).all()
+        ours = quorum_move(session, draft)
+        if ours is not None:  # Quorum set this alias itself and announced it already
+            ours.delivery_id = delivery_id
+            session.flush()
+            return Outcome(ours, routed=ours.project_id is not None, created=False)
     try:
         with session.begin_nested():  # a concurrent redelivery may store it first
             outcome = record_promotion(session, draft, source=MLFLOW, created_by=MLFLOW,

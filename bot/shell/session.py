@@ -101,7 +101,8 @@ class Shell:
         self.app: App = build_app(self.runtime, verify_requests=False)
         self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=5),
                                    poll_seconds=0.2)
-        self.scheduler = Scheduler(self.runtime.db, tick_seconds=scheduler_tick)
+        self.scheduler = Scheduler(self.runtime.db, tick_seconds=scheduler_tick,
+                                   settings=self.runtime.settings)
         self.commands: dict[str, SlashCommand] = {c.name: c for c in slash_commands(self.runtime)}
 
     # ------------------------------------------------------------------ identities

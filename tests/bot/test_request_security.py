@@ -7,6 +7,8 @@ Every refused request must leave the database exactly as it was and reach no one
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import select as io_select
@@ -25,6 +27,7 @@ from sqlalchemy import func, select
 from bot.models import Decision
 from bot.web import BODY_LIMIT
 from support.db_snapshot import changed_tables, snapshot
+from support.fake_github import new_private_key
 from support.fake_slack import FakeSlack
 from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
@@ -33,6 +36,7 @@ from support.waiting import eventually
 
 WEBHOOK_TOKEN = "hook-token-5f1e9c"
 MLFLOW_SECRET = "mlflow-secret-8a2d4b"
+GITHUB_SECRET = "github-secret-3c7e1f"
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -40,7 +44,10 @@ FORM = "application/x-www-form-urlencoded"
 def guarded(make_settings: Callable[..., Any], fake_slack: FakeSlack) -> Iterator[QuorumServer]:
     """Quorum with every webhook secret set, and short read deadlines for the slow clients."""
     server = QuorumServer(make_settings(QUORUM_WEBHOOK_TOKEN=WEBHOOK_TOKEN,
-                                        MLFLOW_WEBHOOK_SECRET=MLFLOW_SECRET),
+                                        MLFLOW_WEBHOOK_SECRET=MLFLOW_SECRET,
+                                        GITHUB_WEBHOOK_SECRET=GITHUB_SECRET,
+                                        GITHUB_APP_ID="31337",
+                                        GITHUB_APP_PRIVATE_KEY=new_private_key()[0]),
                           header_seconds=1.0, body_read_seconds=1.0).start()
     yield server
     server.stop()
@@ -124,6 +131,22 @@ MLFLOW_EVENT = json.dumps({"entity": "model_version_alias", "action": "created",
                            "timestamp": "2026-11-25T09:30:00.123456+00:00",
                            "data": {"name": "churn-model", "alias": "champion",
                                     "version": "3"}}).encode()
+GITHUB_EVENT = json.dumps({
+    "action": "requested", "environment": "production", "event": "push",
+    "deployment_callback_url": "https://api.github.com/repos/acme/churn/actions/runs/1/"
+                               "deployment_protection_rule",
+    "deployment": {"sha": "a1b2c3d", "ref": "v3", "payload": {}},
+    "repository": {"full_name": "acme/churn"}, "installation": {"id": 5}}).encode()
+
+
+def _github_headers(body: bytes, *, secret: str = GITHUB_SECRET,
+                    scheme: str = "sha256") -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-GitHub-Event": "deployment_protection_rule",
+            "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+            "X-Hub-Signature-256": f"{scheme}={digest}"}
+
+
 BEARER_ROUTES = {  # route → (method, body)
     "/hooks/promotion": ("POST", PROMOTION),
     "/hooks/alertmanager": ("POST", ALERT),
@@ -168,6 +191,20 @@ def test_webhooks_refuse_wrong_tokens_and_signatures_and_change_nothing(
             response = http.post("/hooks/mlflow", content=MLFLOW_EVENT, headers=headers)
             assert response.status_code == 401, (name, response.text)
             assert response.json()["error"] == "invalid_signature", name
+        unsigned = _github_headers(GITHUB_EVENT)
+        del unsigned["X-Hub-Signature-256"]
+        for name, headers in {
+            "no signature": unsigned,
+            "wrong secret": _github_headers(GITHUB_EVENT, secret="not-the-secret"),
+            "signature of another body": _github_headers(b"{}"),
+            "sha1 scheme": _github_headers(GITHUB_EVENT, scheme="sha1"),
+            "shortened signature": {**_github_headers(GITHUB_EVENT), "X-Hub-Signature-256":
+                                    _github_headers(GITHUB_EVENT)["X-Hub-Signature-256"][:-1]},
+        }.items():
+            response = http.post("/hooks/github", content=GITHUB_EVENT, headers=headers)
+            assert response.status_code == 401, (name, response.text)
+            assert response.json()["error"] == "invalid_signature", name
+            assert GITHUB_SECRET not in response.text
         assert changed_tables(before, guarded.runtime.db) == []
         assert fake_slack.calls == []
 
@@ -179,6 +216,10 @@ def test_webhooks_refuse_wrong_tokens_and_signatures_and_change_nothing(
         response = http.post("/hooks/mlflow", content=MLFLOW_EVENT,
                              headers=_mlflow_headers(MLFLOW_EVENT))
         assert response.status_code < 300, response.text
+        # Correctly signed, but no project maps the repository: 202, nothing held.
+        response = http.post("/hooks/github", content=GITHUB_EVENT,
+                             headers=_github_headers(GITHUB_EVENT))
+        assert response.status_code == 202 and response.json()["mapped"] is False
     assert changed_tables(before, guarded.runtime.db) != []
 
 
@@ -196,7 +237,8 @@ def test_hostile_json_from_authenticated_callers_gets_400_and_changes_nothing(
     with httpx.Client(base_url=guarded.url, timeout=10) as http:
         for name, body in HOSTILE_JSON.items():
             for route, headers in (("/hooks/promotion", auth), ("/hooks/alertmanager", auth),
-                                   ("/hooks/mlflow", _mlflow_headers(body))):
+                                   ("/hooks/mlflow", _mlflow_headers(body)),
+                                   ("/hooks/github", _github_headers(body))):
                 response = http.post(route, content=body, headers=headers)
                 assert response.status_code == 400, (name, route, response.text)
                 assert response.json()["error"] == "invalid_json", (name, route)
@@ -251,7 +293,7 @@ def _head(method: str, path: str, *lines: str) -> bytes:
 
 
 ROUTES = [("POST", "/slack/events"), ("POST", "/hooks/promotion"),
-          ("POST", "/hooks/alertmanager"), ("POST", "/hooks/mlflow"),
+          ("POST", "/hooks/alertmanager"), ("POST", "/hooks/mlflow"), ("POST", "/hooks/github"),
           ("GET", "/api/gates?model=churn-model&version=3"), ("GET", "/healthz")]
 
 

@@ -22,6 +22,7 @@ from bot.models import (
     AuditEvent,
     Gate,
     GateSignoff,
+    GithubMapping,
     Incident,
     ModelBinding,
     OutboxMessage,
@@ -52,6 +53,8 @@ ROLES = [(BOB, "ds"), (CAROL, "eng"), (DAVE, "pm"), (ALICE, "ds")]
 ADMIN_ONLY = "Only Quorum admins and this project's owners can change roles and settings"
 NO_ROLE = "you hold none of these roles"
 SELF_APPROVAL = "so you cannot approve it yourself"
+MAP_ADMIN_ONLY = "Only Quorum admins and this project's owners can map GitHub environments"
+WITHDRAW_REFUSAL = "Only G-1's requester or a project admin can withdraw it"
 
 
 @dataclass
@@ -97,6 +100,12 @@ ROWS = [
     # anyone in the channel may, and the audit log and the card name who did it.
     *(Row("close risk", who, True) for who in ("admin", "holder", "member", "requester")),
     *(Row("resolve incident", who, True) for who in ("admin", "holder", "member", "requester")),
+    *(Row("github map", who, who == "admin", "" if who == "admin" else MAP_ADMIN_ONLY)
+      for who in ("admin", "holder", "member", "requester")),
+    # The requester or a project admin may withdraw a gate; a signer may not.
+    *(Row("withdraw", who, who in ("admin", "requester"),
+          "" if who in ("admin", "requester") else "can withdraw it")
+      for who in ("admin", "holder", "member", "requester")),
     Row("approve", "outsider", False, "That gate no longer exists"),
     Row("close risk button", "outsider", False, "That risk no longer exists"),
     Row("acknowledge incident button", "outsider", False, "That incident no longer exists"),
@@ -106,6 +115,7 @@ ROWS = [
 
 # The record each action works on (the others need only the project).
 NEEDS = {"approve": "gate", "approve as a role not held": "gate", "request changes": "gate",
+         "withdraw": "gate",
          "close risk": "risk", "close risk button": "risk", "resolve incident": "incident",
          "acknowledge incident button": "incident", "decision details button": "decision"}
 
@@ -264,6 +274,7 @@ def _act(scene: Scene, row: Row, user: str) -> dict[str, Any] | None:
         "settings new-versions": "settings new-versions on",
         "model add": f"model add {scene.unbound}",
         "model remove": f"model remove {scene.bound}",
+        "github map": f"github map acme/{scene.channel.lower()} production",
     }
     if row.action in commands:
         return scene.command("/quorum", commands[row.action], user)
@@ -285,6 +296,8 @@ def _act(scene: Scene, row: Row, user: str) -> dict[str, Any] | None:
         submitted = scene.slack.submit(answer["opened"], {"reason": "Holdout leaks"}, user=user)
         assert submitted.status_code == 200 and not submitted.content.strip(b"{}")
         return None
+    if row.action == "withdraw":
+        return scene.command("/gate", f"withdraw {scene.gate_ref} No longer needed", user)
     if row.action == "close risk":
         return scene.command("/risk", f"close {scene.risk_ref} Mitigated by new labels", user)
     assert row.action == "resolve incident"
@@ -313,6 +326,17 @@ def _check_effect(scene: Scene, row: Row, user: str, answer: dict[str, Any] | No
         assert scene.unbound in scene.bindings()
     elif row.action == "model remove":
         assert scene.bound not in scene.bindings()
+    elif row.action == "github map":
+        with scene.server.runtime.db.session() as session:
+            mapped = session.scalars(select(GithubMapping.repo).where(
+                GithubMapping.project_id == scene.project_id)).all()
+        assert mapped == [f"acme/{scene.channel.lower()}"]
+        assert scene.audited("project.github_mapped", user)
+    elif row.action == "withdraw":
+        gate = scene.get(Gate, scene.gate_id)
+        assert (gate.status, gate.withdrawn_by) == ("withdrawn", user)
+        assert scene.audited("gate.withdrawn", user)
+        scene.card_shows(scene.gate_ref, f"Withdrawn by <@{user}>")
     elif row.action == "approve":
         role = {ALICE: "ds", BOB: "ds", CAROL: "eng", DAVE: "pm"}[user]
         assert scene.signoffs() == [(role, user, "approve")]
@@ -641,9 +665,16 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
         if row.payload.get("user_id") == EVE:
             assert "secret" not in json.dumps(row.payload), row.payload
 
-    # Reminders: the standup's halfway reminder and the gates' after a day.
+    # Reminders: the standup's halfway reminder, the risk reviews' morning digest and the gates'
+    # reminder after a day. Eve and Bob each own a risk of the private project due for review.
     with server.runtime.db.session() as session:
         from bot.models import RitualOccurrence
+
+        secret = project_for_channel(session, TEAM, PRIVATE)
+        for owner in (EVE, BOB):
+            log_risk(session, secret, ALICE, RiskDraft(
+                title=f"Review secret of {owner}", owner=owner, likelihood=2, impact=2,
+                next_review=utcnow().date()))
 
         standup = session.get_one(RitualOccurrence, int(private.ids["STANDUP"]))
         assert EVE in (standup.participants or [])
@@ -653,6 +684,8 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
         created = gate.created_at
     first = _last_outbox_id(server)
     server.scheduler.run_due(now=remind_at + timedelta(minutes=1))
+    morning = created.replace(hour=9, minute=30) + timedelta(days=1)
+    server.scheduler.run_due(now=morning)
     server.scheduler.run_due(now=created + timedelta(hours=25))
     dms: dict[str, list[str]] = {}
     for row in _outbox_since(server, first):
@@ -662,4 +695,5 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
     assert EVE not in dms, dms[EVE]
     assert any(private.refs["G"] in text for text in dms.get(CAROL, [])), dms
     assert any("standup" in text.lower() for text in dms.get(BOB, [])), dms
+    assert any(f"Review secret of {BOB}" in text for text in dms.get(BOB, [])), dms
     assert public.refs["G"]  # Eve holds no role there: nothing of it was hers to be reminded of

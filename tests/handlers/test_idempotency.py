@@ -420,7 +420,7 @@ FIRST_CLICK = {"gate_approve": "gate.approved", "gate_approve_as_*": "gate.appro
                "hypothesis_start": "hypothesis.started", "incident_ack": "incident.acknowledged",
                "incident_mitigate": "incident.mitigated",
                "retro_item_done": "retro.action_done"}
-SECOND_CLICK = {"gate_approve": "already approved", "gate_approve_as_*": "already signed",
+SECOND_CLICK = {"gate_approve": "already approved", "gate_approve_as_*": "already approved",
                 "hypothesis_start": "is already running",
                 "incident_ack": "was already acknowledged",
                 "incident_mitigate": "is already marked as mitigated",

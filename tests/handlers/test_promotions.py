@@ -42,6 +42,7 @@ from support.fake_slack import FakeSlack
 from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM, SlackSender
+from support.waiting import eventually
 
 TOKEN = "promotion-token-0123"
 SECRET = "mlflow-secret-4567"
@@ -303,12 +304,42 @@ def test_new_versions_are_recorded_and_announced_only_when_the_project_opts_in(
 
 def test_other_mlflow_events_are_accepted_and_ignored(server: QuorumServer) -> None:
     bind(server)
+    tagged = {"entity": "model_version_tag", "action": "set",
+              "timestamp": "2026-11-25T09:30:00+00:00",
+              "data": {"name": MODEL, "version": "3", "key": "stage", "value": "qa"}}
+    response = to_mlflow(server, tagged)
+    assert response.status_code == 200 and response.json()["ignored"] is True
+    assert count(server, Promotion) == 0 and queued(server) == 0
+
+
+def test_an_alias_moved_back_or_deleted_is_announced_as_a_rollback(
+        server: QuorumServer, fake_slack: FakeSlack) -> None:
+    bind(server)
+    passed_gate(server, version="4")
+    for version in ("3", "4", "3"):
+        assert to_mlflow(server, alias_event(version=version)).status_code == 200
     deleted = {"entity": "model_version_alias", "action": "deleted",
                "timestamp": "2026-11-25T09:30:00+00:00",
                "data": {"name": MODEL, "alias": "champion"}}
-    response = to_mlflow(server, deleted)
-    assert response.status_code == 200 and response.json()["ignored"] is True
-    assert count(server, Promotion) == 0 and queued(server) == 0
+    assert to_mlflow(server, deleted).status_code == 200
+
+    def rewinds() -> list[str]:
+        return [text_of(call.args) for call in fake_slack.calls_to("chat.postMessage")
+                if ":rewind:" in json.dumps(call.args.get("blocks", []))]
+
+    back, gone = eventually(lambda: rewinds() if len(rewinds()) == 2 else None)
+    assert "`champion` moved back from version *4* to version *3*" in back
+    assert "Gate record of v4" in back and "*G-1* launch passed" in back
+    assert "Promoted without a passed gate" in back  # v3 never passed one
+    assert "alias `champion` of model *churn-model* was deleted" in gone
+    assert "pointed at version *3* (P-3)" in gone
+    assert [(p.kind, p.version) for p in promotions(server)] == [
+        ("promotion", "3"), ("promotion", "4"), ("promotion", "3"), ("alias_deleted", "3")]
+    with server.runtime.db.session() as session:
+        actions = list(session.scalars(select(AuditEvent.action).where(
+            AuditEvent.action.like("promotion.%")).order_by(AuditEvent.id)))
+    assert actions == ["promotion.recorded", "promotion.recorded", "promotion.rolled_back",
+                       "promotion.alias_deleted"]
 
 
 def test_an_unbound_model_from_mlflow_is_stored_unrouted(server: QuorumServer) -> None:

@@ -31,7 +31,7 @@ class QuorumServer:
                                    poll_seconds=0.05,
                                    lease=timedelta(seconds=settings.outbox_lease_seconds))
         # Not started: tests drive the clock with `scheduler.run_due(now)`.
-        self.scheduler = Scheduler(self.runtime.db,
+        self.scheduler = Scheduler(self.runtime.db, settings=settings,
                                    jobs=edge_jobs(self.runtime) if with_edge_jobs else ())
         self.bolt = build_app(self.runtime)
         self.web = create_web_app(self.runtime, self.bolt, self.worker, **web_options)
