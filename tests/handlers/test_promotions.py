@@ -37,7 +37,8 @@ from bot.services import gates as gate_service
 from bot.services import roles as role_service
 from bot.services.incidents import IncidentDraft, declare
 from bot.services.projects import project_for_channel
-from bot.services.promotions import promotions_between, trace
+from bot.services.promotions import promotions_between
+from bot.services.trace import trace
 from support.fake_slack import FakeSlack
 from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
@@ -656,7 +657,7 @@ def test_mlflow_setting_the_same_alias_again_edits_the_one_card(
         now = utcnow()
         # The retrospective digest and the trace count it once.
         assert len(promotions_between(session, project, now - timedelta(days=1), now)) == 1
-        assert [p.ref for p in trace(session, TEAM, MODEL, "3").promotions] == ["P-1"]
+        assert [p.ref for p in trace(session, project, MODEL, "3").promotions] == ["P-1"]
 
     # Another version, or the same one to another alias, is a promotion of its own.
     assert to_mlflow(server, alias_event(version="4")).json()["promotion"] == "P-2"
