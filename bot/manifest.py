@@ -40,10 +40,13 @@ BOT_SCOPES = {
     "groups:read": "the same in private channels",
     "channels:manage": "open a dedicated incident channel and invite its people "
                        "(conversations.create, conversations.invite)",
+    "users:read": "each person's time zone for standups held at their own time (users.info, "
+                  "the user_change event)",
+    "im:history": "read standup answers sent to Quorum in its DM (the message.im event)",
 }
 
 # Bolt's `app.message(...)` listens to messages in the channels Quorum works in.
-MESSAGE_EVENTS = ("message.channels", "message.groups")
+MESSAGE_EVENTS = ("message.channels", "message.groups", "message.im")
 
 
 @dataclass
