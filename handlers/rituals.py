@@ -340,7 +340,8 @@ def register(app: App, runtime: Runtime) -> None:
                 raise Conflict(
                     f"The outcome is already recorded by <@{occurrence.outcome_by}>.")
             view = renderer.view("ritual/outcome_modal",
-                                 name=reviews.NAMES.get(occurrence.kind, occurrence.kind),
+                                 ritual_name=reviews.NAMES.get(
+                                     occurrence.kind, occurrence.kind),
                                  metadata=write_metadata(occurrence_id=occurrence.id))
         client.views_open(trigger_id=body["trigger_id"], view=view)
 

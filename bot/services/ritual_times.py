@@ -143,7 +143,7 @@ def parse_when(raw: str) -> When:
         raise _unparseable(raw or "", "it is empty")
     if len(text) > 120:
         raise _unparseable(text, "it is too long")
-    if re.fullmatch(r"[\d*/,\-a-zA-Z]+(\s+[\d*/,\-a-zA-Z]+){4}", text) and \
+    if re.fullmatch(r"[\d*/,\-a-zA-Z#]+(\s+[\d*/,\-a-zA-Z#]+){4}", text) and \
             re.match(r"^[\d*]", text):
         return _from_cron(text)
     return _from_words(text)

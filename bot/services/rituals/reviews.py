@@ -26,7 +26,7 @@ MENTION_FIRST = re.compile(r"^\s*<@[UW][A-Z0-9]+")
 
 
 def card_context(session: Session, occurrence: RitualOccurrence) -> dict[str, Any]:
-    return {"name": NAMES.get(occurrence.kind, occurrence.kind),
+    return {"ritual_name": NAMES.get(occurrence.kind, occurrence.kind),
             "agenda": [i for i in occurrence.items if i.kind == "agenda"]}
 
 
@@ -83,7 +83,7 @@ def remind(session: Session, occurrence: RitualOccurrence) -> None:
 
 def outcome_prompt(session: Session, occurrence: RitualOccurrence) -> dict[str, Any]:
     return renderer.message("ritual/outcome_prompt", o=occurrence,
-                            name=NAMES.get(occurrence.kind, occurrence.kind))
+                            ritual_name=NAMES.get(occurrence.kind, occurrence.kind))
 
 
 def record_outcome(session: Session, occurrence: RitualOccurrence, user: str, outcome: str,
@@ -117,7 +117,7 @@ def record_outcome(session: Session, occurrence: RitualOccurrence, user: str, ou
                  after={"outcome": outcome, "decisions": occurrence.outcome_decisions})
     outbox.post_message(session, occurrence.team_id, occurrence.project.channel_id,
                         renderer.message("ritual/outcome", o=occurrence, decisions=logged,
-                                         name=NAMES[RitualKind(occurrence.kind)]),
+                                         ritual_name=NAMES[RitualKind(occurrence.kind)]),
                         thread_key=card_key(occurrence))
     cards.refresh_card(session, occurrence)
     return logged
