@@ -403,7 +403,7 @@ def register(app: App, runtime: Runtime) -> None:
         team = team_id_of(body)
         if event.get("channel_type") == "im" and not thread_ts:
             with db.session() as session:
-                occurrence = zones.open_prompt(session, team, user, utcnow())
+                occurrence = zones.open_prompt(session, team, user)
                 if occurrence is not None:
                     standups.record_message(session, occurrence, user, text, ts, "dm",
                                             edited=edited)

@@ -177,8 +177,10 @@ def _fire_due(session: Session, schedule: RitualSchedule, now: datetime) -> bool
         RitualSkip.project_id == project.id, RitualSkip.kind == schedule.kind))}
     for at in due:
         local_day = at.astimezone(ZoneInfo(schedule.timezone)).date()
-        reason = MISSED if now - (at - lead) > GRACE else \
-            HOLIDAY if local_day in skips else None
+        # Late is measured from when it should have been posted: a meeting's agenda a day
+        # ahead, anything else at its time (an `each` standup's prompts go out after it).
+        late = now - (at - lead if schedule.kind in MEETINGS else at)
+        reason = MISSED if late > GRACE else HOLIDAY if local_day in skips else None
         occurrence = _claim(session, project, schedule.kind, at, schedule.timezone, schedule.id,
                             "scheduler", OccurrenceStatus.SKIPPED if reason else
                             OccurrenceStatus.OPEN, reason)

@@ -108,11 +108,11 @@ def send_due_prompts(session: Session, now: datetime) -> None:
             questions=standups.questions_of(occurrence)))
 
 
-def open_prompt(session: Session, team_id: str, user: str, now: datetime
-                ) -> RitualOccurrence | None:
-    """The `each` standup this person was asked and can still answer in the DM (the latest)."""
+def open_prompt(session: Session, team_id: str, user: str) -> RitualOccurrence | None:
+    """The `each` standup this person was asked and can still answer in the DM (the latest
+    still open: the sweep closes it when the last zone's window ends)."""
     return session.scalars(select(RitualOccurrence).join(RitualPrompt).where(
         RitualOccurrence.team_id == team_id, RitualOccurrence.mode == StandupMode.EACH,
         RitualOccurrence.status == OccurrenceStatus.OPEN, RitualPrompt.user_id == user,
-        RitualPrompt.sent_at.is_not(None), RitualPrompt.closes_at > now)
+        RitualPrompt.sent_at.is_not(None))
         .order_by(RitualPrompt.prompt_at.desc()).limit(1)).one_or_none()
