@@ -39,6 +39,7 @@ from bot.models import (
 )
 from bot.render import renderer
 from bot.services.ritual_times import next_occurrences
+from bot.services.rituals.retros import open_actions_of
 
 T = TypeVar("T")
 
@@ -46,6 +47,7 @@ T = TypeVar("T")
 # at most 100 blocks: a gate takes two (its line and its buttons), other items one each.
 WAITING_SHOWN = 6
 ITEMS_SHOWN = 6
+ACTIONS_SHOWN = 5
 RECENT_DECISION_DAYS = 30
 # A static select holds at most 100 options; one is "All projects".
 PROJECT_CHOICES = 99
@@ -97,6 +99,8 @@ class Home:
     incidents: Section[Incident]
     decisions: Section[Decision]
     rituals: Section[Any]
+    # Open retro action items the person owns (`bot.services.rituals.retros`).
+    retro_actions: Section[Any] = field(default_factory=Section)
 
 
 def home_key(team_id: str, user_id: str) -> str:
@@ -230,6 +234,7 @@ def build_home(session: Session, team_id: str, user_id: str,
         decisions=_section(session, decisions, (Decision.created_at.desc(),
                                                 Decision.number.desc())),
         rituals=next_rituals(session, team_id, user_id, ids, now),
+        retro_actions=Section(*open_actions_of(session, team_id, user_id, ACTIONS_SHOWN)),
     )
 
 

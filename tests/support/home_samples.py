@@ -74,7 +74,15 @@ def home(text: str, *, total: int = 400, project_count: int = 150, chosen: bool 
         rituals=Section([NextRitual(["standup", "retro"][n % 2], "C0CHURN01", NOW,
                                     "America/Argentina/ComodRivadavia")
                          for n in range(shown)] if rituals else [], total if rituals else 0),
+        retro_actions=Section([_action(text, n) for n in range(5)] if rituals else [],
+                              total if rituals else 0),
     )
+
+
+def _action(text: str, n: int) -> Any:
+    from support.ritual_samples import item
+
+    return item(text, "action", n)
 
 
 def _home() -> list[dict[str, Any]]:

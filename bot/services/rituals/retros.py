@@ -37,8 +37,8 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
+from bot.services import promotions as promotion_service
 from bot.services.audit import record_event
-from bot.services.promotions import promotions_between
 from bot.services.records import lock
 from bot.services.refs import next_number, parse_ref
 from bot.services.rituals import occurrences as cards
@@ -119,7 +119,14 @@ def add_item(session: Session, occurrence: RitualOccurrence, user: str, draft: I
     outbox.post_message(session, occurrence.team_id, occurrence.project.channel_id,
                         renderer.message("ritual/item", i=item), thread_key=card_key(occurrence))
     cards.refresh_card(session, occurrence)
+    _refresh_home(session, occurrence.team_id, item.owner)
     return item
+
+
+def _refresh_home(session: Session, team_id: str, owner: str | None) -> None:
+    """The owner's Home lists their open action items."""
+    from bot.services.home import queue_home_refresh  # home reads this module's items
+    queue_home_refresh(session, team_id, [owner])
 
 
 def item_message_key(item: RetroItem) -> str:
@@ -169,6 +176,7 @@ def complete_item(session: Session, item_id: int, user: str,
     session.flush()
     record_event(session, actor=user, action="retro.action_done", entity=item.occurrence,
                  project_id=item.project_id, after=item_record(item))
+    _refresh_home(session, item.occurrence.team_id, item.owner)
     return item, True
 
 
@@ -252,7 +260,7 @@ class Digest:
 def promotions_in(session: Session, project: Project, since: datetime,
                   until: datetime) -> list[Promotion]:
     """Model promotions announced in the period, for the retro digest."""
-    return promotions_between(session, project, since, until)
+    return promotion_service.promotions_between(session, project, since, until)
 
 
 def retro_digest(session: Session, project: Project, since: datetime, until: datetime,
