@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.commands import Command, Subcommand
-from bot.errors import Conflict, NotFound
+from bot.errors import NotFound
 from bot.models import Project, RitualKind, SlackMessage, utcnow
 from bot.render import renderer, slack_unescape
 from bot.runtime import Runtime
@@ -336,9 +336,7 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         with db.session() as session:
             occurrence = service.get_occurrence(session, int(action["value"]))
-            if occurrence.outcome is not None:
-                raise Conflict(
-                    f"The outcome is already recorded by <@{occurrence.outcome_by}>.")
+            reviews.ensure_no_outcome(occurrence)
             view = renderer.view("ritual/outcome_modal",
                                  ritual_name=reviews.NAMES.get(
                                      occurrence.kind, occurrence.kind),
@@ -350,8 +348,10 @@ def register(app: App, runtime: Runtime) -> None:
     def on_outcome_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                           client: WebClient) -> None:
         values, meta = form_values(view), read_metadata(view)
+        reviews.check_outcome(values.get("outcome", ""), values.get("decisions", ""))
         with db.session() as session:
             occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+            reviews.ensure_no_outcome(occurrence)
             card = session.get(SlackMessage, service.card_key(occurrence))
             where = (card.channel, card.ts) if card and card.ts else None
         permalink = None

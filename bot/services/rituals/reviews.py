@@ -86,11 +86,8 @@ def outcome_prompt(session: Session, occurrence: RitualOccurrence) -> dict[str, 
                             ritual_name=NAMES.get(occurrence.kind, occurrence.kind))
 
 
-def record_outcome(session: Session, occurrence: RitualOccurrence, user: str, outcome: str,
-                   decisions: str, permalink: str | None = None) -> list[Any]:
-    """The outcome of a review or demo, once; each line of `decisions` becomes a decision
-    record whose context and link point back to the review."""
-    _ensure_meeting(occurrence)
+def check_outcome(outcome: str, decisions: str) -> tuple[str, list[str]]:
+    """The outcome and the decisions' titles; InvalidInput on the field that is wrong."""
     outcome = clean(outcome, "outcome")
     if not outcome:
         raise InvalidInput("Say what came out of it.", field="outcome")
@@ -98,15 +95,28 @@ def record_outcome(session: Session, occurrence: RitualOccurrence, user: str, ou
     titles = [t.lstrip("-•* ").strip() for t in titles if t.strip("-•* ")]
     if len(titles) > MAX_DECISIONS:
         raise InvalidInput(f"Log at most {MAX_DECISIONS} decisions at once.", field="decisions")
+    return outcome, titles
+
+
+def ensure_no_outcome(occurrence: RitualOccurrence) -> None:
+    if occurrence.outcome is not None:
+        raise Conflict(f"The outcome of this {occurrence.kind} is already recorded; it is in "
+                       f"the thread.")
+
+
+def record_outcome(session: Session, occurrence: RitualOccurrence, user: str, outcome: str,
+                   decisions: str, permalink: str | None = None) -> list[Any]:
+    """The outcome of a review or demo, once; each line of `decisions` becomes a decision
+    record whose context and link point back to the review."""
+    _ensure_meeting(occurrence)
+    outcome, titles = check_outcome(outcome, decisions)
     drafts = [decision_service.DecisionDraft(
         title=title, context=f"Decided at the {NAMES[RitualKind(occurrence.kind)].lower()} "
         f"{occurrence.ref} of {occurrence.local_date.isoformat()}.",
         decision=title, status="accepted", deciders=[user], source_permalink=permalink
     ).validated() for title in titles]
     lock(session, occurrence)
-    if occurrence.outcome is not None:
-        raise Conflict(f"The outcome of this {occurrence.kind} is already recorded by "
-                       f"<@{occurrence.outcome_by}>.")
+    ensure_no_outcome(occurrence)
     logged = [decision_service.log_decision(session, occurrence.project, user, draft)
               for draft in drafts]
     occurrence.outcome, occurrence.outcome_by = outcome, user
