@@ -46,8 +46,8 @@ from bot.services.rituals.schedules import away_on, schedule_snapshot
 MAX_QUESTIONS = 6
 QUESTION_LIMIT = 150
 NO_BLOCKER = re.compile(r"^(none|no|nope|n/?a|nothing|nil|-|—)\W*$", re.I)
-BLOCKER_WORDS = re.compile(r"\b(block|blocked|blocker|blockers|impediment|stuck|in your way)\b",
-                           re.I)
+BLOCKER_WORDS = re.compile(
+    r"\b(blocks?|blocked|blocking|blockers?|impediments?|stuck|in your way)\b", re.I)
 MENTION_FIRST = re.compile(r"^\s*(<@[UW][A-Z0-9]+(\|[^>]*)?>|@\w)")
 # Common abbreviations of the default questions' labels.
 DEFAULT_LABELS = {

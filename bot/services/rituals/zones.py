@@ -69,7 +69,7 @@ def remember(session: Session, team_id: str, zones: Mapping[str, str | None],
 def zones_of(session: Session, team_id: str, users: Iterable[str]) -> dict[str, str]:
     wanted = list(users)
     return dict(session.execute(select(SlackUserZone.user_id, SlackUserZone.timezone).where(
-        SlackUserZone.team_id == team_id, SlackUserZone.user_id.in_(wanted))).tuples().all())
+        SlackUserZone.team_id == team_id, SlackUserZone.user_id.in_(wanted))).all())
 
 
 def plan_prompts(session: Session, occurrence: RitualOccurrence, window: timedelta) -> None:
