@@ -278,18 +278,27 @@ def register(app: App, runtime: Runtime) -> None:
                 service.add_item(session, occurrence, user_id_of(body), draft)
         ack()
 
-    @app.action("retro_vote")
-    @guarded
     def on_vote(ack: Ack, body: dict[str, Any], action: dict[str, Any],
                 respond: Respond) -> None:
         ack()
+        cast = action["action_id"] == "retro_vote"
         with db.session() as session:
-            item, voted, left = service.vote(session, int(action["value"]), user_id_of(body))
+            item, changed, left = service.vote(session, int(action["value"]),
+                                               user_id_of(body), cast=cast)
             text = item.text[:80]
         votes = f"{left} vote{'' if left == 1 else 's'} left"
+        if not changed:
+            respond(replace_original=False, **notice(
+                f"You already voted for “{text}”; {votes}." if cast else
+                f"You have no vote on “{text}” to take back; {votes}.",
+                ":information_source:"))
+            return
         respond(replace_original=False, **notice(
-            f"Voted for “{text}”; {votes}." if voted else
+            f"Voted for “{text}”; {votes}." if cast else
             f"Took your vote back from “{text}”; {votes}.", ":ballot_box:"))
+
+    for action_id in ("retro_vote", "retro_unvote"):
+        app.action(action_id)(guarded(on_vote))
 
     @app.action("retro_item_done")
     @guarded
@@ -351,7 +360,6 @@ def register(app: App, runtime: Runtime) -> None:
         reviews.check_outcome(values.get("outcome", ""), values.get("decisions", ""))
         with db.session() as session:
             occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
-            reviews.ensure_no_outcome(occurrence)
             card = session.get(SlackMessage, service.card_key(occurrence))
             where = (card.channel, card.ts) if card and card.ts else None
         permalink = None

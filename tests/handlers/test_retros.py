@@ -81,9 +81,13 @@ def test_anonymous_items_votes_and_followed_up_action_items(
     assert "Quarantine flaky tests" in json.dumps(home[-1].args["view"])
 
     flaky, slow = found["Flaky CI"].id, found["Slow reviews"].id
-    for user, item in ((ALICE, flaky), (ALICE, slow), (BOB, slow), (CAROL, slow),
-                       (CAROL, flaky), (CAROL, flaky)):  # Carol takes her vote back
-        assert slack.click("retro_vote", str(item), user=user).status_code == 200
+    for user, item, action in ((ALICE, flaky, "retro_vote"), (ALICE, slow, "retro_vote"),
+                               (BOB, slow, "retro_vote"), (CAROL, slow, "retro_vote"),
+                               (CAROL, flaky, "retro_vote"),
+                               (CAROL, flaky, "retro_unvote")):  # Carol takes it back
+        seen = len(fake_slack.calls_to("response_url"))
+        assert slack.click(action, str(item), user=user).status_code == 200
+        fake_slack.wait_for("response_url", count=seen + 1)  # one click after the other
     over = slack.click("retro_vote", str(anonymous.id), user=ALICE)  # a third vote
     assert over.status_code == 200
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bot.services.rituals import occurrences, retros, reviews, standups, zones
 from bot.services.rituals.base import (
+    TEXT_LIMIT,
     card_key,
     ensure_open,
     get_occurrence,
@@ -56,6 +57,7 @@ from bot.services.rituals.standups import (
 )
 
 __all__ = [
+    "TEXT_LIMIT",
     "ItemDraft",
     "add_agenda_item",
     "add_item",

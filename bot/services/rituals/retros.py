@@ -133,8 +133,11 @@ def item_message_key(item: RetroItem) -> str:
     return f"retro_item:{item.id}"
 
 
-def vote(session: Session, item_id: int, user: str) -> tuple[RetroItem, bool, int]:
-    """Vote for an item, or take the vote back: (item, voted now, votes left to this person)."""
+def vote(session: Session, item_id: int, user: str, *, cast: bool = True
+         ) -> tuple[RetroItem, bool, int]:
+    """Cast a vote on an item (or take it back, `cast=False`): the item, False when there was
+    nothing to do (already voted, or no vote to take back), and the votes this person has left.
+    """
     item = session.get(RetroItem, item_id)
     if item is None or item.kind == "agenda":
         raise NotFound("That retro item no longer exists.")
@@ -143,24 +146,26 @@ def vote(session: Session, item_id: int, user: str) -> tuple[RetroItem, bool, in
     mine = session.scalars(select(RetroVote).where(
         RetroVote.occurrence_id == occurrence.id, RetroVote.user_id == user)).all()
     existing = next((v for v in mine if v.item_id == item.id), None)
+    if cast == (existing is not None):
+        return item, False, occurrence.votes_per_person - len(mine)
     if existing is not None:
         session.delete(existing)
-        voted, used = False, len(mine) - 1
+        used = len(mine) - 1
     else:
         if len(mine) >= occurrence.votes_per_person:
             raise Conflict(f"You have used your {occurrence.votes_per_person} votes in this "
-                           f"retro; take one back (press Vote again on that item) to move it.")
+                           f"retro; take one back (Unvote on that item) to move it.")
         session.add(RetroVote(item_id=item.id, occurrence_id=occurrence.id, user_id=user,
                               created_at=utcnow()))
-        voted, used = True, len(mine) + 1
+        used = len(mine) + 1
     session.flush()
     session.refresh(item, ["votes"])
     # Votes are secret like Parabol's: the audit says an item's count changed, not who voted.
-    record_event(session, actor=user, action="retro.vote_cast" if voted else "retro.vote_taken",
+    record_event(session, actor=user, action="retro.vote_cast" if cast else "retro.vote_taken",
                  entity=occurrence, project_id=occurrence.project_id,
                  after={"item": item.id, "votes": len(item.votes)})
     cards.refresh_card(session, occurrence)
-    return item, voted, occurrence.votes_per_person - used
+    return item, True, occurrence.votes_per_person - used
 
 
 def complete_item(session: Session, item_id: int, user: str,
