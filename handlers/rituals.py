@@ -181,7 +181,7 @@ def register(app: App, runtime: Runtime) -> None:
             return notice(f"is away until {away.until.isoformat()}; the standup will not "
                           f"expect them.", person=away.user_id)
         if subcommand == "done":
-            item, changed = service.complete_by_ref(session, project.team_id, args["ref"], user)
+            item, changed = service.complete_by_ref(session, project, args["ref"], user)
             if not changed:
                 return notice(f"{item.ref} is already done.", ":information_source:")
             return notice(f"{item.ref} is done: {item.text[:200]}")

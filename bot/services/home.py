@@ -39,7 +39,6 @@ from bot.models import (
 )
 from bot.render import renderer
 from bot.services.ritual_times import next_occurrences
-from bot.services.rituals.retros import open_actions_of
 
 T = TypeVar("T")
 
@@ -234,8 +233,16 @@ def build_home(session: Session, team_id: str, user_id: str,
         decisions=_section(session, decisions, (Decision.created_at.desc(),
                                                 Decision.number.desc())),
         rituals=next_rituals(session, team_id, user_id, ids, now),
-        retro_actions=Section(*open_actions_of(session, team_id, user_id, ACTIONS_SHOWN)),
+        retro_actions=Section(*retro_actions_of(session, team_id, user_id, ACTIONS_SHOWN)),
     )
+
+
+def retro_actions_of(session: Session, team_id: str, user_id: str,
+                     limit: int) -> tuple[list[Any], int]:
+    """The person's open retro action items (a section of its own, next to the rituals)."""
+    # Imported here: the rituals package's services import this module to refresh Homes.
+    from bot.services.rituals.retros import open_actions_of
+    return open_actions_of(session, team_id, user_id, limit)
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,12 @@ def test_anonymous_items_votes_and_followed_up_action_items(
     assert "Quarantine flaky tests" in text_of(cards[-1].args)
     assert ":hourglass: open" in text_of(cards[-1].args)
 
-    # `/retro done A-n`, twice, and a reference that does not exist.
-    assert f"{ref} is done" in text_of(slack.command("/retro", f"done {ref}", user=BOB).json())
+    # `/retro done A-n`: not by someone else from another channel; by its owner anywhere.
+    before = _items_state(quorum)
+    elsewhere = slack.command("/retro", f"done {ref}", user=CAROL, channel="C0OTHER01").json()
+    assert "another channel" in text_of(elsewhere) and _items_state(quorum) == before
+    assert f"{ref} is done" in text_of(slack.command("/retro", f"done {ref}", user=BOB,
+                                                     channel="C0OTHER01").json())
     assert "already done" in text_of(slack.command("/retro", f"done {ref}").json())
     missing = slack.command("/retro", "done A-999").json()
     assert missing["response_type"] == "ephemeral" and "A-999" in text_of(missing)
@@ -136,3 +140,8 @@ def test_anonymous_items_votes_and_followed_up_action_items(
 def _occurrences(quorum: QuorumServer) -> list[RitualOccurrence]:
     with quorum.runtime.db.session() as session:
         return list(session.scalars(select(RitualOccurrence).order_by(RitualOccurrence.id)))
+
+
+def _items_state(quorum: QuorumServer) -> list[tuple[str, str]]:
+    with quorum.runtime.db.session() as session:
+        return sorted((i.text, i.state) for i in session.scalars(select(RetroItem)))

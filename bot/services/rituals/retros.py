@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.errors import Conflict, InvalidInput, NotFound
+from bot.errors import Conflict, Forbidden, InvalidInput, NotFound
 from bot.models import (
     Decision,
     Gate,
@@ -37,6 +37,7 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
+from bot.services import home
 from bot.services import promotions as promotion_service
 from bot.services.audit import record_event
 from bot.services.records import lock
@@ -125,8 +126,7 @@ def add_item(session: Session, occurrence: RitualOccurrence, user: str, draft: I
 
 def _refresh_home(session: Session, team_id: str, owner: str | None) -> None:
     """The owner's Home lists their open action items."""
-    from bot.services.home import queue_home_refresh  # home reads this module's items
-    queue_home_refresh(session, team_id, [owner])
+    home.queue_home_refresh(session, team_id, [owner])
 
 
 def item_message_key(item: RetroItem) -> str:
@@ -185,15 +185,18 @@ def complete_item(session: Session, item_id: int, user: str,
     return item, True
 
 
-def complete_by_ref(session: Session, team_id: str, ref: str, user: str,
+def complete_by_ref(session: Session, project: Project, ref: str, user: str,
                     now: datetime | None = None) -> tuple[RetroItem, bool]:
-    """`/retro done A-n`."""
+    """`/retro done A-n`: in the item's channel, or anywhere by its owner."""
     number = parse_ref(ref, "A", "action item")
     item = session.scalars(select(RetroItem).join(RetroItem.occurrence).where(
-        RitualOccurrence.team_id == team_id, RetroItem.number == number,
+        RitualOccurrence.team_id == project.team_id, RetroItem.number == number,
         RetroItem.kind == "action")).one_or_none()
     if item is None:
         raise NotFound(f"There is no action item A-{number}.")
+    if item.project_id != project.id and item.owner != user:
+        raise Forbidden(f"A-{number} belongs to another channel's retro: mark it done there, "
+                        f"or ask its owner.")
     return complete_item(session, item.id, user, now)
 
 
