@@ -179,7 +179,8 @@ def build_manifest(runtime: Runtime, url: str | None, socket_mode: bool = False
 
     features: dict[str, Any] = {
         "app_home": {"home_tab_enabled": "app_home_opened" in events,
-                     "messages_tab_enabled": False,
+                     # Standups held at each person's time are answered in the DM.
+                     "messages_tab_enabled": "message.im" in events,
                      "messages_tab_read_only_enabled": False},
         "bot_user": {"display_name": NAME, "always_online": True},
     }
