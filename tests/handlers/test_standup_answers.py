@@ -135,6 +135,17 @@ def test_a_thread_full_of_conversation_counts_people_not_messages(
     reply(slack, ts, ELI, "y: eval; t: ship; blockers: legal hasn't replied", "1800000000.2",
           event_id="EvRetry", retry=1)
     assert set(answers(quorum)) == {DANA, ELI}
+    # A deleted reply no longer answers: Frank answers, thinks better of it, deletes it.
+    reply(slack, ts, "U0FRANK01", "t: nothing", "1800000000.9")
+    assert "U0FRANK01" in answers(quorum)
+    deleted = {"type": "message", "subtype": "message_deleted", "channel": CHANNEL,
+               "hidden": True, "ts": "1800000099.000002", "deleted_ts": "1800000000.9",
+               "channel_type": "channel",
+               "previous_message": {"type": "message", "user": "U0FRANK01",
+                                    "text": "t: nothing", "ts": "1800000000.9",
+                                    "thread_ts": ts}}
+    assert slack.event(deleted).status_code == 200
+    assert set(answers(quorum)) == {DANA, ELI}
 
     with quorum.runtime.db.session() as session:  # Carol is away today
         from bot.services.projects import project_for_channel
