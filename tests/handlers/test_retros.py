@@ -52,6 +52,7 @@ def test_anonymous_items_votes_and_followed_up_action_items(
     assert retro.votes_per_person == 2
     slack.event({"type": "app_home_opened", "user": BOB, "channel": "D0HOME001",
                  "tab": "home"})
+    fake_slack.wait_for("views.publish", predicate=lambda c: c.args["user_id"] == BOB)
     today = datetime.now(UTC).date()
     due = today + timedelta(days=3)
 
