@@ -1,4 +1,12 @@
-"""The `quorum` command line."""
+"""The `quorum` command line.
+
+Every CI step pays this module's start-up, so it imports only the standard library: each command
+imports what it uses when it runs (`quorum --help` loads neither the configuration nor the
+database). Add a command with its parser block in `_parser`, its function below, and an entry in
+`COMMANDS`; a command that uses the database opens it with `_database(settings, migrate=…)`:
+only `serve`, `socket`, `worker` and `db upgrade` migrate, every other command checks the schema
+revision and stops with one line when the database is behind or ahead.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +19,39 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.runtime import Runtime
+from bot import __version__
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.runtime import Runtime
 
 log = logging.getLogger("quorum")
+
+# The registers `quorum export` writes: the keys of `bot.export.REGISTERS` (importing that module
+# for its keys would load every model and service; tests/bot/test_cli.py keeps the two equal).
+EXPORT_REGISTERS = ("audit", "decisions", "gates", "hypotheses", "incidents", "promotions",
+                    "risks", "rituals")
+EXPORT_FORMATS = ("json", "csv", "md")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quorum", description=(
         "Quorum: hypotheses, decisions, gates, risks, rituals, promotions and incidents "
         "for ML teams, in Slack."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("serve", help="run the HTTP app (Slack events, webhooks, health, metrics)")
-    commands.add_parser("socket", help="run the app over Socket Mode (needs SLACK_APP_TOKEN)")
+    serve = commands.add_parser(
+        "serve", help="run the HTTP app (Slack events, webhooks, health, metrics)")
+    _no_migrate_option(serve)
+
+    socket = commands.add_parser(
+        "socket", help="run the app over Socket Mode (needs SLACK_APP_TOKEN); serves /healthz "
+                       "and /metrics on PORT")
+    _no_migrate_option(socket)
 
     shell = commands.add_parser(
         "shell", help="talk to Quorum in this terminal, with no Slack at all",
@@ -48,7 +73,11 @@ def _parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_commands.add_parser("upgrade", help="apply the schema migrations")
+    db_commands.add_parser("upgrade", help="apply the schema migrations (replicas starting "
+                                           "together take turns; the later ones find nothing "
+                                           "to do)")
+    db_commands.add_parser("check", help="exit 0 when the database is at this Quorum's schema "
+                                         "revision, 2 with one line when it is behind or ahead")
 
     gate = commands.add_parser("gate", help="milestone gates")
     gate_commands = gate.add_subparsers(dest="gate_command", required=True, metavar="ACTION")
@@ -84,31 +113,64 @@ def _parser() -> argparse.ArgumentParser:
                            "model's binding, then QUORUM_DEFAULT_CHANNEL)")
 
     export = commands.add_parser("export", help="write a register to standard output")
-    from bot.export import FORMATS, REGISTERS
-
-    export.add_argument("register", choices=sorted(REGISTERS))
-    export.add_argument("--format", choices=FORMATS, default="json")
+    export.add_argument("register", choices=EXPORT_REGISTERS)
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="json")
+    export.add_argument("--out", metavar="DIR", help="with --format md: write one file per "
+                        "record into DIR (decisions as numbered ADRs, incidents as postmortems)")
     return parser
+
+
+def _no_migrate_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--no-migrate", dest="migrate", action="store_false",
+                         help="do not migrate the database on start (a migration job runs "
+                              "`quorum db upgrade`); refuse to start unless it is up to date")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    from bot.config import ConfigError, load_settings
+    from bot.database import SchemaMismatch
+    from bot.logs import configure_logging
+
     try:
         settings = load_settings()
+        configure_logging(settings.log_format)
         return COMMANDS[args.command](settings, args)
     except ConfigError as exc:
         print(f"quorum: configuration error: {exc}", file=sys.stderr)
         return 2
+    except SchemaMismatch as exc:
+        print(f"quorum: {exc}", file=sys.stderr)
+        return 2
 
 
-def _serve(settings: Settings, _: argparse.Namespace) -> int:
+def _database(settings: Settings, *, migrate: bool) -> Runtime:
+    """The runtime, its database at this code's schema revision: migrated to it (`migrate`),
+    or checked (a SchemaMismatch, one line, when it is behind or ahead)."""
+    from sqlalchemy.exc import OperationalError
+
+    from bot.config import ConfigError
+    from bot.runtime import Runtime
+
+    runtime = Runtime.from_settings(settings)
+    try:
+        if migrate:
+            runtime.db.upgrade()
+        else:
+            runtime.db.check_revision()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
+        raise ConfigError(f"DATABASE_URL: cannot open the database ({reason})") from None
+    return runtime
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     import uvicorn
 
     from bot.delivery import OutboxWorker
+    from bot.edge import edge_jobs
     from bot.pacing import pacer_for
     from bot.scheduler import Scheduler
     from bot.slack_app import build_app, web_client
@@ -116,15 +178,16 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
 
     settings.require("slack_bot_token", purpose="to talk to Slack")
     settings.require("slack_signing_secret", purpose="to verify requests from Slack")
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=args.migrate)
     worker = OutboxWorker(runtime.db, web_client(runtime),
                           lease=timedelta(seconds=settings.outbox_lease_seconds),
                           pacer=pacer_for(runtime.db, settings))
     web = create_web_app(runtime, build_app(runtime), worker,
-                         Scheduler(runtime.db, settings.scheduler_tick_seconds))
+                         Scheduler(runtime.db, settings.scheduler_tick_seconds,
+                                   jobs=edge_jobs(runtime)))
     # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
-    uvicorn.run(web, host=settings.host, port=settings.port, log_level="info",
+    # log_config=None: uvicorn's lines go through Quorum's logging (QUORUM_LOG_FORMAT).
+    uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", log_config=None,
                 access_log=False, timeout_graceful_shutdown=10, http=HeaderDeadlineProtocol)
     return 0
 
@@ -138,20 +201,25 @@ def _name(value: str) -> str:
     return name
 
 
-def _socket(settings: Settings, _: argparse.Namespace) -> int:
+def _socket(settings: Settings, args: argparse.Namespace) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
 
+    from bot.config import ConfigError
     from bot.socket_mode import SocketModeRunner
 
     settings.require("slack_bot_token", purpose="to talk to Slack")
     settings.require("slack_app_token", purpose="for Socket Mode (an app-level token, xapp-…)")
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=args.migrate)
+    try:  # /healthz and /metrics for probes and Prometheus, as `quorum serve` has them
+        runner = SocketModeRunner(runtime, health_address=(settings.host, settings.port))
+    except OSError as exc:
+        raise ConfigError(f"PORT: cannot listen on {settings.host}:{settings.port} "
+                          f"({exc.strerror or exc})") from None
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stop.set())
                 for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        SocketModeRunner(runtime).run_until(stop)
+        runner.run_until(stop)
     except SlackApiError as exc:
         error = exc.response.get("error", "refused")
         raise ConfigError(f"SLACK_APP_TOKEN: Slack refused the connection ({error})") from None
@@ -164,6 +232,7 @@ def _socket(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _shell(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.config import ConfigError, load_settings
     from bot.shell.session import Shell
 
     url = args.db if "://" in args.db else f"sqlite:///{args.db}"
@@ -171,8 +240,9 @@ def _shell(settings: Settings, args: argparse.Namespace) -> int:
         settings = load_settings(DATABASE_URL=url)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("DATABASE_URL", "--db", 1)) from None
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    # The shell's own SQLite file is its playground, migrated like `serve` does; a server
+    # database named with --db is only checked, as by every other command.
+    runtime = _database(settings, migrate=url.startswith("sqlite"))
     logging.getLogger().setLevel(logging.WARNING)  # the terminal is for the conversation
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
@@ -193,7 +263,9 @@ def _shell(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _manifest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.config import ConfigError
     from bot.manifest import build_manifest, render
+    from bot.runtime import Runtime
 
     url = (args.url or "").strip()
     if not args.socket_mode and not url:
@@ -207,19 +279,8 @@ def _manifest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _upgrade_or_exit(runtime: Runtime) -> None:
-    from sqlalchemy.exc import OperationalError
-
-    try:
-        runtime.db.upgrade()
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
-        raise ConfigError(f"DATABASE_URL: cannot open the database ({reason})") from None
-
-
 def _db(settings: Settings, args: argparse.Namespace) -> int:
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    _database(settings, migrate=args.db_command == "upgrade")
     print("database is up to date", file=sys.stderr)
     return 0
 
@@ -227,11 +288,43 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 def _export(settings: Settings, args: argparse.Namespace) -> int:
     from bot.export import export
 
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    if args.out and args.format != "md":
+        print("quorum: --out writes one Markdown file per record: add --format md",
+              file=sys.stderr)
+        return 1
+    runtime = _database(settings, migrate=False)
+    _refresh_names(runtime)
+    if args.out:
+        from bot.export_files import write_files
+
+        try:
+            with runtime.db.session() as session:
+                written = write_files(session, args.register, Path(args.out))
+        except OSError as exc:
+            print(f"quorum: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"quorum: wrote {len(written)} files to {args.out}", file=sys.stderr)
+        return 0
     with runtime.db.session() as session:
         export(session, args.register, args.format, sys.stdout)
     return 0
+
+
+def _refresh_names(runtime: Runtime) -> None:
+    """With a bot token at hand, name the people and channels the export mentions first; without
+    one (or if Slack does not answer) the export uses the names cached by `quorum serve`."""
+    if not runtime.settings.slack_bot_token:
+        return
+    from bot.directory import refresh_names
+    from bot.slack_app import web_client
+
+    try:
+        client = web_client(runtime)
+        while refresh_names(runtime.db, client, collect_now=True):
+            pass
+    except Exception as exc:  # the export goes on with what is cached
+        print(f"quorum: names not refreshed from Slack ({type(exc).__name__}); using the "
+              f"cached ones", file=sys.stderr)
 
 
 def _gate(settings: Settings, args: argparse.Namespace) -> int:
@@ -239,8 +332,7 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.render import renderer
     from bot.services.gates import check, role_states
 
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=False)
     try:
         with runtime.db.session() as session:
             result = check(session, args.model, args.version, args.milestone)
@@ -259,8 +351,7 @@ def _announce(settings: Settings, args: argparse.Namespace) -> int:
     from bot.services import incidents
     from bot.services.routing import route
 
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=False)
     draft = incidents.IncidentDraft(
         title=args.title, severity=args.severity, commander=args.commander, model=args.model,
         model_version=args.model_version, description=args.description)
@@ -297,13 +388,13 @@ def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
     except QuorumError as exc:
         print(f"quorum: {_option(exc)}{exc.message}", file=sys.stderr)
         return 1
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=False)
     try:
         with runtime.db.session() as session:
             outcome = promotions.record_promotion(
                 session, draft, source="cli", created_by=promotions.CLI,
-                default_channel=settings.default_channel)
+                default_channel=settings.default_channel,
+                repeat_window=settings.promotion_repeat_window)
             assert outcome.promotion is not None
             ref = outcome.promotion.ref
     except QuorumError as exc:
@@ -311,6 +402,9 @@ def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     # The running `quorum serve` delivers the announcement from the outbox.
     print(ref)
+    if outcome.repeated:
+        print(f"quorum: {ref} was already announced; its card was updated instead of posting "
+              f"it again", file=sys.stderr)
     if not outcome.routed:
         print(f"quorum: {ref} is stored but unrouted: bind the model with `/quorum model add "
               f"{draft.model}`, give --channel or set QUORUM_DEFAULT_CHANNEL", file=sys.stderr)
@@ -323,6 +417,7 @@ def _option(exc: Exception) -> str:
     return f"--{field}: " if field else ""
 
 
+# The function that runs each command (its parser is in `_parser`).
 COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "manifest": _manifest,
             "db": _db, "export": _export, "gate": _gate, "announce": _announce}
 

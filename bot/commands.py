@@ -7,9 +7,13 @@ A pattern reads like the usage line people see, with a type after each placehold
     "request <milestone:word> [for <model:word> v<version:word>] [roles <roles:list>]"
 
 Types: `text` (the rest of the line), `word`, `int`, `a-b` (an integer range), `X-n` (a
-reference), `user` (an @mention), `list` (comma-separated words), `date` (YYYY-MM-DD) and
-`a|b|c` (one of these words). A pattern that begins with a placeholder is the command's default
-form (`/decision <title>`). The text `help` prints the usage; an empty text asks for the modal.
+reference), `user` (an @mention), `list` (comma-separated words), `date` (YYYY-MM-DD),
+`version` (a model version: `v3` and `3` alike) and `a|b|c` (one of these words). A `text`
+followed by optional groups ends where they, matched to the end of the line, begin:
+`<title:text> [for <model:word> v<version:version>]` reads `Ship it for churn v3` as the title
+`Ship it` for churn version 3, and `Ship it for churn` as a title. A pattern that begins with a
+placeholder is the command's default form (`/decision <title>`). The text `help` prints the
+usage; an empty text asks for the modal.
 
 An optional group `[...]` is taken when the next word is its leading word, or a value its leading
 placeholder accepts (`declare [<severity:sev1|sev2>] <title:text>`). A placeholder-led group that
@@ -112,6 +116,8 @@ def _usage_of(group: _Group) -> str:
 def _describe_slot(slot: _Slot) -> str:
     if slot.type.endswith("-n"):
         return slot.type
+    if slot.type == "version" and not slot.prefix:
+        return f"v<{slot.name}>"
     if slot.type == "user":
         return "@user"
     if "|" in slot.type or re.fullmatch(r"\d+-\d+", slot.type):
@@ -216,6 +222,9 @@ def _match_group(group: _Group, text: str, tokens: list[_Token], position: int,
                 found = f"`{tokens[position].text}`" if position < len(tokens) else "nothing"
                 raise _NoMatch(f"Expected `{item.word}` but found {found}.")
             position += 1
+        elif isinstance(item, _Slot) and item.type == "text" and index < len(group.items) - 1:
+            return _match_text_then_tail(item, group.items[index + 1:], text, tokens, position,
+                                         args)
         elif isinstance(item, _Slot):
             position = _match_slot(item, text, tokens, position, args)
         elif position < len(tokens) and (_opens(item, tokens[position])
@@ -223,6 +232,24 @@ def _match_group(group: _Group, text: str, tokens: list[_Token], position: int,
                                              and isinstance(item.items[0], _Slot))):
             position = _match_group(item, text, tokens, position, args)
     return position
+
+
+def _match_text_then_tail(slot: _Slot, tail: list[_Literal | _Slot | _Group], text: str,
+                          tokens: list[_Token], position: int, args: dict[str, Any]) -> int:
+    """A `text` placeholder followed by optional groups: the text ends where the groups,
+    matched to the end of the line, begin (the last such place); else it takes the line."""
+    rest = _Group(tail)
+    for start in range(len(tokens) - 1, position, -1):
+        found: dict[str, Any] = {}
+        try:
+            end = _match_group(rest, text, tokens, start, found)
+        except _NoMatch:
+            continue
+        if end == len(tokens) and found:
+            args[slot.name] = text[tokens[position].start:tokens[start - 1].end].strip()
+            args.update(found)
+            return end
+    return _match_slot(slot, text, tokens, position, args)
 
 
 def _opens(group: _Group, token: _Token) -> bool:
@@ -300,6 +327,11 @@ def convert(kind: str, raw: str, what: str) -> Any:
         if not items:
             raise _NoMatch(f"{what} must be a comma-separated list.")
         return items
+    if kind == "version":
+        version = raw[1:] if len(raw) > 1 and raw[0] in "vV" and raw[1].isdigit() else raw
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", version):
+            raise _NoMatch(f"{what} must be a version like v3 or 3, not `{raw}`.")
+        return version
     if kind == "date":
         try:
             return date.fromisoformat(raw)

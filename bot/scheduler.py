@@ -15,16 +15,15 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from bot.database import Database
+from bot.database import UNAVAILABLE, Database, database_outage
 from bot.models import JobClaim, utcnow
 
 log = logging.getLogger("quorum.scheduler")
@@ -35,6 +34,9 @@ Sweep = Callable[[Session, datetime], bool | None]
 # A sweep that keeps saying "more" this many times in one tick is left for the next tick.
 MAX_ROUNDS = 1000
 SWEEPS: dict[str, Sweep] = {}
+# Work at the runtime edge (calls to Slack or Alertmanager), run after the sweeps on each tick,
+# outside any transaction: it opens its own short ones around each call.
+EdgeJob = Callable[[datetime], object]
 
 
 def sweep(name: str) -> Callable[[Sweep], Sweep]:
@@ -71,14 +73,22 @@ def load_sweeps() -> dict[str, Sweep]:
 class Scheduler:
     """Runs every registered sweep on a fixed tick (default every 30 seconds)."""
 
-    def __init__(self, db: Database, tick_seconds: float = 30.0) -> None:
+    def __init__(self, db: Database, tick_seconds: float = 30.0,
+                 jobs: Sequence[EdgeJob] = ()) -> None:
         self.db = db
         self.tick_seconds = tick_seconds
         self.sweeps = load_sweeps()
+        self.jobs = list(jobs)
+        # Imported here: every domain module imports this one for `sweep`, and a CLI command
+        # such as `quorum gate check` should not pay for APScheduler.
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         self._apscheduler = BackgroundScheduler(timezone="UTC")
 
     def run_due(self, now: datetime | None = None) -> None:
         """Run every sweep once for `now`; one failing sweep does not stop the others."""
+        from bot import metrics  # here: CLI commands import this module, not Prometheus
+
         now = now or utcnow()
         for name, function in self.sweeps.items():
             try:
@@ -90,10 +100,23 @@ class Scheduler:
                 else:
                     log.warning("sweep %s still had work after %s rounds; it goes on next tick",
                                 name, MAX_ROUNDS)
+            except UNAVAILABLE:
+                database_outage.failed(log, "sweep %s failed at %s; it runs again next tick",
+                                       name, now)
             except Exception:
+                metrics.scheduler_sweep_failures.labels(name).inc()
                 log.exception("sweep %s failed at %s; it runs again next tick", name, now)
+        for job in self.jobs:
+            try:
+                job(now)
+            except Exception:
+                log.exception("job %s failed at %s; it runs again next tick",
+                              getattr(job, "__name__", job), now)
+        metrics.scheduler_last_tick.set(time.time())
 
     def start(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
         self._apscheduler.add_job(
             self.run_due, IntervalTrigger(seconds=self.tick_seconds), id="quorum-tick",
             max_instances=1, coalesce=True, next_run_time=utcnow(),

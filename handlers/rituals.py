@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.commands import Command, Subcommand
 from bot.errors import NotFound
-from bot.models import Project, RitualKind, SlackMessage, utcnow
+from bot.models import Project, RetroItem, RitualKind, RitualOccurrence, SlackMessage, utcnow
 from bot.render import renderer, slack_unescape
 from bot.runtime import Runtime
 from bot.services import rituals as service
@@ -36,6 +36,7 @@ from handlers.common import (
     user_id_of,
     write_metadata,
 )
+from handlers.skeleton import guard
 
 log = logging.getLogger("quorum.rituals")
 
@@ -76,6 +77,11 @@ ITEM_ACTIONS = {"retro_went_well": "went_well", "retro_to_improve": "to_improve"
 # Zones asked of `users.info` per command, so the acknowledgement stays within Slack's 3 s;
 # the others are asked on their `user_change` or the next time the schedule is set.
 ZONE_LOOKUPS = 40
+
+
+def occurrence_of(session: Any, body: dict[str, Any], value: Any) -> RitualOccurrence:
+    """The ritual behind a button or form, if it may be changed from where it was pressed."""
+    return guard(session, body).change_id(RitualOccurrence, value, "ritual")
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -215,9 +221,7 @@ def register(app: App, runtime: Runtime) -> None:
         rows = [(str(values.get(f"question_{n}") or ""), bool(values.get(f"required_{n}")))
                 for n in range(1, 7)]
         with db.session() as session:
-            project = session.get(Project, int(meta["project_id"]))
-            if project is None:
-                raise NotFound("That channel's project no longer exists.")
+            project = guard(session, body).change_id(Project, meta.get("project_id"), "project")
             if first_submission(session, body):
                 service.set_questions(session, project, user_id_of(body), rows)
         ack()
@@ -229,7 +233,7 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         user = user_id_of(body)
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(action["value"]))
+            occurrence = occurrence_of(session, body, action["value"])
             service.ensure_open(occurrence)
             mine = standups.update_of(session, occurrence, user)
             view = renderer.view("ritual/update_modal", o=occurrence,
@@ -243,7 +247,7 @@ def register(app: App, runtime: Runtime) -> None:
     def on_update_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+            occurrence = occurrence_of(session, body, meta["occurrence_id"])
             standups.validate_form(occurrence, values)  # field errors before any write
             if first_submission(session, body):
                 service.add_update(session, occurrence, user_id_of(body), values)
@@ -254,7 +258,7 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         kind = ITEM_ACTIONS[action["action_id"]]
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(action["value"]))
+            occurrence = occurrence_of(session, body, action["value"])
             service.ensure_open(occurrence)
             today = utcnow().astimezone(ZoneInfo(occurrence.timezone)).date()
             view = renderer.view("ritual/item_modal", kind=kind, owner=user_id_of(body),
@@ -274,7 +278,7 @@ def register(app: App, runtime: Runtime) -> None:
                                   anonymous=bool(values.get("anonymous")))
         with db.session() as session:
             if first_submission(session, body):
-                occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+                occurrence = occurrence_of(session, body, meta["occurrence_id"])
                 service.add_item(session, occurrence, user_id_of(body), draft)
         ack()
 
@@ -283,6 +287,7 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         cast = action["action_id"] == "retro_vote"
         with db.session() as session:
+            guard(session, body).change_id(RetroItem, action["value"], "retro item")
             item, changed, left = service.vote(session, int(action["value"]),
                                                user_id_of(body), cast=cast)
             text = item.text[:80]
@@ -306,6 +311,7 @@ def register(app: App, runtime: Runtime) -> None:
                      respond: Respond) -> None:
         ack()
         with db.session() as session:
+            guard(session, body).change_id(RetroItem, action["value"], "action item")
             item, changed = service.complete_item(session, int(action["value"]),
                                                   user_id_of(body))
             message = renderer.message("ritual/item", i=item)
@@ -321,7 +327,7 @@ def register(app: App, runtime: Runtime) -> None:
                          client: WebClient) -> None:
         ack()
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(action["value"]))
+            occurrence = occurrence_of(session, body, action["value"])
             service.ensure_open(occurrence)
             view = renderer.view("ritual/agenda_modal",
                                  metadata=write_metadata(occurrence_id=occurrence.id))
@@ -333,7 +339,7 @@ def register(app: App, runtime: Runtime) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
             if first_submission(session, body):
-                occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+                occurrence = occurrence_of(session, body, meta["occurrence_id"])
                 service.add_agenda_item(session, occurrence, user_id_of(body),
                                         values.get("text", ""))
         ack()
@@ -344,7 +350,7 @@ def register(app: App, runtime: Runtime) -> None:
                           client: WebClient) -> None:
         ack()
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(action["value"]))
+            occurrence = occurrence_of(session, body, action["value"])
             reviews.ensure_no_outcome(occurrence)
             view = renderer.view("ritual/outcome_modal",
                                  ritual_name=reviews.NAMES.get(
@@ -359,7 +365,7 @@ def register(app: App, runtime: Runtime) -> None:
         values, meta = form_values(view), read_metadata(view)
         reviews.check_outcome(values.get("outcome", ""), values.get("decisions", ""))
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+            occurrence = occurrence_of(session, body, meta["occurrence_id"])
             card = session.get(SlackMessage, service.card_key(occurrence))
             where = (card.channel, card.ts) if card and card.ts else None
         permalink = None
@@ -370,7 +376,7 @@ def register(app: App, runtime: Runtime) -> None:
             except SlackApiError as exc:
                 log.warning("no permalink for the review: %s", exc.response.get("error"))
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+            occurrence = occurrence_of(session, body, meta["occurrence_id"])
             if first_submission(session, body):
                 service.record_outcome(session, occurrence, user_id_of(body),
                                        values.get("outcome", ""), values.get("decisions", ""),

@@ -9,6 +9,7 @@ from bot.models.core import (
     BigId,
     JSONType,
     Project,
+    ProjectOwner,
     RefCounter,
     Referenced,
     RoleAssignment,
@@ -19,6 +20,7 @@ from bot.models.decisions import (
     Decision,
     DecisionStatus,
 )
+from bot.models.directory import SlackName
 from bot.models.gates import (
     Gate,
     GateSignoff,
@@ -31,8 +33,11 @@ from bot.models.hypotheses import (
     decision_hypotheses,
 )
 from bot.models.incidents import (
+    FollowUpStatus,
     Incident,
     IncidentEvent,
+    IncidentFollowUp,
+    IncidentSilence,
     IncidentStatus,
 )
 from bot.models.promotions import (
@@ -75,6 +80,7 @@ __all__ = [
     "BigId",
     "Decision",
     "DecisionStatus",
+    "FollowUpStatus",
     "Gate",
     "GateSignoff",
     "GateStatus",
@@ -83,6 +89,8 @@ __all__ = [
     "HypothesisStatus",
     "Incident",
     "IncidentEvent",
+    "IncidentFollowUp",
+    "IncidentSilence",
     "IncidentStatus",
     "JSONType",
     "JobClaim",
@@ -93,6 +101,7 @@ __all__ = [
     "PostPace",
     "ProcessedRequest",
     "Project",
+    "ProjectOwner",
     "Promotion",
     "PromotionKind",
     "RefCounter",
@@ -112,6 +121,7 @@ __all__ = [
     "RoleAssignment",
     "SignoffDecision",
     "SlackMessage",
+    "SlackName",
     "SlackUserZone",
     "StandupMode",
     "UTCDateTime",

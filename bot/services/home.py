@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, or_, select, union_all
+from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -38,6 +38,7 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
+from bot.services import access
 from bot.services.ritual_times import next_occurrences
 
 T = TypeVar("T")
@@ -98,6 +99,8 @@ class Home:
     incidents: Section[Incident]
     decisions: Section[Decision]
     rituals: Section[Any]
+    # Incident follow-ups the person owns (every project: the filter does not hide them).
+    follow_ups: Section[Any] = field(default_factory=Section)
     # Open retro action items the person owns (`bot.services.rituals.retros`).
     retro_actions: Section[Any] = field(default_factory=Section)
 
@@ -110,8 +113,15 @@ def home_key(team_id: str, user_id: str) -> str:
 
 
 def user_projects(session: Session, team_id: str, user_id: str) -> list[Project]:
+    """The projects a person takes part in (`projects_taking_part`) whose records may reach them:
+    of private channels, only those they are a member of (docs/access.md)."""
+    return [project for project in projects_taking_part(session, team_id, user_id)
+            if access.visible_to_user(project, user_id)]
+
+
+def projects_taking_part(session: Session, team_id: str, user_id: str) -> list[Project]:
     """The projects a person takes part in: a role there, or a risk, hypothesis, incident or
-    decision of theirs.
+    decision of theirs, whatever their channel.
 
     One index probe per project and kind (`EXISTS` on the `(person, project_id)` indexes) rather
     than reading every record of a person who has made thousands of them.
@@ -208,11 +218,18 @@ def build_home(session: Session, team_id: str, user_id: str,
         hypotheses = hypotheses.where(Hypothesis.project_id == chosen.id)
         incidents = incidents.where(Incident.project_id == chosen.id)
     else:
-        incidents = incidents.where(or_(mine, Incident.project_id.in_(ids)))
+        # Only the projects whose records may reach them (a private channel's, if a member).
+        risks = risks.where(Risk.project_id.in_(ids))
+        hypotheses = hypotheses.where(Hypothesis.project_id.in_(ids))
+        incidents = incidents.where(or_(and_(mine, Incident.project_id.is_(None)),
+                                        Incident.project_id.in_(ids)))
     decisions = select(Decision).where(
         Decision.project_id.in_(ids),
         Decision.created_at >= now - timedelta(days=RECENT_DECISION_DAYS))
     overdue = Risk.next_review < today
+    from bot.services.follow_ups import open_for  # it refreshes Homes: imported late
+
+    follow_ups = Section(*open_for(session, team_id, user_id))
     return Home(
         team_id=team_id,
         user_id=user_id,
@@ -233,6 +250,7 @@ def build_home(session: Session, team_id: str, user_id: str,
         decisions=_section(session, decisions, (Decision.created_at.desc(),
                                                 Decision.number.desc())),
         rituals=next_rituals(session, team_id, user_id, ids, now),
+        follow_ups=follow_ups,
         retro_actions=Section(*retro_actions_of(session, team_id, user_id, ACTIONS_SHOWN)),
     )
 

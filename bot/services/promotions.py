@@ -1,5 +1,5 @@
 """Model promotions: bindings of model names to projects, promotions announced from MLflow, the
-generic webhook and the CLI with the gate record of the version, and `/quorum trace`.
+generic webhook and the CLI with the gate record of the version.
 
 A promotion is always stored (`P-n`), routed or not; MLflow's redeliveries are recognised by
 their delivery id and announce nothing new.
@@ -13,20 +13,18 @@ import hmac
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import (
-    Decision,
     Gate,
     GateStatus,
-    Incident,
     ModelBinding,
     Project,
     Promotion,
@@ -34,7 +32,7 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
-from bot.services import roles as role_service
+from bot.services import access
 from bot.services.audit import record_event, snapshot
 from bot.services.gates import (
     ACTIVE,
@@ -45,6 +43,8 @@ from bot.services.gates import (
     role_states,
     signers,
 )
+from bot.services.idempotency import first_time
+from bot.services.records import lock
 from bot.services.refs import next_number
 from bot.services.routing import Route, route
 
@@ -53,7 +53,6 @@ ACTOR_LIMIT = 64
 URL_LIMIT = 500
 NOTE_LIMIT = 2000
 BINDINGS_LIMIT = 100
-TRACE_LIMIT = 10
 # MLflow's signed deliveries older (or newer) than this are refused as replays.
 SIGNATURE_TOLERANCE_SECONDS = 300
 DELIVERY_ID_LIMIT = 64
@@ -62,6 +61,9 @@ MLFLOW_FIELDS = {"model": "data.name", "version": "data.version", "to": "data.al
 MLFLOW = "mlflow"
 WEBHOOK = "webhook"
 CLI = "quorum-cli"
+# The same model, version and target announced again within this window edits the first
+# announcement (QUORUM_PROMOTION_REPEAT_MINUTES).
+REPEAT_WINDOW = timedelta(hours=1)
 
 
 class Status:
@@ -103,7 +105,7 @@ def bind_model(session: Session, project: Project, actor: str, model: str,
                admins: Collection[str]) -> tuple[ModelBinding, bool]:
     """Bind a registered model name to the project; (binding, False) when it already was."""
     model = check_model_name(model)
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     existing = binding_for(session, project.team_id, model)
     if existing is not None:
         if existing.project_id == project.id:
@@ -126,7 +128,7 @@ def bind_model(session: Session, project: Project, actor: str, model: str,
 def unbind_model(session: Session, project: Project, actor: str, model: str,
                  admins: Collection[str]) -> None:
     model = check_model_name(model)
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     binding = binding_for(session, project.team_id, model)
     if binding is None or binding.project_id != project.id:
         raise NotFound(f"`{model}` is not bound to this channel's project; "
@@ -141,7 +143,7 @@ def unbind_model(session: Session, project: Project, actor: str, model: str,
 def set_new_versions(session: Session, project: Project, actor: str, enabled: bool,
                      admins: Collection[str]) -> None:
     """Whether MLflow's new model versions are announced in the project (off by default)."""
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     before = {"announce_new_versions": bool(project.announce_new_versions)}
     project.announce_new_versions = enabled
     session.flush()
@@ -280,13 +282,14 @@ class Outcome:
     routed: bool
     created: bool = True
     ignored: bool = False
+    repeated: bool = False  # announced again within the window: the first one was edited
 
     def as_json(self) -> dict[str, Any]:
         p = self.promotion
         return {"ok": True, "promotion": p.ref if p else None,
                 "status": p.status if p else None, "routed": self.routed,
                 "channel": p.project.channel_id if p and p.project else None,
-                "created": self.created, "ignored": self.ignored}
+                "created": self.created, "ignored": self.ignored, "repeated": self.repeated}
 
 
 def card_key(promotion: Promotion) -> str:
@@ -334,6 +337,8 @@ def as_record(promotion: Promotion) -> dict[str, Any]:
         "gates_passed": [g["ref"] for g in gate.get("passed_gates", [])],
         "gates_waiting": [g["ref"] for g in gate.get("waiting_gates", [])],
         "delivery_id": promotion.delivery_id,
+        "repeats": promotion.repeats,
+        "repeated_at": promotion.repeated_at.isoformat() if promotion.repeated_at else None,
         "occurred_at": promotion.occurred_at.isoformat(),
         "created_by": promotion.created_by,
         "created_at": promotion.created_at.isoformat(),
@@ -353,16 +358,68 @@ def _route(session: Session, draft: PromotionDraft, default_channel: str | None)
     return where
 
 
+def _repeat_of(session: Session, team_id: str, project: Project | None, draft: PromotionDraft,
+               since: datetime) -> Promotion | None:
+    """The promotion of the same model, version and target to the same place since `since`."""
+    if draft.kind != PromotionKind.PROMOTION:
+        return None
+    found = session.scalars(
+        select(Promotion).where(
+            Promotion.team_id == team_id, Promotion.kind == PromotionKind.PROMOTION,
+            Promotion.model == draft.model, Promotion.version == draft.version,
+            Promotion.to_stage == draft.to,
+            Promotion.project_id == project.id if project is not None
+            else Promotion.project_id.is_(None),
+            Promotion.created_at >= since)
+        .order_by(Promotion.id.desc()).limit(1)).unique().first()
+    return lock(session, found) if found is not None else None
+
+
+def _announce_again(session: Session, promotion: Promotion, draft: PromotionDraft, source: str,
+                    created_by: str, now: datetime) -> Outcome:
+    """A repeat: count it, edit the first card (with the gate record as it is now) and say so in
+    its thread, rather than post a second announcement."""
+    before = _snapshot(promotion)
+    record = gate_record(session, promotion.team_id, promotion.model, promotion.version)
+    promotion.gate_record = record.as_record(
+        promotion.model, promotion.version,
+        check(session, promotion.model, promotion.version).as_record())
+    promotion.repeats += 1
+    promotion.repeated_at = now
+    session.flush()
+    record_event(session, actor=created_by, action="promotion.repeated", entity=promotion,
+                 project_id=promotion.project_id, before=before,
+                 after={**_snapshot(promotion), "repeat_source": source,
+                        "repeat_actor": draft.actor})
+    if promotion.status == Status.ANNOUNCED and promotion.project is not None:
+        outbox.update_message(session, promotion.team_id, card_key(promotion),
+                              render_announcement(promotion, record,
+                                                  previous(session, promotion)))
+        outbox.post_message(session, promotion.team_id, promotion.project.channel_id,
+                            renderer.message("promotion/repeated", p=promotion, source=source,
+                                             actor=draft.actor, at=now),
+                            thread_key=card_key(promotion))
+    return Outcome(promotion, routed=promotion.project_id is not None, created=False,
+                   repeated=True)
+
+
 def record_promotion(session: Session, draft: PromotionDraft, *, source: str,
                      created_by: str, default_channel: str | None = None,
                      delivery_id: str | None = None, occurred_at: datetime | None = None,
+                     repeat_window: timedelta = REPEAT_WINDOW,
                      now: datetime | None = None) -> Outcome:
     """Store a promotion (or a new version), audit it, and announce it with the gate record in
-    the model's project channel when it has one."""
+    the model's project channel when it has one. The same model, version and target announced
+    again within `repeat_window` (a retried CI job, MLflow setting the alias again) edits the
+    first announcement instead."""
     draft = draft.validated()
     now = now or utcnow()
     where = _route(session, draft, default_channel)
     project = where.project
+    if repeat_window > timedelta(0):
+        earlier = _repeat_of(session, where.team_id, project, draft, now - repeat_window)
+        if earlier is not None:
+            return _announce_again(session, earlier, draft, source, created_by, now)
     record = gate_record(session, where.team_id, draft.model, draft.version)
     checked = check(session, draft.model, draft.version).as_record()
     if project is None:
@@ -476,7 +533,7 @@ def mlflow_draft(payload: Mapping[str, Any]) -> PromotionDraft | None:
 
 
 def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: str, *,
-                   default_channel: str | None = None,
+                   default_channel: str | None = None, repeat_window: timedelta = REPEAT_WINDOW,
                    now: datetime | None = None) -> Outcome:
     """Apply one MLflow registry webhook delivery; a redelivery changes and announces nothing."""
     draft = mlflow_draft(payload)
@@ -487,10 +544,19 @@ def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: st
         return Outcome(None, routed=False, created=False, ignored=True)
     try:
         with session.begin_nested():  # a concurrent redelivery may store it first
-            return record_promotion(session, draft, source=MLFLOW, created_by=MLFLOW,
-                                    default_channel=default_channel, delivery_id=delivery_id,
-                                    occurred_at=_mlflow_time(payload.get("timestamp")),
-                                    now=now)
+            outcome = record_promotion(session, draft, source=MLFLOW, created_by=MLFLOW,
+                                       default_channel=default_channel, delivery_id=delivery_id,
+                                       occurred_at=_mlflow_time(payload.get("timestamp")),
+                                       repeat_window=repeat_window, now=now)
+            if outcome.repeated and outcome.promotion is not None and not first_time(
+                    session, outcome.promotion.team_id, f"mlflow-delivery:{delivery_id}"):
+                # MLflow's retry of a repeat that was already counted: undo this count.
+                raise _AlreadyCounted(outcome)
+            return outcome
+    except _AlreadyCounted as counted:
+        promotion = counted.outcome.promotion
+        session.refresh(promotion)  # type: ignore[arg-type]
+        return Outcome(promotion, routed=counted.outcome.routed, created=False, repeated=True)
     except IntegrityError:
         earlier = seen_delivery(session, delivery_id)
         if earlier is None:
@@ -498,64 +564,12 @@ def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: st
         return Outcome(earlier, routed=earlier.project_id is not None, created=False)
 
 
-# ------------------------------------------------------------------------------------- trace
+class _AlreadyCounted(Exception):
+    """Rolls back the savepoint of a redelivered repeat (see `receive_mlflow`)."""
 
-@dataclass
-class Trace:
-    """Everything Quorum knows about one model version, for `/quorum trace`."""
-
-    model: str
-    version: str
-    decisions: list[Decision]
-    gates: list[Gate]
-    promotions: list[Promotion]
-    incidents: list[Incident]
-
-    @property
-    def hypotheses(self) -> list[Any]:
-        seen: dict[int, Any] = {}
-        for decision in self.decisions:
-            for hypothesis in decision.hypotheses:
-                seen.setdefault(hypothesis.id, hypothesis)
-        return sorted(seen.values(), key=lambda h: h.number)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def trace(session: Session, team_id: str, model: str, version: str) -> Trace:
-    model = check_model_name(model)
-    normalized = normalize_version(version)
-    if normalized is None or not VERSION_PATTERN.match(normalized):
-        raise InvalidInput(f"`{(version or '')[:50]}` is not a version: e.g. `v3`.",
-                           field="version")
-    # A decision is about the model when its title or context names it.
-    pattern = f"%{_escape_like(model.lower())}%"
-    decisions = session.scalars(
-        select(Decision).options(selectinload(Decision.hypotheses))
-        .where(Decision.team_id == team_id,
-               or_(func.lower(Decision.title).like(pattern, escape="\\"),
-                   func.lower(Decision.context).like(pattern, escape="\\")))
-        .order_by(Decision.number.desc()).limit(TRACE_LIMIT)
-    ).unique().all()
-    gates = session.scalars(
-        select(Gate).where(Gate.team_id == team_id, Gate.model == model,
-                           Gate.version == normalized)
-        .order_by(Gate.number).limit(TRACE_LIMIT)
-    ).all()
-    promotions = session.scalars(
-        select(Promotion).where(Promotion.team_id == team_id, Promotion.model == model,
-                                Promotion.version == normalized)
-        .order_by(Promotion.number).limit(TRACE_LIMIT)
-    ).unique().all()
-    incidents = session.scalars(
-        select(Incident).where(Incident.team_id == team_id, Incident.model == model,
-                               Incident.model_version.in_((normalized, f"v{normalized}")))
-        .order_by(Incident.number).limit(TRACE_LIMIT)
-    ).unique().all()
-    return Trace(model, normalized, list(reversed(decisions)), list(gates), list(promotions),
-                 list(incidents))
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__("already counted")
+        self.outcome = outcome
 
 
 # ---------------------------------------------------------------------- digests and export

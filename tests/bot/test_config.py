@@ -36,6 +36,10 @@ def test_values_are_read_and_normalised() -> None:
     ("SLACK_API_URL", "ftp://x", "SLACK_API_URL: must be an http(s) URL"),
     ("QUORUM_OUTBOX_LEASE_SECONDS", "1", "QUORUM_OUTBOX_LEASE_SECONDS: input should be greater "
                                          "than or equal to 3"),
+    # Set, yet naming no one: read as unset it would make every member an admin.
+    ("QUORUM_ADMINS", ",", "QUORUM_ADMINS: names no user id"),
+    ("QUORUM_ADMINS", " ", "QUORUM_ADMINS: names no user id"),
+    ("QUORUM_ADMINS", " , ,, ", "QUORUM_ADMINS: names no user id"),
     ("QUORUM_OUTBOX_LEASE_SECONDS", "soon", "QUORUM_OUTBOX_LEASE_SECONDS: input should be a "
                                             "valid number"),
 ])

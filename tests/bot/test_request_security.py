@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import select as io_select
 import socket
 import threading
@@ -133,6 +134,10 @@ BAD_BEARERS = {
     "empty bearer": "Bearer",
     "wrong token": "Bearer not-the-token",
     "token with a suffix": f"Bearer {WEBHOOK_TOKEN}x",
+    # A check written as `expected.startswith(token)` lets these through.
+    "shortened token": f"Bearer {WEBHOOK_TOKEN[:-1]}",
+    "half the token": f"Bearer {WEBHOOK_TOKEN[:len(WEBHOOK_TOKEN) // 2]}",
+    "one-character token": f"Bearer {WEBHOOK_TOKEN[0]}",
     "token as Basic credentials": f"Basic {WEBHOOK_TOKEN}",
     "bare token, no scheme": WEBHOOK_TOKEN,
 }
@@ -385,3 +390,51 @@ def test_slow_loris_clients_do_not_hold_up_a_signed_request(guarded: QuorumServe
     assert _refused(guarded, "header_timeout") >= len(heads)
     assert _refused(guarded, "request_timeout") >= len(bodies)
     eventually(lambda: fake_slack.calls_to("chat.postMessage"))
+
+
+# ---------------------------------------------------------------------------- malformed payloads
+
+FORM_PAYLOAD = "payload={}"
+MALFORMED_SLACK_BODIES = {  # name → (signed body, content type): each was a 500 with a traceback
+    "null as JSON": ("null", "application/json"),
+    "a JSON string": ('"hello"', "application/json"),
+    "an events body that is a JSON list": ('[{"type": "event_callback"}]', "application/json"),
+    "payload=[1,2]": (FORM_PAYLOAD.format("%5B1%2C2%5D"), FORM),
+    "payload=null": (FORM_PAYLOAD.format("null"), FORM),
+    "payload= not JSON": (FORM_PAYLOAD.format("not-json"), FORM),
+    "an empty payload=": (FORM_PAYLOAD.format(""), FORM),
+    "an event that is a string": (
+        json.dumps({"type": "event_callback", "team_id": "T0TEAM001", "event": "x"}),
+        "application/json"),
+    "block_actions without actions": (
+        FORM_PAYLOAD.format(json.dumps({"type": "block_actions", "actions": None,
+                                        "user": {"id": "U0EVE0001"}})), FORM),
+    "block_actions whose action is a string": (
+        FORM_PAYLOAD.format(json.dumps({"type": "block_actions", "actions": ["x"],
+                                        "user": {"id": "U0EVE0001"}})), FORM),
+    "view_submission whose view is a number": (
+        FORM_PAYLOAD.format(json.dumps({"type": "view_submission", "view": 5,
+                                        "user": {"id": "U0EVE0001"}})), FORM),
+    "a payload whose type is a number": (FORM_PAYLOAD.format(json.dumps({"type": 5})), FORM),
+    "a slash command without its text": (
+        urlencode({"command": "/decision", "team_id": "T0TEAM001", "user_id": "U0EVE0001",
+                   "channel_id": "C0CHURN01", "trigger_id": "t.2"}), FORM),
+}
+
+
+def test_signed_malformed_slack_bodies_get_400_invalid_payload_without_a_traceback(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    before = snapshot(quorum.runtime.db)
+    for name, (body, content_type) in MALFORMED_SLACK_BODIES.items():
+        caplog.clear()
+        response = slack.post(body, content_type)
+        assert response.status_code == 400, (name, response.status_code, response.text)
+        answer = response.json()
+        assert answer["ok"] is False and answer["error"] == "invalid_payload", name
+        assert answer["reason"].startswith("The body is not a Slack payload"), name
+        assert not [record for record in caplog.records
+                    if record.exc_info or record.levelno >= logging.ERROR], (name, caplog.text)
+    assert changed_tables(before, quorum.runtime.db) == []
+    assert fake_slack.calls == []

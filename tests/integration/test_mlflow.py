@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -148,3 +149,18 @@ def test_setting_an_alias_in_mlflow_announces_the_promotion_with_its_gate(
     assert (promotion.source, promotion.status, promotion.to_stage) == (
         "mlflow", "announced", "champion")
     assert promotion.delivery_id  # MLflow's X-MLflow-Delivery-Id, kept to spot redeliveries
+
+    # MLflow sets the same alias again (a pipeline re-run): it fires the event again with a
+    # new delivery id, and Quorum edits the one card and says so in its thread.
+    again = httpx.post(f"{mlflow_server}/api/2.0/mlflow/registered-models/alias", timeout=10,
+                       json={"name": model_name, "alias": "champion", "version": "1"})
+    assert again.status_code == 200, again.text
+    card_ts = calls[0].response["ts"]
+    fake_slack.wait_for("chat.update", timeout=15,
+                        predicate=lambda call: call.args.get("ts") == card_ts)
+    line = fake_slack.wait_for("chat.postMessage", timeout=15,
+                               predicate=lambda call: call.args.get("thread_ts") == card_ts)[0]
+    assert "MLflow set the alias again" in slack_unescape(json.dumps(line.args["blocks"]))
+    assert eventually(lambda: stored().repeats == 1)
+    assert len([c for c in fake_slack.calls_to("chat.postMessage")
+                if ":rocket:" in json.dumps(c.args.get("blocks", []))]) == 1

@@ -74,6 +74,7 @@ def home(text: str, *, total: int = 400, project_count: int = 150, chosen: bool 
         rituals=Section([NextRitual(["standup", "retro"][n % 2], "C0CHURN01", NOW,
                                     "America/Argentina/ComodRivadavia")
                          for n in range(shown)] if rituals else [], total if rituals else 0),
+        follow_ups=Section(_follow_ups(text, shown), total),
         retro_actions=Section([_action(text, n) for n in range(5)] if rituals else [],
                               total if rituals else 0),
     )
@@ -83,6 +84,12 @@ def _action(text: str, n: int) -> Any:
     from support.ritual_samples import item
 
     return item(text, "action", n)
+
+
+def _follow_ups(text: str, count: int) -> list[Any]:
+    from support.incident_samples import follow_ups, incident
+
+    return follow_ups(text, incident(text, 7, "resolved"), count)
 
 
 def _home() -> list[dict[str, Any]]:

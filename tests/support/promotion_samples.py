@@ -22,7 +22,8 @@ from bot.models import (
     Project,
     Promotion,
 )
-from bot.services.promotions import GateRecord, Trace
+from bot.services.promotions import GateRecord
+from bot.services.trace import Trace
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 HOSTILE = [
@@ -74,6 +75,7 @@ def _announcement() -> list[dict[str, Any]]:
                 p = promotion(text, n, kind, passed, waiting,
                               source=["mlflow", "webhook", "cli", text[:16]][n % 4])
                 replaces = promotion(text + "old", n + 1) if n % 2 else None
+                p.repeats, p.repeated_at = n - 1, NOW
                 contexts.append({"p": p, "gates": GateRecord(), "replaces": replaces})
     return contexts
 
@@ -108,14 +110,23 @@ def _trace() -> list[dict[str, Any]]:
                       for n in range(1, 11)]
         incidents = [Incident(id=n, team_id="T1", number=n, title=text[:150], severity="sev1",
                               status="resolved") for n in range(1, 11)]
-        contexts.append({"t": Trace(text[:100], text[:64], decisions, gates, promotions,
-                                    incidents)})
-        contexts.append({"t": Trace(text[:100], text[:64], [], [], [], [])})
+        here, bound = project(), project(True)
+        bound.id, bound.channel_id = 2, "C0FRAUD01"
+        contexts.append({"t": Trace(text[:100], text[:64], [here, bound], hypotheses, decisions,
+                                    gates, promotions, incidents, bound)})
+        contexts.append({"t": Trace(text[:100], text[:64], [here], [], [], [], [], [])})
     return contexts
+
+
+def _repeated() -> list[dict[str, Any]]:
+    return [{"p": promotion(text, n), "source": source, "actor": text[:64] or None, "at": NOW}
+            for n, text in enumerate(HOSTILE, start=1)
+            for source in ("mlflow", "cli", "webhook", text[:16])]
 
 
 PROMOTION_SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "promotion/announcement": _announcement,
+    "promotion/repeated": _repeated,
     "promotion/models": _models,
     "promotion/trace": _trace,
 }

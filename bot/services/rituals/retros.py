@@ -37,7 +37,7 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
-from bot.services import home
+from bot.services import access, home
 from bot.services import promotions as promotion_service
 from bot.services.audit import record_event
 from bot.services.records import lock
@@ -223,7 +223,8 @@ def remind_overdue_actions(session: Session, now: datetime) -> None:
     for item in candidates:
         occurrence = item.occurrence
         today = now.astimezone(ZoneInfo(occurrence.timezone)).date()
-        if item.due_date is None or item.due_date >= today or not item.owner:
+        if item.due_date is None or item.due_date >= today or not item.owner or \
+                not access.visible_to_user(occurrence.project, item.owner):
             continue
         item.overdue_notified_at = now
         outbox.post_message(session, occurrence.team_id, item.owner, renderer.message(

@@ -31,6 +31,7 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
+from bot.services import access
 from bot.services.audit import record_event
 from bot.services.records import lock
 from bot.services.rituals import occurrences as cards
@@ -361,8 +362,8 @@ def remind(session: Session, occurrence: RitualOccurrence) -> None:
     done = set(answered(occurrence))
     away = set(away_on(session, occurrence.project_id, occurrence.local_date))
     for user in occurrence.participants or []:
-        if user in done or user in away:
-            continue
+        if user in done or user in away or not access.visible_to_user(occurrence.project, user):
+            continue  # a private channel's ritual reaches only its members (docs/access.md)
         # A DM: chat.postMessage to a user ID posts in the app's conversation with them.
         outbox.post_message(session, occurrence.team_id, user, renderer.message(
             "ritual/reminder", o=occurrence, project=occurrence.project, user=user))

@@ -25,6 +25,7 @@ from bot.models import (
     StandupMode,
 )
 from bot.render import renderer
+from bot.services import access
 from bot.services.rituals import occurrences as cards
 from bot.services.rituals import standups
 from bot.services.rituals.base import insert_for
@@ -99,6 +100,8 @@ def send_due_prompts(session: Session, now: datetime) -> None:
         prompt.sent_at = now
         if occurrence.status != OccurrenceStatus.OPEN or now >= prompt.closes_at:
             continue  # closed, or Quorum was down for the whole window: nothing to ask
+        if not access.visible_to_user(occurrence.project, prompt.user_id):
+            continue  # a private channel's standup asks only its members (docs/access.md)
         if occurrence.posted_at is None:
             occurrence.posted_at = now
             cards.post_card(session, occurrence, "scheduler")
