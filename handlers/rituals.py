@@ -19,6 +19,7 @@ from bot.errors import NotFound
 from bot.models import Project, RetroItem, RitualKind, RitualOccurrence, SlackMessage, utcnow
 from bot.render import renderer, slack_unescape
 from bot.runtime import Runtime
+from bot.services import home
 from bot.services import rituals as service
 from bot.services.projects import project_for_channel
 from bot.services.rituals import reviews, standups, zones
@@ -310,11 +311,18 @@ def register(app: App, runtime: Runtime) -> None:
     def on_item_done(ack: Ack, body: dict[str, Any], action: dict[str, Any],
                      respond: Respond) -> None:
         ack()
+        on_home = (body.get("view") or {}).get("type") == "home"
         with db.session() as session:
             guard(session, body).change_id(RetroItem, action["value"], "action item")
             item, changed = service.complete_item(session, int(action["value"]),
                                                   user_id_of(body))
             message = renderer.message("ritual/item", i=item)
+            if on_home:  # a Home has no response_url: it is published again, with a note
+                home.publish_home(session, team_id_of(body), user_id_of(body), home.Notice(
+                    f"{item.ref} is done." if changed else f"{item.ref} was already done.",
+                    ok=changed))
+        if on_home:
+            return
         if changed:  # the item in the thread shows it done, without its button
             respond(replace_original=True, **message)
         else:

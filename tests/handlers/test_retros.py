@@ -9,11 +9,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot import slack_payloads as payloads
 from bot.models import AuditEvent, RetroItem, RetroVote, RitualOccurrence
 from bot.render import slack_unescape
 from support.fake_slack import FakeSlack
 from support.quorum_server import QuorumServer
-from support.slack_requests import SlackSender
+from support.slack_requests import TEAM, SlackSender
 from support.waiting import eventually
 
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
@@ -125,13 +126,22 @@ def test_anonymous_items_votes_and_followed_up_action_items(
     assert "Quarantine flaky tests" in text_of(cards[-1].args)
     assert ":hourglass: open" in text_of(cards[-1].args)
 
-    # `/retro done A-n`: not by someone else from another channel; by its owner anywhere.
+    # `/retro done A-n`: not from another channel, even by its owner (docs/access.md).
     before = _items_state(quorum)
-    elsewhere = slack.command("/retro", f"done {ref}", user=CAROL, channel="C0OTHER01").json()
+    elsewhere = slack.command("/retro", f"done {ref}", user=BOB, channel="C0OTHER01").json()
     assert "another channel" in text_of(elsewhere) and _items_state(quorum) == before
-    assert f"{ref} is done" in text_of(slack.command("/retro", f"done {ref}", user=BOB,
-                                                     channel="C0OTHER01").json())
+    assert f"{ref} is done" in text_of(slack.command("/retro", f"done {ref}", user=BOB).json())
     assert "already done" in text_of(slack.command("/retro", f"done {ref}").json())
+    # The Home's button on an item already done says so on the Home.
+    seen = len(fake_slack.calls_to("views.publish"))
+    view = home[-1].args["view"]
+    assert slack.interaction(payloads.block_actions(
+        payloads.button_action("retro_item_done", str(found["Quarantine flaky tests"].id)),
+        team=TEAM, user=BOB, channel=None, channel_name=None, response_url=None,
+        view=view)).status_code == 200
+    again = fake_slack.wait_for("views.publish", count=seen + 1)[-1]
+    assert f"{ref} was already done" in json.dumps(again.args["view"])
+    assert ref not in json.dumps(again.args["view"]["blocks"][1:])  # no longer listed
     missing = slack.command("/retro", "done A-999").json()
     assert missing["response_type"] == "ephemeral" and "A-999" in text_of(missing)
     assert items(quorum)["Quarantine flaky tests"].state == "done"

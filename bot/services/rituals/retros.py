@@ -187,16 +187,17 @@ def complete_item(session: Session, item_id: int, user: str,
 
 def complete_by_ref(session: Session, project: Project, ref: str, user: str,
                     now: datetime | None = None) -> tuple[RetroItem, bool]:
-    """`/retro done A-n`: in the item's channel, or anywhere by its owner."""
+    """`/retro done A-n`, in the item's channel (another channel's records are not changed from
+    elsewhere, docs/access.md; its owner has the button on their Home and in the overdue DM)."""
     number = parse_ref(ref, "A", "action item")
     item = session.scalars(select(RetroItem).join(RetroItem.occurrence).where(
         RitualOccurrence.team_id == project.team_id, RetroItem.number == number,
         RetroItem.kind == "action")).one_or_none()
     if item is None:
         raise NotFound(f"There is no action item A-{number}.")
-    if item.project_id != project.id and item.owner != user:
+    if item.project_id != project.id:
         raise Forbidden(f"A-{number} belongs to another channel's retro: mark it done there, "
-                        f"or ask its owner.")
+                        f"or with its button on your Home if it is yours.")
     return complete_item(session, item.id, user, now)
 
 
