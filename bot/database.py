@@ -175,7 +175,11 @@ class Database:
         compiled = query.compile(dialect=self.engine.dialect)
         params = compiled.construct_params()
         order = compiled.positiontup
-        connection = self.engine.raw_connection()
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            connection = self.engine.raw_connection()
+        except driver_error as exc:  # the driver's own error: raise it as SQLAlchemy would
+            raise DBAPIError.instance(None, None, exc, driver_error) from exc
         try:
             cursor = connection.cursor()
             cursor.execute(str(compiled), [params[name] for name in order]
@@ -184,6 +188,9 @@ class Database:
             cursor.close()
             connection.rollback()
             return tuple(row) if row is not None else None
+        except driver_error as exc:
+            connection.invalidate(exc)  # it may be broken: not back into the pool
+            raise DBAPIError.instance(str(compiled), params, exc, driver_error) from exc
         finally:
             connection.close()
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
 
-from bot.database import Database, OutageLog
+from bot.database import UNAVAILABLE, Database, OutageLog
 from bot.models import Project
 from bot.services.projects import project_for_channel
 
@@ -106,3 +106,14 @@ def test_an_outage_is_logged_once_with_its_traceback_then_counted_until_it_ends(
     fail(2)  # a new outage: its first failure has a traceback again
     assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
         ("request failed", True)]
+
+
+def test_peek_raises_sqlalchemy_errors_for_an_unreachable_database() -> None:
+    """A driver error escaping `peek` would be a 500 (Bolt middleware) instead of the polite
+    "database unavailable" that `UNAVAILABLE` handlers give."""
+    unreachable = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    try:
+        with pytest.raises(UNAVAILABLE):
+            unreachable.peek(select(Project.name))
+    finally:
+        unreachable.dispose()
