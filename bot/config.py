@@ -35,6 +35,9 @@ ENV_NAMES = {
     "outbox_lease_seconds": "QUORUM_OUTBOX_LEASE_SECONDS",
     "slack_posts_per_minute": "QUORUM_SLACK_POSTS_PER_MINUTE",
     "host": "HOST",
+    "public_url": "QUORUM_PUBLIC_URL",
+    "slack_client_id": "SLACK_CLIENT_ID",
+    "slack_client_secret": "SLACK_CLIENT_SECRET",
     "port": "PORT",
 }
 
@@ -71,6 +74,11 @@ class Settings(BaseSettings):
     slack_posts_per_minute: float | None = Field(None, alias="QUORUM_SLACK_POSTS_PER_MINUTE",
                                                  gt=0, le=60000)
     host: str = Field("0.0.0.0", alias="HOST")
+    # The portal (`bot.portal`): where people reach Quorum (links on cards, the OpenID redirect)
+    # and the app's OAuth credentials for Sign in with Slack. Without the three, no portal.
+    public_url: str | None = Field(None, alias="QUORUM_PUBLIC_URL")
+    slack_client_id: str | None = Field(None, alias="SLACK_CLIENT_ID")
+    slack_client_secret: str | None = Field(None, alias="SLACK_CLIENT_SECRET", repr=False)
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
 
     @field_validator("slack_bot_token")
@@ -93,6 +101,15 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or any(c in value for c in "?#<> "):
+            raise ValueError("must be an http(s) URL such as https://quorum.example.com")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
@@ -123,6 +140,11 @@ class Settings(BaseSettings):
     @cached_property
     def admins(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.admins_raw.split(",") if part.strip())
+
+    @property
+    def portal_enabled(self) -> bool:
+        """Sign in with Slack is configured: client id, client secret and public URL."""
+        return bool(self.slack_client_id and self.slack_client_secret and self.public_url)
 
     def require(self, *fields: str, purpose: str) -> None:
         """Stop with a ConfigError naming the first missing variable that `purpose` needs."""

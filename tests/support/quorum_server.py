@@ -21,8 +21,9 @@ class QuorumServer:
     """`quorum serve` in a thread: the same app object graph, bound to port 0."""
 
     def __init__(self, settings: Settings, header_seconds: float = HEADER_READ_SECONDS,
-                 **web_options: Any) -> None:
-        """`web_options` go to `create_web_app` (body limit, read deadline)."""
+                 port: int = 0, **web_options: Any) -> None:
+        """`web_options` go to `create_web_app` (body limit, read deadline); `port` 0 is any
+        free one (a fixed one when the URL must be known first: QUORUM_PUBLIC_URL)."""
         self.settings = settings
         self.runtime = Runtime.from_settings(settings)
         self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=3),
@@ -32,7 +33,7 @@ class QuorumServer:
         self.scheduler = Scheduler(self.runtime.db)
         self.bolt = build_app(self.runtime)
         self.web = create_web_app(self.runtime, self.bolt, self.worker, **web_options)
-        config = uvicorn.Config(self.web, host="127.0.0.1", port=0, log_level="warning",
+        config = uvicorn.Config(self.web, host="127.0.0.1", port=port, log_level="warning",
                                 lifespan="on", http=header_deadline_protocol(header_seconds))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
