@@ -28,6 +28,7 @@ test: $(BIN)/quorum
 	@if [ -n "$(TEST_DATABASE_URL)" ]; then $(BIN)/python scripts/ensure_postgres.py; fi
 	@bash scripts/ensure_alertmanager.sh
 	@bash scripts/ensure_mlflow.sh
+	@bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest
 	$(BIN)/ruff check .
 

@@ -32,6 +32,10 @@ CLIENT_SECRET = "portal-client-secret"
 ALICE = "U0ALICE01"  # a member of every channel
 MALLORY = "U0MALLORY"  # a member of the workspace, not of the private channel
 PUBLIC_CHANNEL = "C0PUBLIC1"
+# What a hostile person types into every field, and the links they try: none may run.
+HOSTILE = ' <script>window.__pwned=1</script><img src=x onerror="window.__pwned=1">'
+HOSTILE_LINK = "javascript:window.__pwned=1"
+HOSTILE_URL = 'https://evil.example/"onfocus="window.__pwned=1'
 PRIVATE_CHANNEL = "G0PRIVAT1"
 
 
@@ -104,7 +108,7 @@ def seed(db: Database, team: str, hostile: str = "") -> Seeded:
             title=f"Use gradient boosting for churn-model{h}", context=f"Context{h}",
             options=f"GBM or logistic regression{h}", decision=f"GBM{h}",
             consequences=f"Retrain weekly{h}", status="accepted", deciders=[ALICE],
-            source_permalink=h.strip() or "https://acme.slack.com/archives/C1/p1",
+            source_permalink=HOSTILE_LINK if h else "https://acme.slack.com/archives/C1/p1",
             hypotheses=[hyp.ref]))
         new = decisions.supersede(session, old, ALICE, f"Use a calibrated GBM for churn-model{h}")
         roles.add_role(session, public, ALICE, "U0DSPERSN", "ds", admins=())
@@ -124,7 +128,7 @@ def seed(db: Database, team: str, hostile: str = "") -> Seeded:
         promotions.bind_model(session, public, ALICE, "churn-model", admins=())
         promotion = promotions.record_promotion(session, promotions.PromotionDraft(
             model="churn-model", version="3", to="production", actor=ALICE,
-            url=h.strip() or "https://ci.example/run/9", note=f"note{h}"),
+            url=HOSTILE_URL if h else "https://ci.example/run/9", note=f"note{h}"),
             source="cli", created_by=ALICE).promotion
         rituals.set_schedule(session, public, ALICE, "standup", "weekdays 09:30")
         secret = decisions.log_decision(session, private, ALICE, decisions.DecisionDraft(
