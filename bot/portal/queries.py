@@ -287,6 +287,21 @@ def models_of(session: Session, team_id: str, project_ids: list[int],
     return [ModelSummary(name, bound.get(name)) for name in names]
 
 
+def projects_of_version(session: Session, team_id: str, model: str,
+                        version: str) -> set[int]:
+    """The projects holding a gate, promotion or incident of the model version."""
+    found: set[int] = set()
+    for table, model_column, version_column, versions in (
+            (Gate, Gate.model, Gate.version, (version,)),
+            (Promotion, Promotion.model, Promotion.version, (version,)),
+            (Incident, Incident.model, Incident.model_version, (version, f"v{version}"))):
+        found.update(pid for pid in session.scalars(
+            select(table.project_id).where(table.team_id == team_id, model_column == model,
+                                           version_column.in_(versions))
+            .group_by(table.project_id).limit(100)) if pid is not None)
+    return found
+
+
 def binding_of(session: Session, team_id: str, model: str) -> ModelBinding | None:
     return session.scalars(select(ModelBinding).where(ModelBinding.team_id == team_id,
                                                       ModelBinding.model == model)).one_or_none()

@@ -375,7 +375,14 @@ class Portal:
                 csrf: str) -> Response:
         name, version = request.path_params["name"], request.path_params["version"]
         binding = self._model_binding_visible(session, viewer, name)
-        trace = promotion_service.trace(session, viewer.person.team_id, name, version)
+        # The decisions naming the model are looked for in its projects only: its binding's,
+        # and those of the version's gates, promotions and incidents.
+        within = queries.projects_of_version(session, viewer.person.team_id, name,
+                                             gate_service.normalize_version(version) or version)
+        if binding is not None:
+            within.add(binding.project_id)
+        trace = promotion_service.trace(session, viewer.person.team_id, name, version,
+                                        within=within)
 
         def shown(records: list[Any]) -> list[Any]:
             return [r for r in records if r.project is None or viewer.can_see(r.project)]

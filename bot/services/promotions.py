@@ -524,7 +524,11 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def trace(session: Session, team_id: str, model: str, version: str) -> Trace:
+def trace(session: Session, team_id: str, model: str, version: str,
+          within: Collection[int] | None = None) -> Trace:
+    """What Quorum knows about one model version. `within`: look for the decisions that name
+    the model only in these projects (the portal's version page, which must not read a
+    million-decision workspace); None looks through the whole workspace."""
     model = check_model_name(model)
     normalized = normalize_version(version)
     if normalized is None or not VERSION_PATTERN.match(normalized):
@@ -532,13 +536,17 @@ def trace(session: Session, team_id: str, model: str, version: str) -> Trace:
                            field="version")
     # A decision is about the model when its title or context names it.
     pattern = f"%{_escape_like(model.lower())}%"
-    decisions = session.scalars(
-        select(Decision).options(selectinload(Decision.hypotheses))
-        .where(Decision.team_id == team_id,
-               or_(func.lower(Decision.title).like(pattern, escape="\\"),
-                   func.lower(Decision.context).like(pattern, escape="\\")))
-        .order_by(Decision.number.desc()).limit(TRACE_LIMIT)
-    ).unique().all()
+    naming = (select(Decision).options(selectinload(Decision.hypotheses))
+              .where(Decision.team_id == team_id,
+                     or_(func.lower(Decision.title).like(pattern, escape="\\"),
+                         func.lower(Decision.context).like(pattern, escape="\\"))))
+    if within is not None:
+        # Newest first along each project's (project_id, created_at, id) index.
+        naming = naming.where(Decision.project_id.in_(list(within))).order_by(
+            Decision.created_at.desc(), Decision.id.desc())
+    else:
+        naming = naming.order_by(Decision.number.desc())
+    decisions = session.scalars(naming.limit(TRACE_LIMIT)).unique().all()
     gates = session.scalars(
         select(Gate).where(Gate.team_id == team_id, Gate.model == model,
                            Gate.version == normalized)
