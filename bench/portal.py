@@ -154,7 +154,7 @@ def measure(url: str, repeat: int, projects: int) -> dict[str, dict[str, float]]
             counts[prefix] = session.execute(text(
                 "SELECT last_value FROM ref_counters WHERE prefix = :p"), {"p": prefix}).scalar()
     pages: dict[str, Callable[[int], Any]] = {
-        "projects (first 25, counts)": lambda i: get("/portal/"),
+        "projects (first 20, counts)": lambda i: get("/portal/"),
         "project overview": lambda i: get(f"/portal/projects/{project(i)}"),
         "decision log, first page": lambda i: get(f"/portal/projects/{project(i)}/decisions"),
         "decision log, page 51": lambda i: get(deep[("decisions", project(i))]),

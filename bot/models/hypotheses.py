@@ -44,6 +44,9 @@ class Hypothesis(Referenced, Base):
         # to the (team_id, number) index, which would read the whole workspace.
         Index("ix_hypotheses_owner", "team_id", "owner", "project_id"),
         Index("ix_hypotheses_created_by", "team_id", "created_by", "project_id"),
+        # A project's hypotheses of one status, newest first: the portal's board and
+        # `/hypothesis list` (migration 0019).
+        Index("ix_hypotheses_project_status", "project_id", "status", "created_at", "id"),
     )
     ref_prefix = "H"
 

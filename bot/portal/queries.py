@@ -38,7 +38,9 @@ from bot.services import incidents as incident_service
 
 T = TypeVar("T")
 PAGE_SIZE = 25
-COUNT_CAP = 1000
+# Counts on a page stop here ("250+"): past it an exact figure tells a reader nothing more and
+# would cost a read of every row.
+COUNT_CAP = 250
 CURSOR = re.compile(r"\d{1,18}")
 
 
@@ -124,21 +126,38 @@ COUNTED = (("decisions", Decision), ("hypotheses", Hypothesis), ("gates", Gate),
            ("risks", Risk), ("incidents", Incident))
 
 
+def _capped_column(model: Any, *conditions: Any) -> Any:
+    """A correlated column: the project's rows of `model`, counted up to COUNT_CAP + 1."""
+    rows = (select(model.id).where(model.project_id == Project.id, *conditions)
+            .correlate(Project).limit(COUNT_CAP + 1).subquery())
+    return select(func.count()).select_from(rows).scalar_subquery()
+
+
+def summaries(session: Session, projects: list[Project],
+              now: datetime | None = None) -> list[ProjectSummary]:
+    """Each project's capped counts and its changes of the last 7 days, in one query."""
+    if not projects:
+        return []
+    week_ago = (now or utcnow()) - timedelta(days=7)
+    columns = [_capped_column(model).label(name) for name, model in COUNTED]
+    columns.append(_capped_column(AuditEvent, AuditEvent.at >= week_ago).label("week"))
+    rows = {row.id: row for row in session.execute(
+        select(Project.id, *columns).where(Project.id.in_([p.id for p in projects])))}
+    return [ProjectSummary(p, {name: Count(getattr(rows[p.id], name)) for name, _ in COUNTED},
+                           Count(rows[p.id].week)) for p in projects]
+
+
 def project_counts(session: Session, project: Project) -> dict[str, Count]:
-    return {name: capped_count(session, select(model.id).where(model.project_id == project.id))
-            for name, model in COUNTED}
+    return summaries(session, [project])[0].counts
 
 
-def changed_since(session: Session, project: Project, since: datetime) -> Count:
-    return capped_count(session, select(AuditEvent.id).where(
-        AuditEvent.project_id == project.id, AuditEvent.at >= since))
+PROJECTS_PAGE_SIZE = 20
 
 
 def projects_page(session: Session, team_id: str, visible: Any, after_name: str | None,
-                  size: int = PAGE_SIZE) -> tuple[list[ProjectSummary], str | None]:
+                  size: int = PROJECTS_PAGE_SIZE) -> tuple[list[ProjectSummary], str | None]:
     """The workspace's projects `visible(project)` lets the person see, by name, a page at a
     time after `after_name`; with their counts and what changed in the last 7 days."""
-    week_ago = utcnow() - timedelta(days=7)
     shown: list[Project] = []
     cursor = after_name
     while len(shown) <= size:
@@ -152,9 +171,7 @@ def projects_page(session: Session, team_id: str, visible: Any, after_name: str 
         cursor = batch[-1].name
     more = len(shown) > size
     shown = shown[:size]
-    summaries = [ProjectSummary(p, project_counts(session, p), changed_since(session, p, week_ago))
-                 for p in shown]
-    return summaries, shown[-1].name if more and shown else None
+    return summaries(session, shown), shown[-1].name if more and shown else None
 
 
 # --------------------------------------------------------------------------------- registers
@@ -326,8 +343,11 @@ def _version_sort(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 62, version)
 
 
+MODEL_HISTORY_LIMIT = 60
+
+
 def model_history(session: Session, team_id: str, model: str, visible_project: Any,
-                  limit: int = 500) -> ModelHistory:
+                  limit: int = MODEL_HISTORY_LIMIT) -> ModelHistory:
     """Every version of a model (newest first) with its promotions, gates and incidents, and the
     deployment history of each environment; records of projects the person may not see are
     left out. The newest `limit` of each register."""

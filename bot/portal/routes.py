@@ -369,6 +369,7 @@ class Portal:
         if binding is None and not model_history.versions:
             raise not_found(viewer)
         return render("model", viewer=viewer, csrf=csrf, name=name, binding=binding,
+                      limit=queries.MODEL_HISTORY_LIMIT,
                       history=model_history, project=binding.project if binding else None)
 
     def version(self, request: Request, session: Session, viewer: Viewer,
