@@ -30,6 +30,7 @@ from handlers.common import (
     write_metadata,
 )
 from handlers.home import from_home, notify_home, refusals_on_home
+from handlers.skeleton import Guard, guard
 
 COMMAND = Command("/gate", "milestone gates with role sign-offs", [
     Subcommand("request <milestone:word> [for <model:word> v<version:word>] [roles <roles:list>]",
@@ -94,11 +95,13 @@ def register(app: App, runtime: Runtime) -> None:
             return
         with db.session() as session:
             project = project_for_channel(session, team, channel, command.get("channel_name"))
-            reply = _answer(session, parsed.subcommand, parsed.args, project, user)
+            records = guard(session, body, client, runtime)
+            reply = records.annotate(_answer(session, parsed.subcommand, parsed.args, project,
+                                             user, records))
         ack(**reply)
 
     def _answer(session: Session, subcommand: str, args: dict[str, Any], project: Project,
-                user: str) -> dict[str, Any]:
+                user: str, records: Guard) -> dict[str, Any]:
         if subcommand == "request":
             draft = service.GateDraft(milestone=args["milestone"], model=args.get("model"),
                                       version=args.get("version"), roles=args.get("roles"))
@@ -109,7 +112,7 @@ def register(app: App, runtime: Runtime) -> None:
             return ephemeral(renderer.message("gate/list", project=project, gates=gates,
                                               total=total))
         # status
-        return ephemeral(status_view(session, service.get_gate(session, project, args["ref"])))
+        return ephemeral(status_view(session, records.read(Gate, args["ref"], "gate")))
 
     @app.view("gate_request_modal")
     @guarded
@@ -136,10 +139,11 @@ def register(app: App, runtime: Runtime) -> None:
             client.chat_postEphemeral(channel=meta["channel"], user=user, text=warning["text"],
                                       blocks=warning["blocks"])
 
-    def _approve(team: str, user: str, gate_id: int, role: str | None) -> dict[str, Any]:
+    def _approve(team: str, user: str, gate_id: int, role: str | None,
+                 body: dict[str, Any]) -> dict[str, Any]:
         """Sign as `role`, or as the one role the person can sign for; else ask which role."""
         with db.session() as session:
-            gate = service.get_by_id(session, gate_id, team)
+            gate = guard(session, body).change_id(Gate, gate_id, "gate")
             waiting = service.signable_roles(session, gate, user, SignoffDecision.APPROVE)
             if role is None and len(waiting) > 1:
                 return renderer.message("gate/choose_role", g=gate, roles=waiting)
@@ -153,7 +157,7 @@ def register(app: App, runtime: Runtime) -> None:
     def on_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any],
                    respond: Respond) -> None:
         ack()
-        reply = _approve(team_id_of(body), user_id_of(body), int(action["value"]), None)
+        reply = _approve(team_id_of(body), user_id_of(body), int(action["value"]), None, body)
         respond(response_type="ephemeral", replace_original=False, **reply)
 
     @app.action(APPROVE_AS)
@@ -164,10 +168,10 @@ def register(app: App, runtime: Runtime) -> None:
         gate_id, _, role = str(action["value"]).partition(":")
         if from_home(body):  # the Home's buttons name the role; the Home says what was signed
             with refusals_on_home(db, body):
-                reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role)
+                reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role, body)
                 notify_home(db, body, f"{reply['text']} as `{role}`.")
             return
-        reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role)
+        reply = _approve(team_id_of(body), user_id_of(body), int(gate_id), role, body)
         respond(response_type="ephemeral", replace_original=True, **reply)
 
     @app.action("gate_request_changes")
@@ -176,10 +180,10 @@ def register(app: App, runtime: Runtime) -> None:
                            client: WebClient, respond: Respond) -> None:
         # `respond` is for @guarded: a refusal goes back as an ephemeral through response_url.
         ack()
-        team, user = team_id_of(body), user_id_of(body)
+        user = user_id_of(body)
         with refusals_on_home(db, body):
             with db.session() as session:
-                gate = service.get_by_id(session, int(action["value"]), team)
+                gate = guard(session, body).change_id(Gate, action["value"], "gate")
                 waiting = service.signable_roles(session, gate, user, SignoffDecision.CHANGES)
                 metadata = write_metadata(gate_id=gate.id,
                                           role=waiting[0] if len(waiting) == 1 else None)
@@ -196,6 +200,7 @@ def register(app: App, runtime: Runtime) -> None:
             raise InvalidInput("Choose the role you are signing as.", field="role")
         with db.session() as session:
             if first_submission(session, body):
+                guard(session, body).change_id(Gate, meta["gate_id"], "gate")
                 service.sign(session, int(meta["gate_id"]), team_id_of(body), user_id_of(body),
                              SignoffDecision.CHANGES, str(role), values.get("reason"))
         ack()

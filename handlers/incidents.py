@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.commands import Command, Subcommand
 from bot.errors import Conflict
+from bot.models import Incident
 from bot.render import renderer
 from bot.runtime import Runtime
 from bot.services import incidents as service
@@ -33,6 +34,7 @@ from handlers.common import (
     user_id_of,
     write_metadata,
 )
+from handlers.skeleton import guard
 
 log = logging.getLogger("quorum.incidents")
 
@@ -84,11 +86,13 @@ def register(app: App, runtime: Runtime) -> None:
                                f"its way to the channel; the timeline goes in its thread.",
                                ":rotating_light:")
             elif parsed.subcommand == "update":
-                incident = service.get_incident(session, team, args["ref"], lock=True)
+                incident = guard(session, body, client, runtime).change(
+                    Incident, args["ref"], "incident", lock=True)
                 service.add_update(session, incident, user, args["text"])
                 reply = notice(f"Added your update to *{incident.ref}*.")
             elif parsed.subcommand == "resolve":
-                incident = service.get_incident(session, team, args["ref"], lock=True)
+                incident = guard(session, body, client, runtime).change(
+                    Incident, args["ref"], "incident", lock=True)
                 service.resolve(session, incident, user, args["summary"])
                 reply = notice(f"Resolved *{incident.ref}*; its summary is on its way to the "
                                f"project channel.")
@@ -153,7 +157,8 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         user = user_id_of(body)
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body), lock=True)
+            incident = guard(session, body).change_id(Incident, action["value"], "incident",
+                                                      lock=True)
             if not service.acknowledge(session, incident, user):
                 respond(replace_original=False, **notice(
                     f"{incident.ref} was already acknowledged.", ":information_source:"))
@@ -164,7 +169,8 @@ def register(app: App, runtime: Runtime) -> None:
                     respond: Respond) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body), lock=True)
+            incident = guard(session, body).change_id(Incident, action["value"], "incident",
+                                                      lock=True)
             if not service.mitigate(session, incident, user_id_of(body)):
                 respond(replace_original=False, **notice(
                     f"{incident.ref} is already marked as mitigated.", ":information_source:"))
@@ -173,7 +179,7 @@ def register(app: App, runtime: Runtime) -> None:
                            client: WebClient) -> None:
         """Open one of an unresolved incident's forms: an update, or its resolution."""
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            incident = guard(session, body).change_id(Incident, action["value"], "incident")
             if incident.status == "resolved":
                 raise Conflict(f"{incident.ref} is already resolved.")
             view = renderer.view(template, i=incident,
@@ -194,8 +200,8 @@ def register(app: App, runtime: Runtime) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
             if first_submission(session, body):
-                incident = service.get_by_id(session, int(meta["incident_id"]), team_id_of(body),
-                                             lock=True)
+                incident = guard(session, body).change_id(Incident, meta["incident_id"],
+                                                          "incident", lock=True)
                 service.add_update(session, incident, user_id_of(body), values.get("update", ""))
         ack()
 
@@ -212,8 +218,8 @@ def register(app: App, runtime: Runtime) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
             if first_submission(session, body):
-                incident = service.get_by_id(session, int(meta["incident_id"]), team_id_of(body),
-                                             lock=True)
+                incident = guard(session, body).change_id(Incident, meta["incident_id"],
+                                                          "incident", lock=True)
                 service.resolve(session, incident, user_id_of(body), values.get("summary", ""),
                                 root_cause=values.get("root_cause", ""),
                                 follow_ups=values.get("follow_ups", ""))
@@ -225,7 +231,7 @@ def register(app: App, runtime: Runtime) -> None:
                     client: WebClient) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            incident = guard(session, body).change_id(Incident, action["value"], "incident")
             project = incident.project
             channel = project.channel_id if project else (body.get("channel") or {}).get("id", "")
             view = risks.modal(
@@ -241,7 +247,7 @@ def register(app: App, runtime: Runtime) -> None:
                         client: WebClient, respond: Respond) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            incident = guard(session, body).change_id(Incident, action["value"], "incident")
             channel = incident.project.channel_id if incident.project else \
                 (body.get("channel") or {}).get("id", "")
             title = f"After {incident.ref}: {incident.title}"

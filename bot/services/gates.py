@@ -32,7 +32,7 @@ from bot.models import (
 )
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
-from bot.services import home
+from bot.services import access, home
 from bot.services import roles as role_service
 from bot.services.audit import record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref
@@ -514,6 +514,8 @@ def remind_waiting_signers(session: Session, now: datetime) -> None:
         if key in done or not claim_once(session, key):
             continue
         for user_id, waiting in waiting_signers(session, gate).items():
+            if not access.visible_to_user(gate.project, user_id):
+                continue  # a private channel's gate reaches only its members (docs/access.md)
             message = renderer.message("gate/reminder", g=gate, roles=waiting,
                                        states=role_states(gate))
             outbox.post_message(session, gate.team_id, user_id, message)

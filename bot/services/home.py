@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, or_, select, union_all
+from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -38,6 +38,7 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
+from bot.services import access
 from bot.services.ritual_times import next_occurrences
 
 T = TypeVar("T")
@@ -107,8 +108,15 @@ def home_key(team_id: str, user_id: str) -> str:
 
 
 def user_projects(session: Session, team_id: str, user_id: str) -> list[Project]:
+    """The projects a person takes part in (`projects_taking_part`) whose records may reach them:
+    of private channels, only those they are a member of (docs/access.md)."""
+    return [project for project in projects_taking_part(session, team_id, user_id)
+            if access.visible_to_user(project, user_id)]
+
+
+def projects_taking_part(session: Session, team_id: str, user_id: str) -> list[Project]:
     """The projects a person takes part in: a role there, or a risk, hypothesis, incident or
-    decision of theirs.
+    decision of theirs, whatever their channel.
 
     One index probe per project and kind (`EXISTS` on the `(person, project_id)` indexes) rather
     than reading every record of a person who has made thousands of them.
@@ -205,7 +213,11 @@ def build_home(session: Session, team_id: str, user_id: str,
         hypotheses = hypotheses.where(Hypothesis.project_id == chosen.id)
         incidents = incidents.where(Incident.project_id == chosen.id)
     else:
-        incidents = incidents.where(or_(mine, Incident.project_id.in_(ids)))
+        # Only the projects whose records may reach them (a private channel's, if a member).
+        risks = risks.where(Risk.project_id.in_(ids))
+        hypotheses = hypotheses.where(Hypothesis.project_id.in_(ids))
+        incidents = incidents.where(or_(and_(mine, Incident.project_id.is_(None)),
+                                        Incident.project_id.in_(ids)))
     decisions = select(Decision).where(
         Decision.project_id.in_(ids),
         Decision.created_at >= now - timedelta(days=RECENT_DECISION_DAYS))

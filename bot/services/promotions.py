@@ -34,7 +34,7 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
-from bot.services import roles as role_service
+from bot.services import access
 from bot.services.audit import record_event, snapshot
 from bot.services.gates import (
     ACTIVE,
@@ -103,7 +103,7 @@ def bind_model(session: Session, project: Project, actor: str, model: str,
                admins: Collection[str]) -> tuple[ModelBinding, bool]:
     """Bind a registered model name to the project; (binding, False) when it already was."""
     model = check_model_name(model)
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     existing = binding_for(session, project.team_id, model)
     if existing is not None:
         if existing.project_id == project.id:
@@ -126,7 +126,7 @@ def bind_model(session: Session, project: Project, actor: str, model: str,
 def unbind_model(session: Session, project: Project, actor: str, model: str,
                  admins: Collection[str]) -> None:
     model = check_model_name(model)
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     binding = binding_for(session, project.team_id, model)
     if binding is None or binding.project_id != project.id:
         raise NotFound(f"`{model}` is not bound to this channel's project; "
@@ -141,7 +141,7 @@ def unbind_model(session: Session, project: Project, actor: str, model: str,
 def set_new_versions(session: Session, project: Project, actor: str, enabled: bool,
                      admins: Collection[str]) -> None:
     """Whether MLflow's new model versions are announced in the project (off by default)."""
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     before = {"announce_new_versions": bool(project.announce_new_versions)}
     project.announce_new_versions = enabled
     session.flush()

@@ -15,6 +15,7 @@ from bot.database import Database
 from bot.errors import Conflict, Forbidden, InvalidInput, NotFound
 from bot.models import AuditEvent, Gate, GateSignoff, OutboxMessage, Project
 from bot.scheduler import Scheduler
+from bot.services import access
 from bot.services import gates as service
 from bot.services import roles as role_service
 from bot.services.projects import project_for_channel
@@ -37,6 +38,7 @@ def setup_project(session: Session, timezone: str | None = None) -> Project:
 def new_gate(db: Database, roles: str = "ds,eng,pm", **draft: Any) -> int:
     with db.session() as session:
         project = setup_project(session)
+        access.set_privacy(session, project, False, NOW)  # public: reminders may go out
         values = {"milestone": "launch", "model": "churn", "version": "3", **draft}
         gate = service.request_gate(session, project, ALICE,
                                     service.GateDraft(roles=roles, **values), now=NOW).gate

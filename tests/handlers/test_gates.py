@@ -156,7 +156,7 @@ def test_roles_are_added_listed_removed_and_audited(slack: SlackSender,
     missing = reply_text(slack.command("/quorum", f"role remove <@{FRANK}> safety-review"))
     assert "do not hold `safety-review`" in missing
     assert count(quorum, RoleAssignment) == 2
-    assert audit_actions(quorum) == ["role.added"] * 3 + ["role.removed"]
+    assert audit_actions(quorum) == ["project.owner_added"] + ["role.added"] * 3 + ["role.removed"]
 
 
 def test_role_commands_refuse_bad_input(slack: SlackSender, quorum: QuorumServer) -> None:
@@ -199,7 +199,7 @@ def test_settings_change_is_audited_and_shown(slack: SlackSender, quorum: Quorum
     assert "after 4 h" in reply_text(slack.command("/quorum", "settings reminders 4"))
     listing = reply_text(slack.command("/quorum", "roles"))
     assert "Self-approval of gates: *on*" in listing and "after *4 h*" in listing
-    assert audit_actions(quorum) == ["project.settings_changed"] * 2
+    assert audit_actions(quorum) == ["project.owner_added"] + ["project.settings_changed"] * 2
 
 
 def test_quorum_help_lists_every_command(slack: SlackSender) -> None:
@@ -608,7 +608,8 @@ def test_request_form_errors_name_the_field(slack: SlackSender, quorum: QuorumSe
         assert answer["response_action"] == "errors", (values, answer)
         assert list(answer["errors"]) == [field], (values, answer)
         assert expected in answer["errors"][field], (values, answer)
-    assert gates(quorum) == [] and audit_actions(quorum) == ["role.added"] * 3
+    assert gates(quorum) == []
+    assert audit_actions(quorum) == ["project.owner_added"] + ["role.added"] * 3
 
 
 def test_bad_input_is_refused_and_writes_nothing(slack: SlackSender, quorum: QuorumServer,
@@ -624,7 +625,8 @@ def test_bad_input_is_refused_and_writes_nothing(slack: SlackSender, quorum: Quo
         "request launch for churn v!!": "`!!` is not a version",
         "request launch for churn 3": "Expected v<version> but found `3`",
         "request go-live! ": "is not a milestone name",
-        "status G-1": "G-1 belongs to another channel's project",
+        # Another channel's public gate is shown, saying where it lives (docs/access.md).
+        "status G-1": ":round_pushpin: From <#C0FRAUD01>",
         "status G-99": "There is no gate G-99",
         "status D-1": "is not a reference like G-12",
         "list all": "Unexpected `all`",

@@ -15,6 +15,7 @@ from bot.commands import Command, Subcommand
 from bot.models import AuditEvent, Decision, Incident, IncidentEvent, Project
 from bot.services.decisions import Page
 from bot.services.incidents import SEVERITIES, Overview
+from support.access_samples import ACCESS_SAMPLES
 from support.gate_samples import GATE_SAMPLES
 from support.home_samples import HOME_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
@@ -202,3 +203,4 @@ SAMPLES.update(GATE_SAMPLES)
 SAMPLES.update(HOME_SAMPLES)
 SAMPLES.update(PROMOTION_SAMPLES)
 SAMPLES.update(RITUAL_SAMPLES)
+SAMPLES.update(ACCESS_SAMPLES)  # after GATE_SAMPLES: its admin/roles adds owners
