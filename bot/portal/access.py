@@ -1,10 +1,12 @@
-"""Who may see what in the portal: the same access model as in Slack.
+"""Who may see what in the portal: the access model of Slack and of `bot.services.access`.
 
-A person signed in to Quorum's workspace sees its projects; a project of a private channel only
-while they are a member of that channel (Slack's `conversations.members`, cached for a few
-minutes so that a page does not wait on Slack each time). Anything else answers 404, exactly as
-a record that does not exist, so the portal never tells a non-member that a private project is
-there.
+A person signed in to Quorum's workspace sees its public projects; a private channel's project
+(`access.is_private`: Slack said so, its id says so, or it is not known yet — fail closed) only
+while they are a member of that channel (`conversations.members`, cached for a few minutes so
+that a page does not wait on Slack each time). A project whose privacy is unknown or stale is
+asked about as the handlers do (`handlers.skeleton.lookup_privacy`) and the answer stored with
+`access.set_privacy`. Anything else answers 404, as a record that does not exist would, so the
+portal never tells a non-member that a private project is there.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from dataclasses import dataclass, field
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.orm import object_session
 
-from bot.models import Project
+from bot.models import Project, utcnow
 from bot.portal.auth import Person
+from bot.services import access
+from handlers.skeleton import lookup_privacy
 
 log = logging.getLogger("quorum.portal")
 
@@ -27,13 +32,9 @@ MEMBERS_TTL_SECONDS = 5 * 60
 MEMBERS_PAGE = 200
 
 
-def is_private(project: Project) -> bool:
-    """Whether the project lives in a private channel (`Project.is_private`)."""
-    return bool(getattr(project, "is_private", False))
-
-
 class Directory:
-    """The Slack facts the portal needs, cached: the bot's workspace and channel members."""
+    """The Slack facts the portal needs, cached: the bot's workspace, channels' privacy and
+    members."""
 
     def __init__(self, client_factory: Callable[[], WebClient],
                  ttl: float = MEMBERS_TTL_SECONDS) -> None:
@@ -41,6 +42,7 @@ class Directory:
         self._ttl = ttl
         self._lock = threading.Lock()
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
+        self._privacy: dict[str, tuple[float, bool]] = {}
         self._workspace: str | None = None
 
     def workspace(self) -> str:
@@ -49,12 +51,37 @@ class Directory:
             self._workspace = str(self._client().auth_test()["team_id"])
         return self._workspace
 
+    def _remember_members(self, channel: str, members: frozenset[str]) -> None:
+        with self._lock:
+            self._members[channel] = (time.monotonic() + self._ttl, members)
+
+    def is_private(self, project: Project) -> bool:
+        """The project's privacy; asked of Slack (and stored) when unknown or over a day old,
+        at most once per channel in a few minutes."""
+        if not access.privacy_is_stale(project, utcnow()):
+            return access.is_private(project)
+        with self._lock:
+            cached = self._privacy.get(project.channel_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        answer = lookup_privacy(self._client(), project.channel_id)
+        if answer is None:  # Slack could not say: what was known, unknown counting as private
+            return access.is_private(project)
+        private, members = answer
+        with self._lock:
+            self._privacy[project.channel_id] = (time.monotonic() + self._ttl, private)
+        if members is not None:
+            self._remember_members(project.channel_id, frozenset(members))
+        session = object_session(project)
+        if session is not None:  # stored with the page's transaction, for the Home and handlers
+            access.set_privacy(session, project, private, utcnow(), members)
+        return private
+
     def members(self, channel: str) -> frozenset[str]:
         """The channel's members; an empty set when Slack cannot say (nobody is let in)."""
-        now = time.monotonic()
         with self._lock:
             cached = self._members.get(channel)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         found: set[str] = set()
         cursor: str | None = None
@@ -71,10 +98,9 @@ class Directory:
             # Not cached: the next page view asks again.
             reason = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc)
             log.warning("conversations.members failed for %s: %s", channel, reason)
-            return cached[1] if cached is not None else frozenset()
+            return frozenset()
         members = frozenset(found)
-        with self._lock:
-            self._members[channel] = (now + self._ttl, members)
+        self._remember_members(channel, members)
         return members
 
 
@@ -89,13 +115,17 @@ class Viewer:
     _seen: dict[int, bool] = field(default_factory=dict)
 
     def can_see(self, project: Project | None) -> bool:
-        if project is None:
+        if project is None or project.team_id != self.person.team_id:
             return False
-        if project.team_id != self.person.team_id:
-            return False
-        if not is_private(project) or self.dev:
+        if self.dev:
             return True
         if project.id not in self._seen:
-            members = self.directory.members(project.channel_id) if self.directory else set()
-            self._seen[project.id] = self.person.user_id in members
+            self._seen[project.id] = self.directory is not None and access.is_visible_to(
+                project, lambda channel: self._is_member(project))
         return self._seen[project.id]
+
+    def _is_member(self, project: Project) -> bool:
+        assert self.directory is not None
+        if not self.directory.is_private(project):
+            return True  # Slack says it is public after all
+        return self.person.user_id in self.directory.members(project.channel_id)

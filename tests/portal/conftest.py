@@ -93,10 +93,11 @@ def seed(db: Database, team: str, hostile: str = "") -> Seeded:
     h = hostile
     now = utcnow()
     with db.session() as session:
-        public = Project(team_id=team, channel_id=PUBLIC_CHANNEL, name=f"ml-churn{h}"[:200])
-        private = Project(team_id=team, channel_id=PRIVATE_CHANNEL, name="secret-launch")
-        if hasattr(Project, "is_private"):
-            private.is_private = True  # type: ignore[attr-defined]
+        # Slack's word on both channels, as the handlers store it (`access.set_privacy`).
+        public = Project(team_id=team, channel_id=PUBLIC_CHANNEL, name=f"ml-churn{h}"[:200],
+                         is_private=False, privacy_checked_at=now)
+        private = Project(team_id=team, channel_id=PRIVATE_CHANNEL, name="secret-launch",
+                          is_private=True, privacy_checked_at=now)
         session.add_all([public, private])
         session.flush()
         hyp = hypotheses.log_hypothesis(session, public, ALICE, hypotheses.HypothesisDraft(

@@ -29,16 +29,16 @@ def test_dev_portal_serves_every_project_on_loopback_only(database_url: str,
                "--port", str(port)]
     env = {"DATABASE_URL": database_url, "HOST": "0.0.0.0"}
     with running(command, ready_url=f"http://127.0.0.1:{port}/portal/static/portal.css",
-                 log_path=tmp_path / "portal.log", env={**os.environ, **env}):
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            home = client.get("/portal/")
-            assert home.status_code == 200
-            assert "Signed in as <strong>alice</strong> (dev)" in home.text
-            assert "ml-churn" in home.text and "secret-launch" in home.text
-            assert "Sign out" not in home.text  # nothing to sign out of
-            page = client.get(f"/portal/decisions/{seeded.refs['old']}")
-            assert page.status_code == 200 and "Superseded by" in page.text
-            assert client.get("/", follow_redirects=True).url.path == "/portal/"
+                 log_path=tmp_path / "portal.log", env={**os.environ, **env}), \
+            httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        home = client.get("/portal/")
+        assert home.status_code == 200
+        assert "Signed in as <strong>alice</strong> (dev)" in home.text
+        assert "ml-churn" in home.text and "secret-launch" in home.text
+        assert "Sign out" not in home.text  # nothing to sign out of
+        page = client.get(f"/portal/decisions/{seeded.refs['old']}")
+        assert page.status_code == 200 and "Superseded by" in page.text
+        assert client.get("/", follow_redirects=True).url.path == "/portal/"
     log = (tmp_path / "portal.log").read_text()
     assert f"http://127.0.0.1:{port}/portal/ as alice (UALICE); loopback only" in log
 

@@ -12,7 +12,7 @@ from bot.database import Database
 from support.fake_slack import FakeSlack
 from support.quorum_server import QuorumServer
 
-from .conftest import ALICE, CLIENT_ID, seed
+from .conftest import ALICE, CLIENT_ID, MALLORY, seed, sign_in
 
 
 @pytest.fixture
@@ -188,3 +188,58 @@ def test_public_url_links_cards_to_the_portal(portal_server: QuorumServer,
     expected = f"<{portal_server.url}/portal/decisions/{seeded.refs['old']}|Open in Quorum>"
     assert any(expected in str(args["blocks"]) for args in links)
     assert renderer.public_url == portal_server.url
+
+
+def test_a_private_project_is_404_for_a_non_member(portal_server: QuorumServer,
+                                                   fake_slack: FakeSlack, seeded) -> None:
+    private = [f"/portal/projects/{seeded.private}", f"/portal/projects/{seeded.private}/audit",
+               f"/portal/projects/{seeded.private}/decisions?q=secret",
+               f"/portal/decisions/{seeded.refs['secret']}"]
+    mallory = sign_in(portal_server, fake_slack, MALLORY)
+    try:
+        for path in private:
+            answer = mallory.get(path)
+            assert answer.status_code == 404, path
+            assert "Secret" not in answer.text and "secret-launch" not in answer.text
+        front = mallory.get("/portal/")
+        assert "ml-churn" in front.text and "secret-launch" not in front.text
+    finally:
+        mallory.close()
+    alice = sign_in(portal_server, fake_slack, ALICE)
+    try:
+        for path in private:
+            assert alice.get(path).status_code == 200, path
+        assert "secret-launch" in alice.get("/portal/").text
+    finally:
+        alice.close()
+    asked = fake_slack.calls_to("conversations.members")
+    assert {call.args["channel"] for call in asked} == {"G0PRIVAT1"}
+    assert len(asked) == 1  # both people, every page: one question, then the cache
+
+
+def test_unknown_privacy_is_asked_of_slack_and_stored(portal_server: QuorumServer,
+                                                      fake_slack: FakeSlack) -> None:
+    from bot.models import Project
+    from bot.services import decisions
+
+    db = portal_server.runtime.db
+    with db.session() as session:
+        for channel, name in (("C0OPEN001", "open-talk"), ("C0HUSH001", "hush")):
+            project = Project(team_id=fake_slack.team_id, channel_id=channel, name=name)
+            session.add(project)
+            session.flush()
+            decisions.log_decision(session, project, ALICE,
+                                   decisions.DecisionDraft(title=f"{name} decision"))
+    fake_slack.private_channels.add("C0HUSH001")
+    fake_slack.channel_members["C0HUSH001"] = ["U0SOMEONE"]
+    alice = sign_in(portal_server, fake_slack, ALICE)
+    try:
+        front = alice.get("/portal/").text
+        assert "open-talk" in front and "hush" not in front
+    finally:
+        alice.close()
+    with db.session() as session:
+        stored = {p.channel_id: (p.is_private, p.member_ids)
+                  for p in session.query(Project).filter(Project.channel_id.like("C0%"))}
+    assert stored["C0OPEN001"] == (False, None)
+    assert stored["C0HUSH001"] == (True, ["U0SOMEONE"])

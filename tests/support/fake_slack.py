@@ -274,14 +274,12 @@ class FakeSlack:
         self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
         # Sign in with Slack: the apps' OAuth credentials (client id → secret), who is signed
         # in to Slack in "the browser" (None: the person cancels), codes and user tokens handed
-        # out; and each channel's members for conversations.members (others: the reference's
-        # example answer).
+        # out.
         self.oauth_clients: dict[str, str] = {}
         self.signed_in_user: str | None = None
         self.signed_in_team: str = self.team_id
         self._codes: dict[str, dict[str, Any]] = {}
         self._user_tokens: dict[str, dict[str, Any]] = {}
-        self.channel_members: dict[str, list[str]] = {}
         self._faults: list[_Fault] = []
         self._post_limits: PostLimits | None = None
         self._in_flight: dict[str, int] = {}
@@ -435,7 +433,6 @@ class FakeSlack:
             self.signed_in_team = self.team_id
             self._codes.clear()
             self._user_tokens.clear()
-            self.channel_members.clear()
 
     # ------------------------------------------------------------------ faults
 
@@ -717,11 +714,18 @@ class FakeSlack:
 
     def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
         """A channel's members: those the test declared (`channel_members`), else the reference's
-        example; one page."""
+        example; `limit` (default 100) at a time from `cursor`, as Slack pages them."""
         channel = str(args["channel"])
         example = self.methods["conversations.members"].get("success_example") or {}
         members = self.channel_members.get(channel, example.get("members") or [])
-        return {"ok": True, "members": list(members), "response_metadata": {"next_cursor": ""}}
+        try:
+            limit = min(1000, max(1, int(args.get("limit") or 100)))
+            start = int(str(args.get("cursor") or "page_0").removeprefix("page_"))
+        except ValueError:
+            raise SlackError("invalid_cursor") from None
+        more = start + limit < len(members)
+        return {"ok": True, "members": list(members[start:start + limit]),
+                "response_metadata": {"next_cursor": f"page_{start + limit}" if more else ""}}
 
     def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
         """Join a channel, so chat.postMessage / chat.update work there."""
@@ -906,27 +910,9 @@ class FakeSlack:
         return {key: value for key, value in claims.items()
                 if key not in ("iss", "aud", "exp", "iat", "auth_time", "nonce")}
 
-    def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
-        """A channel's members, a page at a time, from `channel_members`; a channel not set
-        there answers the reference's example, as before."""
-        channel = str(args["channel"])
-        if channel not in self.channel_members:
-            example = self.methods["conversations.members"].get("success_example") or {}
-            return {**copy.deepcopy(example), "ok": True}
-        members = self.channel_members[channel]
-        try:
-            limit = min(1000, max(1, int(args.get("limit") or 100)))
-            start = int(str(args.get("cursor") or "page_0").removeprefix("page_"))
-        except ValueError:
-            raise SlackError("invalid_cursor") from None
-        more = start + limit < len(members)
-        return {"ok": True, "members": list(members[start:start + limit]),
-                "response_metadata": {"next_cursor": f"page_{start + limit}" if more else ""}}
-
     _HANDLERS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
         "openid.connect.token": _openid_connect_token,
         "openid.connect.userInfo": _openid_connect_user_info,
-        "conversations.members": _conversations_members,
         "chat.postMessage": _chat_post_message,
         "chat.update": _chat_update,
         "chat.delete": _chat_delete,
