@@ -14,6 +14,7 @@ import pytest
 
 from bot.database import Database
 from bot.models import Project, utcnow
+from bot.render import renderer
 from bot.services import (
     decisions,
     gates,
@@ -59,6 +60,7 @@ def portal_server(make_settings: Callable[..., Any], fake_slack: FakeSlack
     server = QuorumServer(settings, port=port).start()
     yield server
     server.stop()
+    renderer.public_url = None  # process-wide: later tests' cards must not carry the link
 
 
 def sign_in(server: QuorumServer, fake_slack: FakeSlack, user: str) -> httpx.Client:
