@@ -243,3 +243,15 @@ def test_unknown_privacy_is_asked_of_slack_and_stored(portal_server: QuorumServe
                   for p in session.query(Project).filter(Project.channel_id.like("C0%"))}
     assert stored["C0OPEN001"] == (False, None)
     assert stored["C0HUSH001"] == (True, ["U0SOMEONE"])
+
+
+def test_without_an_id_token_userinfo_says_who_signed_in(portal_server: QuorumServer,
+                                                         fake_slack: FakeSlack, seeded) -> None:
+    fake_slack.issue_id_tokens = False
+    client = sign_in(portal_server, fake_slack, ALICE)
+    try:
+        assert "Alice Liddell" in client.get("/portal/").text
+    finally:
+        client.close()
+    [info] = fake_slack.calls_to("openid.connect.userInfo")
+    assert info.token and info.token.startswith("xoxp-")

@@ -280,6 +280,8 @@ class FakeSlack:
         self.signed_in_team: str = self.team_id
         self._codes: dict[str, dict[str, Any]] = {}
         self._user_tokens: dict[str, dict[str, Any]] = {}
+        # False: openid.connect.token answers without an `id_token` (userInfo must say who).
+        self.issue_id_tokens = True
         self._faults: list[_Fault] = []
         self._post_limits: PostLimits | None = None
         self._in_flight: dict[str, int] = {}
@@ -433,6 +435,7 @@ class FakeSlack:
             self.signed_in_team = self.team_id
             self._codes.clear()
             self._user_tokens.clear()
+            self.issue_id_tokens = True
 
     # ------------------------------------------------------------------ faults
 
@@ -896,8 +899,10 @@ class FakeSlack:
         claims = self._claims(grant, client_id)
         token = f"xoxp-{self._new_id('')}-{os.urandom(8).hex()}"
         self._user_tokens[token] = claims
-        return {"ok": True, "access_token": token, "token_type": "Bearer",
-                "id_token": _jwt(claims, self.oauth_clients[client_id])}
+        answer = {"ok": True, "access_token": token, "token_type": "Bearer"}
+        if self.issue_id_tokens:
+            answer["id_token"] = _jwt(claims, self.oauth_clients[client_id])
+        return answer
 
     def _openid_connect_user_info(self, args: dict[str, Any]) -> dict[str, Any]:
         """The signed-in person's claims, for the user token of openid.connect.token."""
