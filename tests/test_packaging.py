@@ -19,6 +19,7 @@ def test_wheel_contains_templates_and_migrations(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("quorum-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = [p.relative_to(ROOT).as_posix() for pattern in
-                ("templates/**/*.j2", "bot/migrations/**/*.py", "bot/migrations/*.mako")
+                ("templates/**/*.j2", "templates/**/*.css", "bot/migrations/**/*.py",
+                 "bot/migrations/*.mako")
                 for p in ROOT.glob(pattern)]
     assert expected and set(expected) <= names

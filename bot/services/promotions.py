@@ -541,12 +541,16 @@ def trace(session: Session, team_id: str, model: str, version: str,
                      or_(func.lower(Decision.title).like(pattern, escape="\\"),
                          func.lower(Decision.context).like(pattern, escape="\\"))))
     if within is not None:
-        # Newest first along each project's (project_id, created_at, id) index.
-        naming = naming.where(Decision.project_id.in_(list(within))).order_by(
-            Decision.created_at.desc(), Decision.id.desc())
+        # One query per project, newest first along its (project_id, created_at, id) index:
+        # with `project_id IN (…)` SQLite would read the whole workspace by (team_id, number).
+        found = [decision for project_id in sorted(within) for decision in session.scalars(
+            naming.where(Decision.project_id == project_id)
+            .order_by(Decision.created_at.desc(), Decision.id.desc()).limit(TRACE_LIMIT))
+            .unique()]
+        decisions = sorted(found, key=lambda d: (d.created_at, d.id), reverse=True)[:TRACE_LIMIT]
     else:
-        naming = naming.order_by(Decision.number.desc())
-    decisions = session.scalars(naming.limit(TRACE_LIMIT)).unique().all()
+        decisions = session.scalars(
+            naming.order_by(Decision.number.desc()).limit(TRACE_LIMIT)).unique().all()
     gates = session.scalars(
         select(Gate).where(Gate.team_id == team_id, Gate.model == model,
                            Gate.version == normalized)
