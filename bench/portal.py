@@ -8,6 +8,7 @@ template rendering; signed in as `quorum portal --dev-user` does, so no Slack is
 `--repeat` times after two warm-ups.
 
     python bench/portal.py [--decisions 1000000] [--repeat 30] [--databases sqlite,postgresql]
+    python bench/portal.py --measure-url URL   # measure a database an earlier load filled
 
 Prints a table and writes bench/results/portal.json.
 """
@@ -199,7 +200,13 @@ def main() -> None:
     parser.add_argument("--projects", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--measure-url", help="measure this already loaded database only")
     args = parser.parse_args()
+    if args.measure_url:
+        figures = measure(args.measure_url, args.repeat, args.projects)
+        worst = max(row["p95_ms"] for row in figures.values())
+        print(f"worst p95 {worst:.1f} ms ({os.popen('uptime').read().strip()})")
+        return
     sizes = {"decisions": args.decisions, "hypotheses": args.hypotheses, "risks": args.risks,
              "gates": args.gates}
     out = ROOT / "bench" / "results" / "portal.json"
