@@ -376,12 +376,12 @@ class Portal:
                 csrf: str) -> Response:
         name, version = request.path_params["name"], request.path_params["version"]
         binding = self._model_binding_visible(session, viewer, name)
-        # The decisions naming the model are looked for in its projects only: its binding's,
-        # and those of the version's gates, promotions and incidents.
-        within = queries.projects_of_version(session, viewer.person.team_id, name,
-                                             gate_service.normalize_version(version) or version)
-        if binding is not None:
-            within.add(binding.project_id)
+        # The decisions naming the model are looked for in its project only (its binding's;
+        # unbound, the projects of the version's gates, promotions and incidents): a page
+        # cannot read a million-decision workspace.
+        within = {binding.project_id} if binding is not None else queries.projects_of_version(
+            session, viewer.person.team_id, name,
+            gate_service.normalize_version(version) or version)
         trace = promotion_service.trace(session, viewer.person.team_id, name, version,
                                         within=within)
 
