@@ -120,12 +120,7 @@ class Viewer:
         if self.dev:
             return True
         if project.id not in self._seen:
-            self._seen[project.id] = self.directory is not None and access.is_visible_to(
-                project, lambda channel: self._is_member(project))
+            self._seen[project.id] = self.directory is not None and (
+                not self.directory.is_private(project)  # asked again when over a day old
+                or self.person.user_id in self.directory.members(project.channel_id))
         return self._seen[project.id]
-
-    def _is_member(self, project: Project) -> bool:
-        assert self.directory is not None
-        if not self.directory.is_private(project):
-            return True  # Slack says it is public after all
-        return self.person.user_id in self.directory.members(project.channel_id)

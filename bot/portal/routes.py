@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 from slack_sdk import WebClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -92,7 +93,7 @@ def environment() -> jinja2.Environment:
 ENV = environment()
 
 
-class Page(Exception):
+class Answer(Exception):
     """Raised to answer at once with a response (a 404, a redirect)."""
 
     def __init__(self, response: Response) -> None:
@@ -105,8 +106,8 @@ def render(template: str, http_status: int = 200, **context: Any) -> HTMLRespons
     return HTMLResponse(html, status_code=http_status, headers=SECURITY_HEADERS)
 
 
-def not_found(viewer: Viewer | None = None) -> Page:
-    return Page(render("not_found", http_status=404, viewer=viewer, csrf=""))
+def not_found(viewer: Viewer | None = None) -> Answer:
+    return Answer(render("not_found", http_status=404, viewer=viewer, csrf=""))
 
 
 class Portal:
@@ -144,7 +145,7 @@ class Portal:
                 try:
                     with self.runtime.db.session() as session:
                         return build(request, session, viewer, csrf)
-                except Page as answer:
+                except Answer as answer:
                     return answer.response
                 except (NotFound, InvalidInput):
                     return not_found(viewer).response
@@ -344,8 +345,6 @@ class Portal:
                       tab="audit")
 
     def _visible_ids(self, session: Session, viewer: Viewer) -> list[int]:
-        from sqlalchemy import select
-
         projects = session.scalars(select(Project).where(
             Project.team_id == viewer.person.team_id).limit(2000))
         return [p.id for p in projects if viewer.can_see(p)]
