@@ -30,6 +30,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from bot.commands import Command, Parsed
+from bot.database import UNAVAILABLE
 from bot.errors import NotFound
 from bot.models import Base, Project, utcnow
 from bot.render import renderer
@@ -305,20 +306,30 @@ def lookup_privacy(client: WebClient, channel: str) -> tuple[bool, list[str] | N
     say (the caller then keeps what it knew, and unknown counts as private)."""
     quick = WebClient(token=client.token, base_url=client.base_url, timeout=LOOKUP_TIMEOUT)
     quick.retry_handlers.clear()
-    try:
-        if access.channel_id_is_private(channel):
-            private = True
-        else:
+    if access.channel_id_is_private(channel):
+        private = True
+    else:
+        try:
             private = access.privacy_from_channel_info(
                 quick.conversations_info(channel=channel).get("channel") or {})
-        if not private or channel.startswith("D"):
-            return private, None
+        except SLACK_FAILURES as exc:
+            log.warning("could not learn whether %s is private: %s", channel, _reason(exc))
+            return None
+    if not private or channel.startswith("D"):
+        return private, None
+    try:
         return private, _members(quick, channel)
-    except (SlackApiError, SlackClientError, OSError, ValueError) as exc:
-        reason = exc.response.get("error") if isinstance(exc, SlackApiError) else \
-            type(exc).__name__
-        log.warning("could not learn whether %s is private: %s", channel, reason)
-        return None
+    except SLACK_FAILURES as exc:  # private for sure; nobody's Home or DMs get its records
+        log.warning("could not list the members of %s: %s", channel, _reason(exc))
+        return private, None
+
+
+SLACK_FAILURES = (SlackApiError, SlackClientError, OSError, ValueError)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc.response.get("error")) if isinstance(exc, SlackApiError) else \
+        type(exc).__name__
 
 
 def _members(client: WebClient, channel: str) -> list[str] | None:
@@ -367,6 +378,8 @@ def register(app: App, runtime: Runtime) -> None:
         expect_privacy(None)  # forget what an earlier request on this thread learned
         try:
             _learn(req)
+        except UNAVAILABLE:
+            pass  # the database is down: the listener meets it too, and says so
         except Exception:  # the request goes on, with what was known before
             log.warning("channel privacy lookup failed", exc_info=log.isEnabledFor(logging.DEBUG))
         next()

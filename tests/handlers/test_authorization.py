@@ -28,8 +28,10 @@ from bot.models import (
     Project,
     Risk,
     RoleAssignment,
+    utcnow,
 )
 from bot.render import slack_unescape
+from bot.services import access
 from bot.services import gates as gate_service
 from bot.services import roles as role_service
 from bot.services.decisions import DecisionDraft, log_decision
@@ -141,6 +143,8 @@ class Scene:
         self.server, self.slack, self.fake, self.channel = server, slack, fake, channel
         self.outsider = False
         project = project_for_channel(session, TEAM, channel, channel.lower())
+        # Slack's word on the channel, as the edge stores it: the row's request asks no more.
+        access.set_privacy(session, project, False, utcnow())
         project.allow_self_approval = row.self_approval
         needs = NEEDS.get(row.action, "")
         for user, role in ROLES:
@@ -419,7 +423,7 @@ class Project_:
 
 def _seed_project(session: Session, channel: str, private: bool, members: list[str],
                   now: Any, roles: list[tuple[str, str]] = ROLES) -> Project_:
-    from bot.services import access, rituals
+    from bot.services import rituals
     from bot.services.hypotheses import HypothesisDraft, log_hypothesis
 
     project = project_for_channel(session, TEAM, channel, channel.lower())
@@ -455,9 +459,6 @@ def _seed_project(session: Session, channel: str, private: bool, members: list[s
 def projects(server: QuorumServer, fake_slack: FakeSlack) -> dict[str, Project_]:
     """A public and a private project with one record of every kind, and the outsider's own
     channel; Bob is a member of the private channel, Eve (who holds `ds` there) is not."""
-    from bot.models import utcnow
-    from bot.services import access
-
     fake_slack.private_channels.add(PRIVATE)
     fake_slack.channel_members[PRIVATE] = [ADMIN, ALICE, BOB, CAROL, DAVE]
     now = utcnow()
@@ -640,9 +641,16 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
         if row.payload.get("user_id") == EVE:
             assert "secret" not in json.dumps(row.payload), row.payload
 
-    # Reminders: the standup's halfway reminder and the gates' after a day.
+    # Reminders: the standup's halfway reminder, the risk reviews' morning digest and the gates'
+    # reminder after a day. Eve and Bob each own a risk of the private project due for review.
     with server.runtime.db.session() as session:
         from bot.models import RitualOccurrence
+
+        secret = project_for_channel(session, TEAM, PRIVATE)
+        for owner in (EVE, BOB):
+            log_risk(session, secret, ALICE, RiskDraft(
+                title=f"Review secret of {owner}", owner=owner, likelihood=2, impact=2,
+                next_review=utcnow().date()))
 
         standup = session.get_one(RitualOccurrence, int(private.ids["STANDUP"]))
         assert EVE in (standup.participants or [])
@@ -652,6 +660,8 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
         created = gate.created_at
     first = _last_outbox_id(server)
     server.scheduler.run_due(now=remind_at + timedelta(minutes=1))
+    morning = created.replace(hour=9, minute=30) + timedelta(days=1)
+    server.scheduler.run_due(now=morning)
     server.scheduler.run_due(now=created + timedelta(hours=25))
     dms: dict[str, list[str]] = {}
     for row in _outbox_since(server, first):
@@ -661,4 +671,5 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
     assert EVE not in dms, dms[EVE]
     assert any(private.refs["G"] in text for text in dms.get(CAROL, [])), dms
     assert any("standup" in text.lower() for text in dms.get(BOB, [])), dms
+    assert any(f"Review secret of {BOB}" in text for text in dms.get(BOB, [])), dms
     assert public.refs["G"]  # Eve holds no role there: nothing of it was hers to be reminded of
