@@ -53,10 +53,20 @@ def trace(session: Session, project: Project, model: str, version: str) -> Trace
     shown = bound is not None and bound.id != project.id \
         and access.can_read_from(bound, project.channel_id, utcnow())
     projects = [project] + ([bound] if shown and bound is not None else [])
+    return trace_in(session, projects, model, normalized, bound)
+
+
+def trace_in(session: Session, projects: list[Project], model: str, version: str,
+             bound: Project | None = None) -> Trace:
+    """What `projects` (of one workspace) know about `model` `version` (already checked and
+    normalized): `/quorum trace` and the portal's version page, each choosing the projects its
+    reader may see."""
+    normalized = version
     ids = [p.id for p in projects]
+    team_id = projects[0].team_id if projects else ""
 
     def about(register: Any) -> list[Any]:
-        return [register.team_id == project.team_id, register.project_id.in_(ids),
+        return [register.team_id == team_id, register.project_id.in_(ids),
                 register.model == model]
 
     decisions = list(reversed(session.scalars(
