@@ -119,7 +119,7 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_entity", "entity_type", "entity_id"),
-                      # A project's audit log in the portal, newest first (migration 0019).
+                      # A project's audit log in the portal, newest first (migration 0018).
                       Index("ix_audit_events_project_at", "project_id", "at", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

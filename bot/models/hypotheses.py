@@ -47,7 +47,7 @@ class Hypothesis(Referenced, Base):
         # `/quorum trace <model> v<version>` finds the records about a model version.
         Index("ix_hypotheses_model_version", "team_id", "model", "version"),
         # A project's hypotheses of one status, newest first: the portal's board and
-        # `/hypothesis list` (migration 0019).
+        # `/hypothesis list` (migration 0018).
         Index("ix_hypotheses_project_status", "project_id", "status", "created_at", "id"),
     )
     ref_prefix = "H"
