@@ -125,6 +125,15 @@ def register(app: App, runtime: Runtime) -> None:
         if kind is None:  # bare `/ritual`
             ack(**help_message(command))
             return
+        if subcommand == "done":  # an action item, changed only from its own project
+            with db.session() as session:
+                item = guard(session, body, client, runtime).check(
+                    service.find_action(session, team, args["ref"]), change=True)
+                item, changed = service.complete_item(session, item.id, user)
+                reply = notice(f"{item.ref} is done: {item.text[:200]}") if changed else \
+                    notice(f"{item.ref} is already done.", ":information_source:")
+            ack(**reply)
+            return
         if subcommand == "questions":
             with db.session() as session:
                 project = project_for_channel(session, team, channel, payload.get("channel_name"))
@@ -187,11 +196,6 @@ def register(app: App, runtime: Runtime) -> None:
                                     default_tz=default_tz)
             return notice(f"is away until {away.until.isoformat()}; the standup will not "
                           f"expect them.", person=away.user_id)
-        if subcommand == "done":
-            item, changed = service.complete_by_ref(session, project, args["ref"], user)
-            if not changed:
-                return notice(f"{item.ref} is already done.", ":information_source:")
-            return notice(f"{item.ref} is done: {item.text[:200]}")
         status = service.status(session, project, kind, now, default_tz)
         zone = ZoneInfo(status.schedule.timezone if status.schedule else
                         service.zone_name(project, default_tz))

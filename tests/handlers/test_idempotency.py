@@ -8,7 +8,6 @@ shortcut without a case in the tables below fails `test_every_listener_has_an_id
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from slack_bolt import App
 from sqlalchemy import func, select
 
 from bot import slack_payloads as payloads
@@ -38,11 +36,10 @@ from bot.models import (
     utcnow,
 )
 from bot.render import slack_unescape
-from bot.runtime import Runtime
 from bot.services.projects import project_for_channel
 from bot.services.rituals import run_now
-from bot.slack_app import build_app
 from support.fake_slack import Call, FakeSlack
+from support.listeners import registered_listeners
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM, SlackSender
 from support.waiting import eventually
@@ -83,59 +80,8 @@ SHORTCUTS = {"log_decision"}
 # ---------------------------------------------------------------------------- what is registered
 
 
-@dataclass
-class Listeners:
-    actions: set[str] = field(default_factory=set)
-    views: set[str] = field(default_factory=set)
-    events: set[str] = field(default_factory=set)
-    shortcuts: set[str] = field(default_factory=set)
-
-
-def _name(constraint: Any) -> str:
-    """An action id or callback id; a pattern (`gate_approve_as_\\d+`) as `gate_approve_as_*`."""
-    if isinstance(constraint, re.Pattern):
-        return re.sub(r"\\d\+\$$", "*", constraint.pattern).lstrip("^")
-    if isinstance(constraint, dict):
-        return _name(constraint.get("action_id") or constraint.get("callback_id")
-                     or constraint.get("type"))
-    return str(constraint)
-
-
-class RecordingApp(App):
-    """The Bolt app, noting every button, modal, event and shortcut listened to."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.seen = Listeners()
-        super().__init__(*args, **kwargs)
-
-    def action(self, constraints: Any, *args: Any, **kwargs: Any) -> Any:
-        self.seen.actions.add(_name(constraints))
-        return super().action(constraints, *args, **kwargs)
-
-    def view(self, constraints: Any, *args: Any, **kwargs: Any) -> Any:
-        self.seen.views.add(_name(constraints))
-        return super().view(constraints, *args, **kwargs)
-
-    def event(self, event: Any, *args: Any, **kwargs: Any) -> Any:
-        self.seen.events.add(_name(event))
-        return super().event(event, *args, **kwargs)
-
-    def shortcut(self, constraints: Any, *args: Any, **kwargs: Any) -> Any:
-        self.seen.shortcuts.add(_name(constraints))
-        return super().shortcut(constraints, *args, **kwargs)
-
-    def message(self, *args: Any, **kwargs: Any) -> Any:
-        self.seen.events.add("message")
-        return super().message(*args, **kwargs)
-
-
 def test_every_listener_has_an_idempotency_case(make_settings: Callable[..., Any]) -> None:
-    runtime = Runtime.from_settings(make_settings())
-    try:
-        app = build_app(runtime, app_class=RecordingApp)
-    finally:
-        runtime.db.dispose()
-    seen = app.seen  # type: ignore[attr-defined]
+    seen = registered_listeners(make_settings)
     assert seen.actions == CHANGING_BUTTONS | VIEWING_BUTTONS | set(CLICKED_TWICE_ELSEWHERE), \
         "a button without a double-click case here: add it to CHANGING_ or VIEWING_BUTTONS " \
         "and to SETUPS"

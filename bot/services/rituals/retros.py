@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.errors import Conflict, Forbidden, InvalidInput, NotFound
+from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import (
     Decision,
     Gate,
@@ -185,20 +185,16 @@ def complete_item(session: Session, item_id: int, user: str,
     return item, True
 
 
-def complete_by_ref(session: Session, project: Project, ref: str, user: str,
-                    now: datetime | None = None) -> tuple[RetroItem, bool]:
-    """`/retro done A-n`, in the item's channel (another channel's records are not changed from
-    elsewhere, docs/access.md; its owner has the button on their Home and in the overdue DM)."""
+def find_action(session: Session, team_id: str, ref: str) -> RetroItem:
+    """The action item `A-n` of the workspace (`/retro done A-n`; the caller applies the access
+    rules: it is changed only from its own project, docs/access.md)."""
     number = parse_ref(ref, "A", "action item")
     item = session.scalars(select(RetroItem).join(RetroItem.occurrence).where(
-        RitualOccurrence.team_id == project.team_id, RetroItem.number == number,
+        RitualOccurrence.team_id == team_id, RetroItem.number == number,
         RetroItem.kind == "action")).one_or_none()
     if item is None:
         raise NotFound(f"There is no action item A-{number}.")
-    if item.project_id != project.id:
-        raise Forbidden(f"A-{number} belongs to another channel's retro: mark it done there, "
-                        f"or with its button on your Home if it is yours.")
-    return complete_item(session, item.id, user, now)
+    return item
 
 
 def open_actions_of(session: Session, team_id: str, user_id: str, limit: int = 10
