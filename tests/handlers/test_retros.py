@@ -129,7 +129,7 @@ def test_anonymous_items_votes_and_followed_up_action_items(
     # `/retro done A-n`: not from another channel, even by its owner (docs/access.md).
     before = _items_state(quorum)
     elsewhere = slack.command("/retro", f"done {ref}", user=BOB, channel="C0OTHER01").json()
-    assert "another channel" in text_of(elsewhere) and _items_state(quorum) == before
+    assert "can be changed only from there" in text_of(elsewhere) and _items_state(quorum) == before
     assert f"{ref} is done" in text_of(slack.command("/retro", f"done {ref}", user=BOB).json())
     assert "already done" in text_of(slack.command("/retro", f"done {ref}").json())
     # The Home's button on an item already done says so on the Home.
