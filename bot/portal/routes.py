@@ -37,6 +37,7 @@ from bot.runtime import Runtime
 from bot.services import decisions as decision_service
 from bot.services import gates as gate_service
 from bot.services import hypotheses as hypothesis_service
+from bot.services import incident_stats
 from bot.services import incidents as incident_service
 from bot.services import promotions as promotion_service
 from bot.services import risks as risk_service
@@ -328,7 +329,7 @@ class Portal:
         months = queries.incident_months(session, project)
         return render("incidents", viewer=viewer, csrf=csrf, project=project, page=page,
                       months=months, chart=charts.month_bars(months),
-                      overview=incident_service.overview(session, project), tab="incidents",
+                      overview=incident_stats.overview(session, project), tab="incidents",
                       mtta=incident_service.time_to_acknowledge,
                       ttr=incident_service.duration)
 

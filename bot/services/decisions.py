@@ -255,7 +255,8 @@ def supersede(session: Session, old: Decision, actor: str, title: str,
     if old.status == DecisionStatus.SUPERSEDED:
         by = f" by {old.superseded_by.ref}" if old.superseded_by else ""
         raise Conflict(f"{old.ref} is already superseded{by}; supersede that one instead.")
-    draft = DecisionDraft(title=title).validated()
+    # The successor is about the same model version as the decision it replaces.
+    draft = DecisionDraft(title=title, model=old.model, version=old.version).validated()
     before = _snapshot(old)
     new = log_decision(session, project or old.project, actor, draft, supersedes=old)
     old.status = DecisionStatus.SUPERSEDED

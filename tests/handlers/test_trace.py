@@ -165,3 +165,14 @@ def test_model_and_version_are_exported(slack: SlackSender, quorum: QuorumServer
         [row] = list(csv.DictReader(io.StringIO(as_csv.getvalue())))
         assert (row["model"], row["version"]) == (MODEL, "3")
         assert f"* Model: {MODEL} v3" in as_md.getvalue()
+
+
+def test_a_superseding_decision_is_about_the_same_model_version(
+        slack: SlackSender, quorum: QuorumServer) -> None:
+    say(slack, CHURN, "/decision", f"Ship with recency features for {MODEL} v3")  # D-1
+    say(slack, CHURN, "/decision", "supersede D-1 Ship with calibrated recency features")
+    text = trace(slack, CHURN, f"{MODEL} v3")
+    assert "*D-2* Ship with calibrated recency features" in text
+    with quorum.runtime.db.session() as session:
+        successor = session.scalars(select(Decision).where(Decision.number == 2)).one()
+        assert (successor.model, successor.version) == (MODEL, "3")

@@ -112,7 +112,7 @@ def seed(db: Database, team: str, hostile: str = "") -> Seeded:
             options=f"GBM or logistic regression{h}", decision=f"GBM{h}",
             consequences=f"Retrain weekly{h}", status="accepted", deciders=[ALICE],
             source_permalink=HOSTILE_LINK if h else "https://acme.slack.com/archives/C1/p1",
-            hypotheses=[hyp.ref]))
+            hypotheses=[hyp.ref], model="churn-model", version="3"))
         new = decisions.supersede(session, old, ALICE, f"Use a calibrated GBM for churn-model{h}")
         roles.add_role(session, public, ALICE, "U0DSPERSN", "ds", admins=())
         gate = gates.request_gate(session, public, ALICE, gates.GateDraft(
