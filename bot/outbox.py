@@ -13,6 +13,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
+from bot.services.refs import carries_refs
 
 WAKE_FLAG = "outbox_queued"
 # Notes the worker keeps in a payload between attempts (never sent to Slack):
@@ -34,6 +35,7 @@ def enqueue(
     """Queue one Web API call; calls that share `key` are delivered in the order queued."""
     row = OutboxMessage(team_id=team_id, method=method, payload=payload, message_key=key)
     session.add(row)
+    carries_refs(session, row)
     session.info[WAKE_FLAG] = True
     return row
 

@@ -13,6 +13,7 @@ from bot.models.core import (
     Referenced,
     RoleAssignment,
     UTCDateTime,
+    pending_ref,
     utcnow,
 )
 from bot.models.decisions import (
@@ -108,5 +109,6 @@ __all__ = [
     "SlackMessage",
     "UTCDateTime",
     "decision_hypotheses",
+    "pending_ref",
     "utcnow",
 ]

@@ -36,7 +36,7 @@ from bot.services import home
 from bot.services import roles as role_service
 from bot.services.audit import record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref
-from bot.services.refs import next_number
+from bot.services.refs import number_at_commit, pending, settle
 
 MILESTONE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
@@ -324,7 +324,7 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
                            f"{gate.passed_at:%Y-%m-%d}.")
     gate = Gate(
         team_id=project.team_id,
-        number=next_number(session, project.team_id, Gate.ref_prefix),
+        number=number_at_commit(session, Gate, project.team_id),
         project=project,
         milestone=draft.milestone,
         model=draft.model,
@@ -340,6 +340,7 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
         updated_at=now,
     )
     session.add(gate)
+    pending(session, gate)
     session.flush()
     session.refresh(gate, ["signoffs"])
     record_event(session, actor=actor, action="gate.requested", entity=gate,
@@ -358,6 +359,7 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
     home.queue_home_refresh(session, project.team_id, waiting_signers(session, gate))
     only_requester = [] if project.allow_self_approval else [
         role for role in required if holders.get(role) == [actor]]
+    settle(session)  # last: the workspace's counter row is held from here to the commit
     return Requested(gate, earlier, only_requester)
 
 
