@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import timedelta
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime
@@ -25,7 +24,17 @@ def _parser() -> argparse.ArgumentParser:
         "for ML teams, in Slack."))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("serve", help="run the HTTP app (Slack events, webhooks, health, metrics)")
+    serve = commands.add_parser(
+        "serve", help="run the HTTP app (Slack events, webhooks, health, metrics)")
+    # --workers / --no-worker: see bot/serving.py for how the work is split into processes.
+    serve.add_argument("--workers", type=_process_count, default=1, metavar="N",
+                       help="HTTP processes to start (default 1; PostgreSQL only, SQLite "
+                            "keeps 1)")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="answer HTTP only: leave the outbox and the scheduler to "
+                            "`quorum worker`")
+    commands.add_parser("worker", help="deliver the outbox to Slack and run the scheduler, "
+                        "with no HTTP server (pair with `quorum serve --no-worker`)")
     commands.add_parser("socket", help="run the app over Socket Mode (needs SLACK_APP_TOKEN)")
 
     shell = commands.add_parser(
@@ -105,27 +114,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _serve(settings: Settings, _: argparse.Namespace) -> int:
-    import uvicorn
-
-    from bot.delivery import OutboxWorker
-    from bot.pacing import pacer_for
-    from bot.scheduler import Scheduler
-    from bot.slack_app import build_app, web_client
-    from bot.web import HeaderDeadlineProtocol, create_web_app
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.serving import serve
 
     settings.require("slack_bot_token", purpose="to talk to Slack")
     settings.require("slack_signing_secret", purpose="to verify requests from Slack")
     runtime = Runtime.from_settings(settings)
     _upgrade_or_exit(runtime)
-    worker = OutboxWorker(runtime.db, web_client(runtime),
-                          lease=timedelta(seconds=settings.outbox_lease_seconds),
-                          pacer=pacer_for(runtime.db, settings))
-    web = create_web_app(runtime, build_app(runtime), worker,
-                         Scheduler(runtime.db, settings.scheduler_tick_seconds))
-    # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
-    uvicorn.run(web, host=settings.host, port=settings.port, log_level="info",
-                access_log=False, timeout_graceful_shutdown=10, http=HeaderDeadlineProtocol)
+    serve(runtime, workers=args.workers, background=not args.no_worker)
+    return 0
+
+
+def _process_count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of processes (1 to 64)")
+    return int(value)
+
+
+def _worker(settings: Settings, _: argparse.Namespace) -> int:
+    from bot.serving import run_background
+
+    settings.require("slack_bot_token", purpose="to talk to Slack")
+    runtime = Runtime.from_settings(settings)
+    _upgrade_or_exit(runtime)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_background(runtime, stop)
     return 0
 
 
@@ -325,6 +340,7 @@ def _option(exc: Exception) -> str:
 
 COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "manifest": _manifest,
             "db": _db, "export": _export, "gate": _gate, "announce": _announce}
+COMMANDS["worker"] = _worker
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -44,6 +44,10 @@ LOOKUP_PAGE_SIZE = 200
 LOOKUP_PAGES = 5
 
 
+# `Session.info` key: the deliveries a transaction recorded (forgotten once it commits).
+SENT_RECORDED = "outbox_sent_recorded"
+
+
 class TakenOver:
     """The row's lease went to another worker while this one was still working on it."""
 
@@ -98,6 +102,9 @@ class OutboxWorker:
         # What a failed database left undone: outcomes to record, leased rows never tried.
         self._unrecorded: list[Callable[[Session], object]] = []
         self._untried: list[outbox.Claimed] = []
+        # Calls Slack accepted, recorded together in the next transaction (the next call's lease
+        # renewal, or the end of the batch): within one call's time, well inside their lease.
+        self._sent: list[outbox.Sent] = []
         self._held: dict[tuple[str, str, str | None], datetime] = {}
         # Workspaces whose calls failed since the last success: the next success wakes their
         # backed-off calls.
@@ -154,11 +161,13 @@ class OutboxWorker:
                 # The database failed: the rest of the batch is handed back once it answers.
                 self._untried.extend(batch[index + 1:])
                 raise
+        self._record_sent()
         return len(batch)
 
     def _settle(self, due: datetime | None = None, reason: str | None = None) -> None:
         """Record what a failed database left unrecorded and hand back rows never tried (each
         only if this worker still holds its lease)."""
+        self._record_sent()
         while self._unrecorded:
             with self.db.session() as session:
                 self._unrecorded[0](session)
@@ -169,6 +178,20 @@ class OutboxWorker:
                 outbox.release(session, row.id, due or utcnow(), attempts=row.attempts,
                                reason=reason)
             self._untried.pop(0)
+
+    def _record_sent(self, session: Session | None = None) -> None:
+        """Record the deliveries not yet recorded, in `session` or a transaction of their own;
+        kept for the next try if the database fails."""
+        if not self._sent:
+            return
+        sent = list(self._sent)
+        if session is None:
+            with self.db.session() as own:
+                outbox.mark_sent_batch(own, sent)
+            del self._sent[:len(sent)]
+        else:
+            outbox.mark_sent_batch(session, sent)
+            session.info.setdefault(SENT_RECORDED, []).extend(sent)
 
     def _record(self, outcome: Callable[[Session], object]) -> None:
         """Write a call's outcome; if the database fails, keep it to write on the next pass."""
@@ -184,10 +207,14 @@ class OutboxWorker:
         try:
             self._pace(row)
             with self.db.session() as session:
-                if not outbox.renew(session, row.id, row.attempts, self.lease):
-                    log.info("outbox call %s was taken over by another worker", row.id)
-                    return
-                method = self._prepare(session, row, payload)
+                self._record_sent(session)
+                renewed = outbox.renew(session, row.id, row.attempts, self.lease)
+                method = self._prepare(session, row, payload) if renewed else None
+            recorded = session.info.pop(SENT_RECORDED, [])
+            del self._sent[:len(recorded)]
+            if not renewed:
+                log.info("outbox call %s was taken over by another worker", row.id)
+                return
         except SQLAlchemyError:
             self._untried.append(row)  # nothing went out
             raise
@@ -210,14 +237,11 @@ class OutboxWorker:
         keyed_post = method == "chat.postMessage" and "thread_key" not in row.payload
         recovered = row.team_id in self._failing
 
-        def sent(session: Session) -> None:
-            outbox.mark_sent(session, row.id, channel=response.get("channel"),
-                             ts=response.get("ts"), key=row.key if keyed_post else None,
-                             attempts=row.attempts)
-            if recovered:
-                outbox.wake_backed_off(session, row.team_id)
-
-        self._record(sent)
+        self._sent.append(outbox.Sent(row.id, row.attempts, row.key if keyed_post else None,
+                                      response.get("channel"), response.get("ts")))
+        if recovered:
+            self._record_sent()
+            self._record(lambda session: outbox.wake_backed_off(session, row.team_id))
         self._failing.discard(row.team_id)
         metrics.outbox_delivered.labels(method).inc()
 

@@ -5,11 +5,11 @@ Queuing lives here and has no Slack imports; `bot.delivery` posts what is queued
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, cast, exists, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
@@ -94,17 +94,44 @@ def claim(session: Session, limit: int = 20, lease: timedelta = DEFAULT_LEASE) -
     PostgreSQL the rows are locked with SKIP LOCKED, so replicas never lease the same row.
     `attempts` is the lease's fencing token: every claim increments it, so a worker whose row was
     taken over can tell (see `renew` and the `mark_*` functions).
+
+    One statement leases the batch (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)
+    RETURNING`); only rows taken over from a worker that died mid-call are touched again.
     """
     now = utcnow()
     _drop_stale_updates(session)
+    claimed = [Claimed(*row) for row in session.execute(
+        _claim_statement(session), {"now": now, "until_": now + lease, "limit": limit})]
+    claimed.sort(key=lambda row: row.id)
+    for index, row in enumerate(claimed):
+        # Only a row whose call was out under an earlier lease still carries the flag (every
+        # outcome and hand-back removes it): Slack may have acted on that call.
+        if row.payload.get(IN_FLIGHT_FLAG):
+            payload = {**_without(row.payload, IN_FLIGHT_FLAG), MAYBE_SENT_FLAG: True}
+            session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
+                            .values(payload=payload)
+                            .execution_options(synchronize_session=False))
+            claimed[index] = replace(row, payload=payload)
+    return claimed
+
+
+_CLAIM: dict[str, Any] = {}
+
+
+def _claim_statement(session: Session) -> Any:
+    """The batch lease, built once per dialect (its plan is then cached by SQLAlchemy)."""
+    dialect = session.get_bind().dialect.name
+    if dialect in _CLAIM:
+        return _CLAIM[dialect]
     earlier = aliased(OutboxMessage)
     blocked_by_earlier = exists().where(
         earlier.message_key == OutboxMessage.message_key,
         earlier.id < OutboxMessage.id,
         earlier.status.in_(UNFINISHED),
     )
-    rows = session.scalars(
-        select(OutboxMessage)
+    now = bindparam("now", type_=OutboxMessage.next_attempt_at.type)
+    due = (
+        select(OutboxMessage.id)
         .where(
             or_(
                 OutboxMessage.status == OutboxStatus.PENDING,
@@ -115,21 +142,21 @@ def claim(session: Session, limit: int = 20, lease: timedelta = DEFAULT_LEASE) -
             or_(OutboxMessage.message_key.is_(None), ~blocked_by_earlier),
         )
         .order_by(OutboxMessage.id)
-        .limit(limit)
+        .limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=OutboxMessage)
-    ).all()
-    claimed = []
-    for row in rows:
-        if row.status == OutboxStatus.SENDING and row.payload.get(IN_FLIGHT_FLAG):
-            row.payload = {**_without(row.payload, IN_FLIGHT_FLAG), MAYBE_SENT_FLAG: True}
-        row.status = OutboxStatus.SENDING
-        row.claimed_until = now + lease
-        row.attempts += 1
-        claimed.append(
-            Claimed(row.id, row.team_id, row.method, dict(row.payload), row.message_key,
-                    row.attempts, row.created_at)
-        )
-    return claimed
+    )
+    _CLAIM[dialect] = statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(due.scalar_subquery()))
+        .values(status=OutboxStatus.SENDING,
+                claimed_until=bindparam("until_", type_=OutboxMessage.claimed_until.type),
+                attempts=OutboxMessage.attempts + 1)
+        .returning(OutboxMessage.id, OutboxMessage.team_id, OutboxMessage.method,
+                   OutboxMessage.payload, OutboxMessage.message_key, OutboxMessage.attempts,
+                   OutboxMessage.created_at)
+        .execution_options(synchronize_session=False)
+    )
+    return statement
 
 
 def _drop_stale_updates(session: Session) -> None:
@@ -175,13 +202,88 @@ def renew(session: Session, row_id: int, attempts: int, lease: timedelta) -> boo
 
     The worker keeps every call to well within the lease, so nobody takes over a row while its
     call may still reach Slack; a row taken over after its call went out is looked up first.
+    One fenced statement: the lease and the flag change only if the caller's token still holds.
     """
-    row = _leased(session, row_id, attempts)
-    if row is None:
-        return False
-    row.claimed_until = utcnow() + lease
-    row.payload = {**row.payload, IN_FLIGHT_FLAG: True}
-    return True
+    statements = _statements(session)
+    return session.execute(statements.renew, {
+        "row_id": row_id, "token": attempts, "until_": utcnow() + lease}).first() is not None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A call Slack accepted, to be recorded (see `mark_sent_batch`)."""
+
+    id: int
+    attempts: int
+    key: str | None = None  # a keyed post: remember where it landed
+    channel: str | None = None
+    ts: str | None = None
+
+
+def mark_sent_batch(session: Session, sent: list[Sent]) -> set[int]:
+    """Record several deliveries in one statement (and where keyed posts landed in one more);
+    the ids recorded. A row whose lease the caller lost meanwhile is left to its new owner."""
+    if not sent:
+        return set()
+    statements = _statements(session)
+    recorded = set(session.scalars(statements.mark_sent, {
+        "now_": utcnow(), "tokens": [(row.id, row.attempts) for row in sent]}))
+    landed = [{"key": row.key, "channel": row.channel, "ts": row.ts} for row in sent
+              if row.id in recorded and row.key and row.channel and row.ts]
+    if landed:
+        session.execute(statements.remember_post, landed)
+    return recorded
+
+
+@dataclass(frozen=True)
+class _Statements:
+    renew: Any
+    mark_sent: Any
+    remember_post: Any
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(session: Session) -> _Statements:
+    """The worker's per-call statements, built once per dialect."""
+    dialect = session.get_bind().dialect.name
+    if dialect in _STATEMENTS:
+        return _STATEMENTS[dialect]
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+
+        flagged = OutboxMessage.payload.op("||")(
+            cast(func.jsonb_build_object(IN_FLIGHT_FLAG, True), JSONB))
+        unflagged = OutboxMessage.payload.op("-")(literal(IN_FLIGHT_FLAG))
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+
+        flagged = func.json_set(OutboxMessage.payload, f"$.{IN_FLIGHT_FLAG}", func.json("true"))
+        unflagged = func.json_remove(OutboxMessage.payload, f"$.{IN_FLIGHT_FLAG}")
+    held = and_(OutboxMessage.status == OutboxStatus.SENDING,
+                tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(
+                    bindparam("tokens", expanding=True)))
+    _STATEMENTS[dialect] = statements = _Statements(
+        renew=update(OutboxMessage)
+        .where(OutboxMessage.id == bindparam("row_id"),
+               OutboxMessage.status == OutboxStatus.SENDING,
+               OutboxMessage.attempts == bindparam("token"))
+        .values(claimed_until=bindparam("until_", type_=OutboxMessage.claimed_until.type),
+                payload=flagged)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False),
+        mark_sent=update(OutboxMessage).where(held)
+        .values(status=OutboxStatus.SENT,
+                delivered_at=bindparam("now_", type_=OutboxMessage.delivered_at.type),
+                claimed_until=None, last_error=None, payload=unflagged)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False),
+        remember_post=dialect_insert(SlackMessage).on_conflict_do_nothing(
+            index_elements=[SlackMessage.key]),
+    )
+    return statements
 
 
 def mark_sent(session: Session, row_id: int, *, channel: str | None = None,

@@ -439,15 +439,15 @@ def test_an_outcome_the_database_failed_to_record_is_recorded_on_the_next_pass(
     with db.session() as session:
         outbox.post_message(session, TEAM, CHANNEL, message("first"), key="card:11")
         outbox.post_message(session, TEAM, CHANNEL, message("second"))
-    real_mark_sent = outbox.mark_sent
+    real_mark_sent = outbox.mark_sent_batch
     failures = iter([True])
 
-    def mark_sent_while_the_database_drops(*args: Any, **kwargs: Any) -> bool:
+    def mark_sent_while_the_database_drops(*args: Any, **kwargs: Any) -> set[int]:
         if next(failures, False):
             raise OperationalError("UPDATE outbox", {}, Exception("server closed the connection"))
         return real_mark_sent(*args, **kwargs)
 
-    monkeypatch.setattr(outbox, "mark_sent", mark_sent_while_the_database_drops)
+    monkeypatch.setattr(outbox, "mark_sent_batch", mark_sent_while_the_database_drops)
     with pytest.raises(OperationalError):
         worker.run_once()
     assert [r.status for r in rows(db)] == [OutboxStatus.SENDING, OutboxStatus.SENDING]

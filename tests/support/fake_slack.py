@@ -263,6 +263,10 @@ class FakeSlack:
         self.channels: dict[str, dict[str, Any]] = {}
         # What apps.connections.open hands out: set it to a local Socket Mode server's URL.
         self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
+        # Keep connections open between requests (HTTP/1.1), as Slack does; off by default, so
+        # every answer closes its connection (HTTP/1.0).
+        self.keep_alive = False
+        self.connections = 0  # TCP connections accepted
         self._faults: list[_Fault] = []
         self._post_limits: PostLimits | None = None
         self._in_flight: dict[str, int] = {}
@@ -402,6 +406,8 @@ class FakeSlack:
             self._seqs.clear()
             self._faults.clear()
             self._post_limits = None
+            self.keep_alive = False
+            self.connections = 0
             self.messages.clear()
             self.missing_channels.clear()
             self.not_joined_channels.clear()
@@ -409,6 +415,10 @@ class FakeSlack:
             self.users.clear()
             self.channels.clear()
             self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
+        # Keep connections open between requests (HTTP/1.1), as Slack does; off by default, so
+        # every answer closes its connection (HTTP/1.0).
+        self.keep_alive = False
+        self.connections = 0  # TCP connections accepted
 
     # ------------------------------------------------------------------ faults
 
@@ -856,6 +866,14 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
 
         server_version = "FakeSlack/1.0"
 
+        def setup(self) -> None:
+            """Speak HTTP/1.1 (connections kept open) when the fake keeps connections alive."""
+            super().setup()
+            with fake._cond:
+                fake.connections += 1
+            if fake.keep_alive:
+                self.protocol_version = "HTTP/1.1"
+
         def log_message(self, format: str, *args: Any) -> None:
             """Stay quiet."""
 
@@ -938,8 +956,9 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, reply: _Reply) -> None:
             """Write the reply, or drop the connection for a disconnect fault."""
-            self.close_connection = True
+            self.close_connection = not fake.keep_alive or reply.disconnect
             if reply.disconnect:
+                self.close_connection = True
                 return
             data = json.dumps(reply.body).encode("utf-8")
             try:
