@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -105,6 +106,11 @@ class OutboxWorker:
         # Calls Slack accepted, recorded together in the next transaction (the next call's lease
         # renewal, or the end of the batch): within one call's time, well inside their lease.
         self._sent: list[outbox.Sent] = []
+        self._sent_since = 0.0  # when the oldest of them was sent (time.monotonic)
+        # Deliveries wait at most this long to be recorded: their leases, renewed just before
+        # each call, then still have most of their time to run.
+        self._record_within = lease.total_seconds() / 6
+        self._posted: dict[str, tuple[str, str]] = {}
         self._held: dict[tuple[str, str, str | None], datetime] = {}
         # Workspaces whose calls failed since the last success: the next success wakes their
         # backed-off calls.
@@ -147,6 +153,11 @@ class OutboxWorker:
         self._settle()
         with self.db.session() as session:
             batch = outbox.claim(session, limit=self.batch, lease=self.lease)
+            # Where the batch's keyed messages were posted, in one query: nobody else can post
+            # under these keys meanwhile (per-key order; this worker holds the leases).
+            self._posted = outbox.posted_messages(session, sorted(
+                {key for row in batch for key in (row.key, row.payload.get("thread_key"))
+                 if key}))
         # What Slack rate-limited during this batch; the database holds it for later batches.
         self._held = {}
         for index, row in enumerate(batch):
@@ -207,7 +218,8 @@ class OutboxWorker:
         try:
             self._pace(row)
             with self.db.session() as session:
-                self._record_sent(session)
+                if self._sent and time.monotonic() - self._sent_since > self._record_within:
+                    self._record_sent(session)
                 renewed = outbox.renew(session, row.id, row.attempts, self.lease)
                 method = self._prepare(session, row, payload) if renewed else None
             recorded = session.info.pop(SENT_RECORDED, [])
@@ -237,6 +249,8 @@ class OutboxWorker:
         keyed_post = method == "chat.postMessage" and "thread_key" not in row.payload
         recovered = row.team_id in self._failing
 
+        if not self._sent:
+            self._sent_since = time.monotonic()
         self._sent.append(outbox.Sent(row.id, row.attempts, row.key if keyed_post else None,
                                       response.get("channel"), response.get("ts")))
         if recovered:
@@ -257,19 +271,19 @@ class OutboxWorker:
         payload.pop(outbox.MAYBE_SENT_FLAG, None)
         thread_key = payload.pop("thread_key", None)
         if thread_key:
-            parent = outbox.posted_message(session, thread_key)
+            parent = self._posted.get(thread_key)
             if parent is None:
                 return self._give_up(session, row, f"no message was posted under {thread_key}")
-            payload["thread_ts"] = parent.ts
+            payload["thread_ts"] = parent[1]
         if row.method == "chat.update":
-            posted = outbox.posted_message(session, row.key or "")
+            posted = self._posted.get(row.key or "")
             if posted is None:
                 return self._give_up(session, row, f"no message was posted under {row.key}")
-            payload["channel"], payload["ts"] = posted.channel, posted.ts
+            payload["channel"], payload["ts"] = posted
         elif row.method == "chat.postMessage" and row.key and not thread_key:
-            posted = outbox.posted_message(session, row.key)
+            posted = self._posted.get(row.key)
             if posted is not None:  # posted before a lost reply: edit it rather than repeat it
-                payload["channel"], payload["ts"] = posted.channel, posted.ts
+                payload["channel"], payload["ts"] = posted
                 return "chat.update"
         if row.method == "chat.postMessage":
             payload.setdefault("metadata", {"event_type": METADATA_TYPE,

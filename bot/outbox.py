@@ -100,8 +100,10 @@ def claim(session: Session, limit: int = 20, lease: timedelta = DEFAULT_LEASE) -
     """
     now = utcnow()
     _drop_stale_updates(session)
-    claimed = [Claimed(*row) for row in session.execute(
-        _claim_statement(session), {"now": now, "until_": now + lease, "limit": limit})]
+    connection = session.connection()
+    claimed = [Claimed(*row) for row in connection.execute(
+        _claim_statement(connection.dialect.name),
+        {"now": now, "until_": now + lease, "limit": limit})]
     claimed.sort(key=lambda row: row.id)
     for index, row in enumerate(claimed):
         # Only a row whose call was out under an earlier lease still carries the flag (every
@@ -118,9 +120,8 @@ def claim(session: Session, limit: int = 20, lease: timedelta = DEFAULT_LEASE) -
 _CLAIM: dict[str, Any] = {}
 
 
-def _claim_statement(session: Session) -> Any:
+def _claim_statement(dialect: str) -> Any:
     """The batch lease, built once per dialect (its plan is then cached by SQLAlchemy)."""
-    dialect = session.get_bind().dialect.name
     if dialect in _CLAIM:
         return _CLAIM[dialect]
     earlier = aliased(OutboxMessage)
@@ -145,16 +146,15 @@ def _claim_statement(session: Session) -> Any:
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=OutboxMessage)
     )
+    rows: Any = OutboxMessage.__table__
     _CLAIM[dialect] = statement = (
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(due.scalar_subquery()))
+        update(rows)
+        .where(rows.c.id.in_(due.scalar_subquery()))
         .values(status=OutboxStatus.SENDING,
-                claimed_until=bindparam("until_", type_=OutboxMessage.claimed_until.type),
-                attempts=OutboxMessage.attempts + 1)
-        .returning(OutboxMessage.id, OutboxMessage.team_id, OutboxMessage.method,
-                   OutboxMessage.payload, OutboxMessage.message_key, OutboxMessage.attempts,
-                   OutboxMessage.created_at)
-        .execution_options(synchronize_session=False)
+                claimed_until=bindparam("until_", type_=rows.c.claimed_until.type),
+                attempts=rows.c.attempts + 1)
+        .returning(rows.c.id, rows.c.team_id, rows.c.method, rows.c.payload,
+                   rows.c.message_key, rows.c.attempts, rows.c.created_at)
     )
     return statement
 
@@ -204,8 +204,8 @@ def renew(session: Session, row_id: int, attempts: int, lease: timedelta) -> boo
     call may still reach Slack; a row taken over after its call went out is looked up first.
     One fenced statement: the lease and the flag change only if the caller's token still holds.
     """
-    statements = _statements(session)
-    return session.execute(statements.renew, {
+    connection = session.connection()
+    return connection.execute(_statements(connection.dialect.name).renew, {
         "row_id": row_id, "token": attempts, "until_": utcnow() + lease}).first() is not None
 
 
@@ -225,14 +225,25 @@ def mark_sent_batch(session: Session, sent: list[Sent]) -> set[int]:
     the ids recorded. A row whose lease the caller lost meanwhile is left to its new owner."""
     if not sent:
         return set()
-    statements = _statements(session)
-    recorded = set(session.scalars(statements.mark_sent, {
-        "now_": utcnow(), "tokens": [(row.id, row.attempts) for row in sent]}))
-    landed = [{"key": row.key, "channel": row.channel, "ts": row.ts} for row in sent
-              if row.id in recorded and row.key and row.channel and row.ts]
+    connection = session.connection()
+    statements = _statements(connection.dialect.name)
+    recorded = set(connection.execute(statements.mark_sent, {
+        "now_": utcnow(), "tokens": [(row.id, row.attempts) for row in sent]}).scalars())
+    landed = [{"key": row.key, "channel": row.channel, "ts": row.ts, "created_at": utcnow()}
+              for row in sent if row.id in recorded and row.key and row.channel and row.ts]
     if landed:
-        session.execute(statements.remember_post, landed)
+        connection.execute(statements.remember_post, landed)
     return recorded
+
+
+def posted_messages(session: Session, keys: list[str]) -> dict[str, tuple[str, str]]:
+    """Where the messages queued under `keys` were posted (channel, ts), for those that were:
+    one query for a whole batch."""
+    if not keys:
+        return {}
+    connection = session.connection()
+    return {key: (channel, ts) for key, channel, ts in connection.execute(
+        _statements(connection.dialect.name).posted, {"keys": keys})}
 
 
 @dataclass(frozen=True)
@@ -240,48 +251,49 @@ class _Statements:
     renew: Any
     mark_sent: Any
     remember_post: Any
+    posted: Any
 
 
 _STATEMENTS: dict[str, _Statements] = {}
 
 
-def _statements(session: Session) -> _Statements:
-    """The worker's per-call statements, built once per dialect."""
-    dialect = session.get_bind().dialect.name
+def _statements(dialect: str) -> _Statements:
+    """The worker's per-call statements, built once per dialect on the tables themselves (run
+    on the session's connection: the ORM's statement machinery cost more than the SQL)."""
     if dialect in _STATEMENTS:
         return _STATEMENTS[dialect]
+    rows: Any = OutboxMessage.__table__
+    messages: Any = SlackMessage.__table__
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import JSONB
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
 
-        flagged = OutboxMessage.payload.op("||")(
+        flagged = rows.c.payload.op("||")(
             cast(func.jsonb_build_object(IN_FLIGHT_FLAG, True), JSONB))
-        unflagged = OutboxMessage.payload.op("-")(literal(IN_FLIGHT_FLAG))
+        unflagged = rows.c.payload.op("-")(literal(IN_FLIGHT_FLAG))
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
 
-        flagged = func.json_set(OutboxMessage.payload, f"$.{IN_FLIGHT_FLAG}", func.json("true"))
-        unflagged = func.json_remove(OutboxMessage.payload, f"$.{IN_FLIGHT_FLAG}")
-    held = and_(OutboxMessage.status == OutboxStatus.SENDING,
-                tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(
-                    bindparam("tokens", expanding=True)))
+        flagged = func.json_set(rows.c.payload, f"$.{IN_FLIGHT_FLAG}", func.json("true"))
+        unflagged = func.json_remove(rows.c.payload, f"$.{IN_FLIGHT_FLAG}")
+    held = and_(rows.c.status == OutboxStatus.SENDING,
+                tuple_(rows.c.id, rows.c.attempts).in_(bindparam("tokens", expanding=True)))
     _STATEMENTS[dialect] = statements = _Statements(
-        renew=update(OutboxMessage)
-        .where(OutboxMessage.id == bindparam("row_id"),
-               OutboxMessage.status == OutboxStatus.SENDING,
-               OutboxMessage.attempts == bindparam("token"))
-        .values(claimed_until=bindparam("until_", type_=OutboxMessage.claimed_until.type),
+        renew=update(rows)
+        .where(rows.c.id == bindparam("row_id"), rows.c.status == OutboxStatus.SENDING,
+               rows.c.attempts == bindparam("token"))
+        .values(claimed_until=bindparam("until_", type_=rows.c.claimed_until.type),
                 payload=flagged)
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False),
-        mark_sent=update(OutboxMessage).where(held)
+        .returning(rows.c.id),
+        mark_sent=update(rows).where(held)
         .values(status=OutboxStatus.SENT,
-                delivered_at=bindparam("now_", type_=OutboxMessage.delivered_at.type),
+                delivered_at=bindparam("now_", type_=rows.c.delivered_at.type),
                 claimed_until=None, last_error=None, payload=unflagged)
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False),
-        remember_post=dialect_insert(SlackMessage).on_conflict_do_nothing(
-            index_elements=[SlackMessage.key]),
+        .returning(rows.c.id),
+        remember_post=dialect_insert(messages).on_conflict_do_nothing(
+            index_elements=[messages.c.key]),
+        posted=select(messages.c.key, messages.c.channel, messages.c.ts)
+        .where(messages.c.key.in_(bindparam("keys", expanding=True))),
     )
     return statements
 

@@ -40,13 +40,16 @@ SLOTS = 100
 
 
 def _upsert(dialect: str) -> Executable:
+    # On the table, not the mapped class: an ORM-enabled INSERT goes through the ORM's bulk
+    # machinery, which cost more than the statement itself.
+    counters = RefCounter.__table__
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(RefCounter).values(
+    statement = insert(counters).values(
         team_id=bindparam("team_id"), prefix=bindparam("prefix"), last_value=1)
     return statement.on_conflict_do_update(
-        index_elements=[RefCounter.team_id, RefCounter.prefix],
-        set_={"last_value": RefCounter.last_value + 1},
-    ).returning(RefCounter.last_value)
+        index_elements=[counters.c.team_id, counters.c.prefix],
+        set_={"last_value": counters.c.last_value + 1},
+    ).returning(counters.c.last_value)
 
 
 # Built once: a statement constructed per call cost more than its execution (it missed the
@@ -59,9 +62,9 @@ def next_number(session: Session, team_id: str, prefix: str) -> int:
 
     One upsert: the first number creates the counter, later ones take its row lock to increment,
     so two transactions can never receive the same number."""
-    dialect = session.get_bind().dialect.name
-    return session.execute(NEXT_NUMBER[dialect],
-                           {"team_id": team_id, "prefix": prefix}).scalar_one()
+    connection = session.connection()
+    return connection.execute(NEXT_NUMBER[connection.dialect.name],
+                              {"team_id": team_id, "prefix": prefix}).scalar_one()
 
 
 @dataclass
