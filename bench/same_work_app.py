@@ -35,20 +35,22 @@ WITH counter AS (
 ), decision AS (
     INSERT INTO decisions (team_id, number, project_id, title, context, options, decision,
                            consequences, status, deciders, created_by, created_at, updated_at)
-    SELECT %(team)s::text, last_value, %(project)s::bigint, %(title)s::text, '', '', '', '', 'proposed', '[]',
-           %(user)s::text, now(), now() FROM counter
+    SELECT %(team)s::text, last_value, %(project)s::bigint, %(title)s::text, '', '', '', '',
+           'proposed', '[]', %(user)s::text, now(), now() FROM counter
     RETURNING id, number
 ), audit AS (
     INSERT INTO audit_events (team_id, project_id, actor, at, action, entity_type, entity_id,
                               entity_ref, after)
-    SELECT %(team)s::text, %(project)s::bigint, %(user)s::text, now(), 'decision.created', 'decisions', id,
-           'D-' || number, jsonb_build_object('ref', 'D-' || number, 'title', %(title)s::text)
+    SELECT %(team)s::text, %(project)s::bigint, %(user)s::text, now(), 'decision.created',
+           'decisions', id, 'D-' || number,
+           jsonb_build_object('ref', 'D-' || number, 'title', %(title)s::text)
     FROM decision
 ), queued AS (
     INSERT INTO outbox (team_id, method, payload, message_key, status, attempts,
                         next_attempt_at, created_at)
     SELECT %(team)s::text, 'chat.postMessage',
-           jsonb_build_object('channel', %(channel)s::text, 'text', 'D-' || number || ' ' || %(title)s::text,
+           jsonb_build_object('channel', %(channel)s::text,
+                              'text', 'D-' || number || ' ' || %(title)s::text,
                               'blocks', jsonb_build_array(jsonb_build_object(
                                   'type', 'section', 'text', jsonb_build_object(
                                       'type', 'mrkdwn',
@@ -170,6 +172,94 @@ class SameWork:
         return int(number)
 
 
+class SameClicks:
+    """The two other hot paths written with the driver: Approve on a gate, a standup update."""
+
+    def __init__(self, work: SameWork) -> None:
+        self.work = work
+        self.mark = "?" if work.sqlite else "%s"
+
+    def _run(self, steps: Any) -> Any:
+        """Run `steps(execute)` in one transaction (BEGIN IMMEDIATE on SQLite)."""
+        connection = self.work._connection()
+        if self.work.sqlite:
+            assert self.work._turn is not None
+            with self.work._turn:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    result = steps(lambda sql, args: connection.execute(sql, args))
+                    connection.execute("COMMIT")
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                return result
+        with connection.transaction():
+            return steps(lambda sql, args: connection.execute(sql, args))
+
+    def approve(self, gate_id: int, user: str) -> str:
+        """Sign the gate's one required role and pass it; what to tell the signer."""
+        m, now = self.mark, _now() if self.work.sqlite else datetime.now(UTC)
+
+        def steps(execute: Any) -> str:
+            row = execute(f"SELECT team_id, project_id, number, status FROM gates WHERE id = {m}"
+                          + ("" if self.work.sqlite else " FOR UPDATE"), (gate_id,)).fetchone()
+            team, project, number, status = row
+            if status != "open":
+                return f"G-{number} is already {status}."
+            execute(f"INSERT INTO gate_signoffs (gate_id, role, user_id, decision, at) "
+                    f"VALUES ({m}, 'eng', {m}, 'approve', {m})", (gate_id, user, now))
+            execute(f"UPDATE gates SET status = 'passed', passed_at = {m}, updated_at = {m} "
+                    f"WHERE id = {m}", (now, now, gate_id))
+            ref = f"G-{number}"
+            execute(f"INSERT INTO audit_events (team_id, project_id, actor, at, action, "
+                    f"entity_type, entity_id, entity_ref, before, after) VALUES ({m}, {m}, {m}, "
+                    f"{m}, 'gate.approved', 'gates', {m}, {m}, {m}, {m})",
+                    (team, project, user, now, gate_id, ref, json.dumps({"status": "open"}),
+                     json.dumps({"status": "passed", "signer": user})))
+            card = {"text": f"{ref} passed", "blocks": [{"type": "section", "text": {
+                "type": "mrkdwn", "text": f"*{ref}* passed: approved by <@{user}>"}}]}
+            for method, key in (("chat.update", f"gate:{gate_id}:card"),
+                                ("chat.postMessage", f"gate:{gate_id}:card")):
+                execute(f"INSERT INTO outbox (team_id, method, payload, message_key, status, "
+                        f"attempts, next_attempt_at, created_at) VALUES ({m}, {m}, {m}, {m}, "
+                        f"'pending', 0, {m}, {m})",
+                        (team, method, json.dumps(card), key, now, now))
+            return f"You approved {ref}; it passed."
+
+        return str(self._run(steps))
+
+    def standup_update(self, occurrence_id: int, user: str, values: dict[str, str]) -> None:
+        """Store one person's update, queue it in the thread and the card's refresh."""
+        m, now = self.mark, _now() if self.work.sqlite else datetime.now(UTC)
+
+        def steps(execute: Any) -> None:
+            team, project = execute(
+                f"SELECT p.team_id, p.id FROM ritual_occurrences o JOIN projects p "
+                f"ON p.id = o.project_id WHERE o.id = {m}", (occurrence_id,)).fetchone()
+            key = f"modal:{user}"
+            execute(f"INSERT INTO ritual_updates (occurrence_id, user_id, source, yesterday, "
+                    f"today, blockers, text, message_ts, created_at, updated_at) VALUES ({m}, "
+                    f"{m}, 'modal', {m}, {m}, {m}, '', {m}, {m}, {m}) ON CONFLICT "
+                    f"(occurrence_id, message_ts) DO UPDATE SET today = excluded.today",
+                    (occurrence_id, user, values["yesterday"], values["today"],
+                     values["blockers"], key, now, now))
+            execute(f"INSERT INTO audit_events (team_id, project_id, actor, at, action, "
+                    f"entity_type, entity_id, entity_ref, after) VALUES ({m}, {m}, {m}, {m}, "
+                    f"'standup.update', 'ritual_occurrences', {m}, {m}, {m})",
+                    (team, project, user, now, occurrence_id, f"standup {occurrence_id}",
+                     json.dumps(values)))
+            text = f"<@{user}>: {_escaped(values['today'])}"
+            for method, payload in (("chat.postMessage", {"text": text}),
+                                    ("chat.update", {"text": f"{occurrence_id} updated"})):
+                execute(f"INSERT INTO outbox (team_id, method, payload, message_key, status, "
+                        f"attempts, next_attempt_at, created_at) VALUES ({m}, {m}, {m}, {m}, "
+                        f"'pending', 0, {m}, {m})",
+                        (team, method, json.dumps(payload), f"ritual:{occurrence_id}:card",
+                         now, now))
+
+        self._run(steps)
+
+
 def build_same_work_app(database_url: str, signing_secret: str, client: WebClient) -> App:
     """The Bolt app, built as Quorum builds its own (signature checked, listeners run before
     the response)."""
@@ -183,6 +273,24 @@ def build_same_work_app(database_url: str, signing_secret: str, client: WebClien
         number = work.quick_log(command["team_id"], command["channel_id"], command["user_id"],
                                 title)
         ack(response_type="ephemeral", text=f"Logged *D-{number}*.")
+
+    clicks = SameClicks(work)
+
+    @app.action("gate_approve")
+    def approve(ack, body, action, respond) -> None:  # type: ignore[no-untyped-def]
+        ack()  # as Quorum: the button is acknowledged at once, the answer follows
+        respond(response_type="ephemeral", replace_original=False,
+                text=clicks.approve(int(action["value"]), body["user"]["id"]))
+
+    @app.view("ritual_update_modal")
+    def standup_update(ack, body, view) -> None:  # type: ignore[no-untyped-def]
+        values = {block: next(iter(element.values())).get("value") or ""
+                  for block, element in view["state"]["values"].items()}
+        meta = json.loads(view.get("private_metadata") or "{}")
+        clicks.standup_update(int(meta["occurrence_id"]), body["user"]["id"],
+                              {name: values.get(name, "") for name in
+                               ("yesterday", "today", "blockers")})
+        ack()
 
     return app
 
