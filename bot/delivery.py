@@ -1,10 +1,14 @@
 """The outbox delivery worker: posts queued calls to Slack, honouring rate limits and retrying.
 
-Each `quorum serve` process runs one worker thread. Rows are leased in short transactions (see
-`bot.outbox.claim`), so several replicas share the work and a crashed worker's lease runs out.
-Before each call the worker renews the row's lease, and it waits on Slack for at most a third
-of the lease (a post whose earlier attempt is unanswered costs a look-up and a post), so a live
-delivery always ends before anyone else may take the row over.
+Each `quorum serve` process (unless `--no-worker`) and each `quorum worker` runs one worker
+thread. A batch of rows is leased in one statement (see `bot.outbox.claim`), so several
+replicas share the work and a crashed worker's lease runs out. Before each call the worker
+renews the row's lease and notes that the call is out, in one fenced statement (a row taken
+over after its call went out is looked up in Slack before it is posted again; one never sent is
+simply posted), and it waits on Slack for at most a third of the lease (a post whose earlier
+attempt is unanswered costs a look-up and a post), so a live delivery always ends before anyone
+else may take the row over. The calls Slack accepted are recorded together, at the end of the
+batch or within a sixth of the lease, whichever comes first.
 """
 
 from __future__ import annotations
