@@ -17,6 +17,7 @@ writer at a time and its per-process writer lock would not be shared, so it keep
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ log = logging.getLogger("quorum")
 
 # Tells the processes `--workers N` spawns whether to run the background work (set by `serve`).
 BACKGROUND_ENV = "_QUORUM_SERVE_BACKGROUND"
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 def outbox_worker(runtime: Runtime) -> Any:
@@ -96,6 +98,10 @@ def serve(runtime: Runtime, *, workers: int = 1, background: bool = True) -> Non
         return
     runtime.db.dispose()  # each process opens its own connections
     os.environ[BACKGROUND_ENV] = "1" if background else "0"
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # uvicorn restarts a process that does not answer its health check in time (5 s by
+        # default); on a busy machine importing and building the app can take longer than that.
+        options["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
     uvicorn.run("bot.serving:web_app_of_process", factory=True, workers=processes, **options)
 
 

@@ -96,8 +96,9 @@ def test_serve_without_worker_leaves_delivery_to_quorum_worker(
 def test_serve_with_two_processes_shares_the_work_and_keeps_references_gapless(
         db: Database, database_url: str, fake_slack: FakeSlack, tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
+    # Two processes each import and build the whole app: on a loaded machine that takes long.
     with quorum_serve(database_url, fake_slack.url, fake_slack.token, log,
-                      args=["--workers", "2"]) as (_, url):
+                      args=["--workers", "2"], ready_timeout=240) as (_, url):
         sender = SlackSender(url, fake_slack.response_url())
         try:
             quick_log(sender, 24)
