@@ -142,11 +142,11 @@ def load(db: Database, sizes: dict[str, int], projects: int) -> dict[str, float]
                    CASE WHEN i % 3 = 0 THEN 'open' ELSE 'passed' END, 'U' || (i % 500),
                    {minutes_ago(dialect, f"{spread} - i * 100")}, {minutes_ago(dialect, "1")}
             FROM {series(dialect, sizes['gates'])}""",
-        # Every passed gate has both sign-offs; open gates have the engineer's only.
+        # Every passed gate has both sign-offs (two people); open gates have the engineer's only.
         "gate_signoffs": """
-            INSERT INTO gate_signoffs (gate_id, role, user_id, decision, at)
-            SELECT g.id, r.role, 'U' || (g.id % 500), 'approved', g.created_at
-            FROM gates g, (SELECT 'ds' AS role UNION ALL SELECT 'eng') r
+            INSERT INTO gate_signoffs (gate_id, role, user_id, decision, at, slot)
+            SELECT g.id, r.role, 'U' || ((g.id + r.n) % 500), 'approved', g.created_at, 1
+            FROM gates g, (SELECT 'ds' AS role, 0 AS n UNION ALL SELECT 'eng', 1) r
             WHERE g.status = 'passed' OR r.role = 'eng'""",
         "ref_counters": f"""
             INSERT INTO ref_counters (team_id, prefix, last_value)

@@ -1,27 +1,48 @@
-"""The `quorum` command line."""
+"""The `quorum` command line.
+
+Every CI step pays this module's start-up, so it imports only the standard library: each command
+imports what it uses when it runs (`quorum --help` loads neither the configuration nor the
+database). Add a command with its parser block in `_parser`, its function below, and an entry in
+`COMMANDS`; a command that uses the database opens it with `_database(settings, migrate=…)`:
+only `serve`, `socket`, `worker` and `db upgrade` migrate, every other command checks the schema
+revision and stops with one line when the database is behind or ahead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.runtime import Runtime
+from bot import __version__
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.runtime import Runtime
 
 log = logging.getLogger("quorum")
+
+# The registers `quorum export` writes: the keys of `bot.export.REGISTERS` (importing that module
+# for its keys would load every model and service; tests/bot/test_cli.py keeps the two equal).
+EXPORT_REGISTERS = ("audit", "decisions", "gates", "hypotheses", "incidents", "promotions",
+                    "risks", "rituals")
+EXPORT_FORMATS = ("json", "csv", "md")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quorum", description=(
         "Quorum: hypotheses, decisions, gates, risks, rituals, promotions and incidents "
         "for ML teams, in Slack."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -33,9 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-worker", action="store_true",
                        help="answer HTTP only: leave the outbox and the scheduler to "
                             "`quorum worker`")
-    commands.add_parser("worker", help="deliver the outbox to Slack and run the scheduler, "
-                        "with no HTTP server (pair with `quorum serve --no-worker`)")
-    commands.add_parser("socket", help="run the app over Socket Mode (needs SLACK_APP_TOKEN)")
+    worker = commands.add_parser(
+        "worker", help="deliver the outbox to Slack and run the scheduler, with no HTTP "
+                       "server (pair with `quorum serve --no-worker`)")
+    _no_migrate_option(worker)
+    _no_migrate_option(serve)
+
+    socket = commands.add_parser(
+        "socket", help="run the app over Socket Mode (needs SLACK_APP_TOKEN); serves /healthz "
+                       "and /metrics on PORT")
+    _no_migrate_option(socket)
 
     shell = commands.add_parser(
         "shell", help="talk to Quorum in this terminal, with no Slack at all",
@@ -57,7 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_commands.add_parser("upgrade", help="apply the schema migrations")
+    db_commands.add_parser("upgrade", help="apply the schema migrations (replicas starting "
+                                           "together take turns; the later ones find nothing "
+                                           "to do)")
+    db_commands.add_parser("check", help="exit 0 when the database is at this Quorum's schema "
+                                         "revision, 2 with one line when it is behind or ahead")
 
     gate = commands.add_parser("gate", help="milestone gates")
     gate_commands = gate.add_subparsers(dest="gate_command", required=True, metavar="ACTION")
@@ -65,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="exit 0 when the model version passed its gate, 1 otherwise")
     check.add_argument("--model", required=True, help="the model's name")
     check.add_argument("--version", required=True, help="the model version, e.g. 3 or v3")
-    check.add_argument("--milestone", help="only a gate of this milestone (e.g. launch)")
+    check.add_argument("--milestone", help="only a gate of this milestone (e.g. launch); "
+                       "without it every gate of the version must have passed")
+    check.add_argument("--json", action="store_true",
+                       help="print a JSON record (gates, approvers, why not) instead of text")
 
     announce = commands.add_parser("announce", help="announce to Slack from a script or CI job")
     what = announce.add_subparsers(dest="announce_kind", required=True, metavar="WHAT")
@@ -93,25 +128,55 @@ def _parser() -> argparse.ArgumentParser:
                            "model's binding, then QUORUM_DEFAULT_CHANNEL)")
 
     export = commands.add_parser("export", help="write a register to standard output")
-    from bot.export import FORMATS, REGISTERS
-
-    export.add_argument("register", choices=sorted(REGISTERS))
-    export.add_argument("--format", choices=FORMATS, default="json")
+    export.add_argument("register", choices=EXPORT_REGISTERS)
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="json")
+    export.add_argument("--out", metavar="DIR", help="with --format md: write one file per "
+                        "record into DIR (decisions as numbered ADRs, incidents as postmortems)")
     return parser
+
+
+def _no_migrate_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--no-migrate", dest="migrate", action="store_false",
+                         help="do not migrate the database on start (a migration job runs "
+                              "`quorum db upgrade`); refuse to start unless it is up to date")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    from bot.config import ConfigError, load_settings
+    from bot.database import SchemaMismatch
+    from bot.logs import configure_logging
+
     try:
         settings = load_settings()
+        configure_logging(settings.log_format)
         return COMMANDS[args.command](settings, args)
     except ConfigError as exc:
         print(f"quorum: configuration error: {exc}", file=sys.stderr)
         return 2
+    except SchemaMismatch as exc:
+        print(f"quorum: {exc}", file=sys.stderr)
+        return 2
+
+
+def _database(settings: Settings, *, migrate: bool) -> Runtime:
+    """The runtime, its database at this code's schema revision: migrated to it (`migrate`),
+    or checked (a SchemaMismatch, one line, when it is behind or ahead)."""
+    from sqlalchemy.exc import OperationalError
+
+    from bot.config import ConfigError
+    from bot.runtime import Runtime
+
+    runtime = Runtime.from_settings(settings)
+    try:
+        if migrate:
+            runtime.db.upgrade()
+        else:
+            runtime.db.check_revision()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
+        raise ConfigError(f"DATABASE_URL: cannot open the database ({reason})") from None
+    return runtime
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -119,8 +184,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     settings.require("slack_bot_token", purpose="to talk to Slack")
     settings.require("slack_signing_secret", purpose="to verify requests from Slack")
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=args.migrate)
     serve(runtime, workers=args.workers, background=not args.no_worker)
     return 0
 
@@ -131,12 +195,11 @@ def _process_count(value: str) -> int:
     return int(value)
 
 
-def _worker(settings: Settings, _: argparse.Namespace) -> int:
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.serving import run_background
 
     settings.require("slack_bot_token", purpose="to talk to Slack")
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=args.migrate)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -153,20 +216,25 @@ def _name(value: str) -> str:
     return name
 
 
-def _socket(settings: Settings, _: argparse.Namespace) -> int:
+def _socket(settings: Settings, args: argparse.Namespace) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
 
+    from bot.config import ConfigError
     from bot.socket_mode import SocketModeRunner
 
     settings.require("slack_bot_token", purpose="to talk to Slack")
     settings.require("slack_app_token", purpose="for Socket Mode (an app-level token, xapp-…)")
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=args.migrate)
+    try:  # /healthz and /metrics for probes and Prometheus, as `quorum serve` has them
+        runner = SocketModeRunner(runtime, health_address=(settings.host, settings.port))
+    except OSError as exc:
+        raise ConfigError(f"PORT: cannot listen on {settings.host}:{settings.port} "
+                          f"({exc.strerror or exc})") from None
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stop.set())
                 for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        SocketModeRunner(runtime).run_until(stop)
+        runner.run_until(stop)
     except SlackApiError as exc:
         error = exc.response.get("error", "refused")
         raise ConfigError(f"SLACK_APP_TOKEN: Slack refused the connection ({error})") from None
@@ -179,6 +247,7 @@ def _socket(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _shell(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.config import ConfigError, load_settings
     from bot.shell.session import Shell
 
     url = args.db if "://" in args.db else f"sqlite:///{args.db}"
@@ -186,8 +255,9 @@ def _shell(settings: Settings, args: argparse.Namespace) -> int:
         settings = load_settings(DATABASE_URL=url)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("DATABASE_URL", "--db", 1)) from None
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    # The shell's own SQLite file is its playground, migrated like `serve` does; a server
+    # database named with --db is only checked, as by every other command.
+    runtime = _database(settings, migrate=url.startswith("sqlite"))
     logging.getLogger().setLevel(logging.WARNING)  # the terminal is for the conversation
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
@@ -208,7 +278,9 @@ def _shell(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _manifest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.config import ConfigError
     from bot.manifest import build_manifest, render
+    from bot.runtime import Runtime
 
     url = (args.url or "").strip()
     if not args.socket_mode and not url:
@@ -222,19 +294,8 @@ def _manifest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _upgrade_or_exit(runtime: Runtime) -> None:
-    from sqlalchemy.exc import OperationalError
-
-    try:
-        runtime.db.upgrade()
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
-        raise ConfigError(f"DATABASE_URL: cannot open the database ({reason})") from None
-
-
 def _db(settings: Settings, args: argparse.Namespace) -> int:
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    _database(settings, migrate=args.db_command == "upgrade")
     print("database is up to date", file=sys.stderr)
     return 0
 
@@ -242,25 +303,60 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 def _export(settings: Settings, args: argparse.Namespace) -> int:
     from bot.export import export
 
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    if args.out and args.format != "md":
+        print("quorum: --out writes one Markdown file per record: add --format md",
+              file=sys.stderr)
+        return 1
+    runtime = _database(settings, migrate=False)
+    _refresh_names(runtime)
+    if args.out:
+        from bot.export_files import write_files
+
+        try:
+            with runtime.db.session() as session:
+                written = write_files(session, args.register, Path(args.out))
+        except OSError as exc:
+            print(f"quorum: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"quorum: wrote {len(written)} files to {args.out}", file=sys.stderr)
+        return 0
     with runtime.db.session() as session:
         export(session, args.register, args.format, sys.stdout)
     return 0
 
 
+def _refresh_names(runtime: Runtime) -> None:
+    """With a bot token at hand, name the people and channels the export mentions first; without
+    one (or if Slack does not answer) the export uses the names cached by `quorum serve`."""
+    if not runtime.settings.slack_bot_token:
+        return
+    from bot.directory import refresh_names
+    from bot.slack_app import web_client
+
+    try:
+        client = web_client(runtime)
+        while refresh_names(runtime.db, client, collect_now=True):
+            pass
+    except Exception as exc:  # the export goes on with what is cached
+        print(f"quorum: names not refreshed from Slack ({type(exc).__name__}); using the "
+              f"cached ones", file=sys.stderr)
+
+
 def _gate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.errors import QuorumError
     from bot.render import renderer
-    from bot.services.gates import check, role_states
+    from bot.services.gate_check import check, reason_not_passed
+    from bot.services.gates import role_states
 
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=False)
     try:
         with runtime.db.session() as session:
             result = check(session, args.model, args.version, args.milestone)
-            states = role_states(result.gate) if result.gate else []
-            print(renderer.text("gate/check.txt.j2", result=result, states=states), end="")
+            if args.json:
+                print(json.dumps(result.as_record(), indent=2, ensure_ascii=False))
+            else:
+                print(renderer.text("gate/check.txt.j2", result=result, states=role_states,
+                                    why_not=reason_not_passed), end="")
     except QuorumError as exc:
         print(f"quorum: {exc.message}", file=sys.stderr)
         return 2
@@ -274,8 +370,7 @@ def _announce(settings: Settings, args: argparse.Namespace) -> int:
     from bot.services import incidents
     from bot.services.routing import route
 
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=False)
     draft = incidents.IncidentDraft(
         title=args.title, severity=args.severity, commander=args.commander, model=args.model,
         model_version=args.model_version, description=args.description)
@@ -312,13 +407,13 @@ def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
     except QuorumError as exc:
         print(f"quorum: {_option(exc)}{exc.message}", file=sys.stderr)
         return 1
-    runtime = Runtime.from_settings(settings)
-    _upgrade_or_exit(runtime)
+    runtime = _database(settings, migrate=False)
     try:
         with runtime.db.session() as session:
             outcome = promotions.record_promotion(
                 session, draft, source="cli", created_by=promotions.CLI,
-                default_channel=settings.default_channel)
+                default_channel=settings.default_channel,
+                repeat_window=settings.promotion_repeat_window)
             assert outcome.promotion is not None
             ref = outcome.promotion.ref
     except QuorumError as exc:
@@ -326,6 +421,9 @@ def _announce_promotion(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     # The running `quorum serve` delivers the announcement from the outbox.
     print(ref)
+    if outcome.repeated:
+        print(f"quorum: {ref} was already announced; its card was updated instead of posting "
+              f"it again", file=sys.stderr)
     if not outcome.routed:
         print(f"quorum: {ref} is stored but unrouted: bind the model with `/quorum model add "
               f"{draft.model}`, give --channel or set QUORUM_DEFAULT_CHANNEL", file=sys.stderr)
@@ -338,6 +436,7 @@ def _option(exc: Exception) -> str:
     return f"--{field}: " if field else ""
 
 
+# The function that runs each command (its parser is in `_parser`).
 COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "manifest": _manifest,
             "db": _db, "export": _export, "gate": _gate, "announce": _announce}
 COMMANDS["worker"] = _worker

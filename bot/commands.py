@@ -4,12 +4,19 @@ A pattern reads like the usage line people see, with a type after each placehold
 
     "show <ref:D-n>"                      "supersede <ref:D-n> <title:text>"
     "update <ref:R-n> likelihood <likelihood:1-5> impact <impact:1-5>"
-    "request <milestone:word> [for <model:word> v<version:word>] [roles <roles:list>]"
+    "request <milestone:words> [for <model:word> <version:version>] [roles <roles:list>]"
 
-Types: `text` (the rest of the line), `word`, `int`, `a-b` (an integer range), `X-n` (a
-reference), `user` (an @mention), `list` (comma-separated words), `date` (YYYY-MM-DD) and
-`a|b|c` (one of these words). A pattern that begins with a placeholder is the command's default
-form (`/decision <title>`). The text `help` prints the usage; an empty text asks for the modal.
+Types: `text` (the rest of the line), `word`, `words` (one quoted token, or the words up to the
+next keyword of the pattern: `request <milestone:words> [for …]`), `version` (`v3` or `3`,
+given as `3`), `duration` (`90m`, `2h`, `1d`, `1h30m`, given in seconds), `int`, `a-b` (an
+integer range), `X-n` (a reference), `user` (an @mention), `list` (comma-separated words),
+`date` (YYYY-MM-DD) and `a|b|c` (one of these words). Optional groups that follow one another
+and each start with a word may be typed in any order (`roles ds due 2026-03-31` or
+`due 2026-03-31 roles ds`). A `text` followed by optional groups ends where they, matched to
+the end of the line, begin: `<title:text> [for <model:word> v<version:version>]` reads
+`Ship it for churn v3` as the title `Ship it` for churn version 3, and `Ship it for churn` as a
+title. A pattern that begins with a placeholder is the command's default form
+(`/decision <title>`). The text `help` prints the usage; an empty text asks for the modal.
 
 An optional group `[...]` is taken when the next word is its leading word, or a value its leading
 placeholder accepts (`declare [<severity:sev1|sev2>] <title:text>`). A placeholder-led group that
@@ -30,7 +37,10 @@ from typing import Any
 
 from bot.render import slack_unescape
 
-TOKEN = re.compile(r'"([^"]*)"|(\S+)')
+# A token is a "quoted phrase" (straight or typographic quotes, as phones type them) or a word.
+TOKEN = re.compile(r'"([^"]*)"|\u201c([^\u201d]*)\u201d|(\S+)')
+DURATION = re.compile(r"^(?:(\d{1,4})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
+DURATION_UNITS = (86400, 3600, 60)
 PLACEHOLDER = re.compile(r"^(?P<prefix>[^<]*)<(?P<name>\w+):(?P<type>[^>]+)>$")
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{6,})$")
 
@@ -61,6 +71,7 @@ class _Token:
     text: str
     start: int
     end: int
+    quoted: bool = False
 
 
 @dataclass
@@ -112,6 +123,8 @@ def _usage_of(group: _Group) -> str:
 def _describe_slot(slot: _Slot) -> str:
     if slot.type.endswith("-n"):
         return slot.type
+    if slot.type == "version" and not slot.prefix:
+        return f"v<{slot.name}>"
     if slot.type == "user":
         return "@user"
     if "|" in slot.type or re.fullmatch(r"\d+-\d+", slot.type):
@@ -163,8 +176,7 @@ class Command:
         text = slack_unescape(text).strip()
         if not text:
             return Parsed(None)
-        tokens = [_Token(m.group(1) if m.group(1) is not None else m.group(2), m.start(), m.end())
-                  for m in TOKEN.finditer(text)]
+        tokens = [_token(m) for m in TOKEN.finditer(text)]
         head = tokens[0].text.lower()
         if head == "help" and len(tokens) == 1:
             return Parsed("help")
@@ -203,25 +215,112 @@ class Command:
         return args
 
 
+def _token(match: re.Match[str]) -> _Token:
+    quoted = next((g for g in (match.group(1), match.group(2)) if g is not None), None)
+    if quoted is not None:
+        return _Token(quoted, match.start(), match.end(), quoted=True)
+    return _Token(match.group(3), match.start(), match.end())
+
+
 class _NoMatch(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
 
 
+def _word_led(item: _Literal | _Slot | _Group) -> bool:
+    return isinstance(item, _Group) and item.optional and isinstance(item.items[0], _Literal)
+
+
+def _keywords(items: list[_Literal | _Slot | _Group]) -> set[str]:
+    """The words that start the items after a `words` placeholder: where its value ends."""
+    words: set[str] = set()
+    for item in items:
+        if isinstance(item, _Literal):
+            words.add(item.word.lower())
+            break
+        if isinstance(item, _Group) and isinstance(item.items[0], _Literal):
+            words.add(item.items[0].word.lower())
+            if not item.optional:
+                break
+    return words
+
+
 def _match_group(group: _Group, text: str, tokens: list[_Token], position: int,
                  args: dict[str, Any]) -> int:
-    for index, item in enumerate(group.items):
+    index = 0
+    while index < len(group.items):
+        item = group.items[index]
+        if _word_led(item):
+            # A run of optional groups that each start with a word: any order, each once.
+            end = index
+            while end < len(group.items) and _word_led(group.items[end]):
+                end += 1
+            pending = [g for g in group.items[index:end] if isinstance(g, _Group)]
+            while position < len(tokens):
+                lead = next((g for g in pending if _opens(g, tokens[position])), None)
+                if lead is None:
+                    break
+                pending.remove(lead)
+                position = _match_group(lead, text, tokens, position, args)
+            index = end
+            continue
+        index += 1
+        if isinstance(item, _Slot) and item.type == "words":
+            position = _match_words(item, tokens, position, args,
+                                    _keywords(group.items[index:]))
+            continue
         if isinstance(item, _Literal):
             if position >= len(tokens) or tokens[position].text.lower() != item.word.lower():
                 found = f"`{tokens[position].text}`" if position < len(tokens) else "nothing"
                 raise _NoMatch(f"Expected `{item.word}` but found {found}.")
             position += 1
+        elif isinstance(item, _Slot) and item.type == "text" and index < len(group.items):
+            return _match_text_then_tail(item, group.items[index:], text, tokens, position, args)
         elif isinstance(item, _Slot):
             position = _match_slot(item, text, tokens, position, args)
         elif position < len(tokens) and (_opens(item, tokens[position])
-                                         or (index == len(group.items) - 1
+                                         or (index == len(group.items)
                                              and isinstance(item.items[0], _Slot))):
             position = _match_group(item, text, tokens, position, args)
+    return position
+
+
+def _match_text_then_tail(slot: _Slot, tail: list[_Literal | _Slot | _Group], text: str,
+                          tokens: list[_Token], position: int, args: dict[str, Any]) -> int:
+    """A `text` placeholder followed by optional groups: the text ends where the groups,
+    matched to the end of the line, begin (the last such place); else it takes the line."""
+    rest = _Group(tail)
+    for start in range(len(tokens) - 1, position, -1):
+        found: dict[str, Any] = {}
+        try:
+            end = _match_group(rest, text, tokens, start, found)
+        except _NoMatch:
+            continue
+        if end == len(tokens) and found:
+            args[slot.name] = text[tokens[position].start:tokens[start - 1].end].strip()
+            args.update(found)
+            return end
+    return _match_slot(slot, text, tokens, position, args)
+
+
+def _match_words(slot: _Slot, tokens: list[_Token], position: int, args: dict[str, Any],
+                 stops: set[str]) -> int:
+    """A quoted phrase, or the words up to the next keyword of the pattern."""
+    if position >= len(tokens) or (tokens[position].text.lower() in stops
+                                   and not tokens[position].quoted):
+        raise _NoMatch(f"{_missing(slot)} is missing.")
+    if tokens[position].quoted:
+        value, position = tokens[position].text, position + 1
+    else:
+        words = []
+        while position < len(tokens) and (tokens[position].quoted
+                                          or tokens[position].text.lower() not in stops):
+            words.append(tokens[position].text)
+            position += 1
+        value = " ".join(words)
+    if not value.strip():
+        raise _NoMatch(f"{_missing(slot)} is missing.")
+    args[slot.name] = " ".join(value.split())
     return position
 
 
@@ -275,6 +374,19 @@ def convert(kind: str, raw: str, what: str) -> Any:
     """Turn one token into a typed value, or raise a message that names the problem."""
     if kind == "word":
         return raw
+    if kind == "version":
+        version = raw[1:] if len(raw) > 1 and raw[0] in "vV" and raw[1].isdigit() else raw
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", version):
+            raise _NoMatch(f"`{raw[:50]}` is not a version: write `v3`, `3` or a tag like "
+                           f"`1.2.0`.")
+        return version
+    if kind == "duration":
+        match = DURATION.match(raw.lower())
+        if not raw or not match or not any(match.groups()):
+            raise _NoMatch(f"{what} must be a duration like `30m`, `2h`, `1d` or `1h30m`, "
+                           f"not `{raw[:30]}`.")
+        return sum(int(part or 0) * unit for part, unit in zip(match.groups(), DURATION_UNITS,
+                                                               strict=True))
     if kind == "int":
         if not raw.isdigit():
             raise _NoMatch(f"{what} must be a whole number, not `{raw}`.")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -34,8 +36,20 @@ ENV_NAMES = {
     "scheduler_tick_seconds": "QUORUM_SCHEDULER_TICK_SECONDS",
     "outbox_lease_seconds": "QUORUM_OUTBOX_LEASE_SECONDS",
     "slack_posts_per_minute": "QUORUM_SLACK_POSTS_PER_MINUTE",
+    "log_format": "QUORUM_LOG_FORMAT",
     "host": "HOST",
     "port": "PORT",
+    "alertmanager_url": "ALERTMANAGER_URL",
+    "alertmanager_username": "ALERTMANAGER_USERNAME",
+    "alertmanager_password": "ALERTMANAGER_PASSWORD",
+    "alertmanager_token": "ALERTMANAGER_TOKEN",
+    "promotion_repeat_minutes": "QUORUM_PROMOTION_REPEAT_MINUTES",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "mlflow_tracking_token": "MLFLOW_TRACKING_TOKEN",
+    "github_app_id": "GITHUB_APP_ID",
+    "github_app_private_key": "GITHUB_APP_PRIVATE_KEY",
+    "github_webhook_secret": "GITHUB_WEBHOOK_SECRET",
+    "github_api_url": "GITHUB_API_URL",
 }
 
 
@@ -70,8 +84,30 @@ class Settings(BaseSettings):
     # unset, posts go as fast as Slack takes them and a 429's Retry-After is waited out.
     slack_posts_per_minute: float | None = Field(None, alias="QUORUM_SLACK_POSTS_PER_MINUTE",
                                                  gt=0, le=60000)
+    # "json": one JSON object a line (time, level, logger, message, request id, team, command,
+    # latency), for log pipelines; "text": plain lines for a terminal.
+    log_format: Literal["text", "json"] = Field("text", alias="QUORUM_LOG_FORMAT")
+    # The MLflow server whose aliases Quorum moves when a gate with `promote to` passes.
+    mlflow_tracking_uri: str | None = Field(None, alias="MLFLOW_TRACKING_URI")
+    mlflow_tracking_token: str | None = Field(None, alias="MLFLOW_TRACKING_TOKEN", repr=False)
+    # Quorum as a GitHub App deployment protection rule (`POST /hooks/github`).
+    github_app_id: str | None = Field(None, alias="GITHUB_APP_ID")
+    github_app_private_key: str | None = Field(None, alias="GITHUB_APP_PRIVATE_KEY", repr=False)
+    github_webhook_secret: str | None = Field(None, alias="GITHUB_WEBHOOK_SECRET", repr=False)
+    github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL")
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
+    # Alertmanager's API v2, where silences made from an incident's card go (none: no buttons).
+    alertmanager_url: str | None = Field(None, alias="ALERTMANAGER_URL")
+    alertmanager_username: str | None = Field(None, alias="ALERTMANAGER_USERNAME")
+    alertmanager_password: str | None = Field(None, alias="ALERTMANAGER_PASSWORD", repr=False,
+                                               validate_default=True)
+    alertmanager_token: str | None = Field(None, alias="ALERTMANAGER_TOKEN", repr=False,
+                                            validate_default=True)
+    # The same model, version and target announced again within this many minutes edits the
+    # first announcement instead of posting another (0: every announcement posts).
+    promotion_repeat_minutes: float = Field(60.0, alias="QUORUM_PROMOTION_REPEAT_MINUTES",
+                                            ge=0, le=10080)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -94,6 +130,72 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _alertmanager_url_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+            raise ValueError("must be an http(s) URL, e.g. http://alertmanager:9093")
+        return value.rstrip("/")
+
+    @field_validator("alertmanager_password")
+    @classmethod
+    def _basic_auth_pair(cls, value: str | None, info: Any) -> str | None:
+        value = value or None
+        if bool(value) != bool(info.data.get("alertmanager_username")):
+            raise ValueError("give it together with ALERTMANAGER_USERNAME (basic auth needs both)")
+        return value
+
+    @field_validator("alertmanager_token")
+    @classmethod
+    def _one_auth(cls, value: str | None, info: Any) -> str | None:
+        value = value or None
+        if value and info.data.get("alertmanager_username"):
+            raise ValueError("give either a bearer token or ALERTMANAGER_USERNAME/PASSWORD, "
+                             "not both")
+        return value
+    @field_validator("mlflow_tracking_uri", "github_api_url")
+    @classmethod
+    def _http_url_shape(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return "https://api.github.com" if info.field_name == "github_api_url" else None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("github_app_id")
+    @classmethod
+    def _app_id_shape(cls, value: str | None) -> str | None:
+        if value and not value.strip().isdigit():
+            raise ValueError("must be the GitHub App's numeric id")
+        return (value or "").strip() or None
+
+    @field_validator("github_app_private_key")
+    @classmethod
+    def _private_key_shape(cls, value: str | None) -> str | None:
+        """PEM text, or the path of a file holding it; checked to be an RSA private key."""
+        if not value or not value.strip():
+            return None
+        text = value.strip()
+        if "-----BEGIN" not in text:
+            try:
+                with open(text, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:
+                raise ValueError("is neither PEM text nor a readable file holding it") from None
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            key = load_pem_private_key(text.encode(), password=None)
+        except (ValueError, TypeError):
+            # Never the library's own words: they might quote part of the key.
+            raise ValueError("is not a PEM-encoded private key without a password") from None
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError("must be the App's RSA private key (GitHub signs with RS256)")
+        return text
+
     @field_validator("database_url")
     @classmethod
     def _database_url_shape(cls, value: str) -> str:
@@ -110,6 +212,15 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("admins_raw")
+    @classmethod
+    def _admins_name_someone(cls, value: str) -> str:
+        # Set but naming nobody (",", " ") would read as unset, and make every member an admin.
+        if value and not any(part.strip() for part in value.split(",")):
+            raise ValueError("names no user id: give comma-separated Slack user ids "
+                             "(e.g. U0123ABCD,U0456EFGH), or leave it unset")
+        return value
+
     @field_validator("alert_severity_map_raw")
     @classmethod
     def _severity_map_shape(cls, value: str) -> str:
@@ -119,6 +230,10 @@ class Settings(BaseSettings):
     @cached_property
     def alert_severity_map(self) -> dict[str, str]:
         return parse_severity_map(self.alert_severity_map_raw)
+
+    @property
+    def promotion_repeat_window(self) -> timedelta:
+        return timedelta(minutes=self.promotion_repeat_minutes)
 
     @cached_property
     def admins(self) -> frozenset[str]:

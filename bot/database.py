@@ -3,24 +3,83 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:  # Alembic costs a tenth of a second to import: only `upgrade` needs it
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # What "the database cannot be reached right now" looks like: a driver error, or no connection
 # free in the pool within `pool_timeout` (not a driver error, so it needs naming).
 UNAVAILABLE = (DBAPIError, PoolTimeout)
+
+log = logging.getLogger("quorum.database")
+
+
+class OutageLog:
+    """Logs the failures of an unreachable database without flooding the log.
+
+    Every request fails the same way during an outage, and a traceback each (~9 KB) buried
+    the log: the first failure is logged with its traceback, the rest as one counted line per
+    `window` seconds, and the first success after them ends the outage with a line.
+    """
+
+    def __init__(self, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._failing = False
+        self._uncounted = 0  # failures since the last line
+        self._total = 0
+        self._since = 0.0  # when the last line was logged
+
+    def failed(self, logger: logging.Logger, message: str, *args: object) -> None:
+        """Report the database failure being handled (call it in the `except` block)."""
+        now = self.clock()
+        with self._lock:
+            self._total += 1
+            first = not self._failing
+            if first:
+                self._failing, self._uncounted, self._since = True, 0, now
+            else:
+                self._uncounted += 1
+            counted = self._uncounted if not first and now - self._since >= self.window else 0
+            if counted:
+                self._uncounted, self._since = 0, now
+        if first:
+            logger.error(message, *args, exc_info=True)
+        elif counted:
+            error = sys.exc_info()[1]
+            logger.error("database still unavailable: %d more failures in the last %g s "
+                         "(latest: %s)", counted, self.window,
+                         type(error).__name__ if error else "unknown")
+
+    def recovered(self) -> None:
+        """The database answered: an outage in progress is over."""
+        if not self._failing:  # the usual case, without taking the lock
+            return
+        with self._lock:
+            if not self._failing:
+                return
+            total, self._failing, self._uncounted, self._total = self._total, False, 0, 0
+        log.warning("database reachable again after %d failed requests", total)
+
+
+# One per process: every request, sweep and delivery reports to it.
+database_outage = OutageLog()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -102,6 +161,10 @@ class Database:
         """Call `hook(session)` after every commit (the outbox wakes its worker this way)."""
         self._commit_hooks.append(hook)
 
+    def listen(self, name: str, hook: Callable[..., Any]) -> None:
+        """Listen for the SQLAlchemy session event `name` on every session of this database."""
+        event.listen(self._sessions, name, hook)
+
     def _after_commit(self, session: Session) -> None:
         for hook in self._commit_hooks:
             hook(session)
@@ -113,6 +176,7 @@ class Database:
             try:
                 yield session
                 session.commit()
+                database_outage.recovered()
             except BaseException:
                 session.rollback()
                 raise
@@ -134,17 +198,106 @@ class Database:
             return False
 
     def upgrade(self, revision: str = "heads") -> None:
-        """Apply the Alembic migrations up to `revision`."""
+        """Apply the Alembic migrations up to `revision`.
+
+        On PostgreSQL the whole upgrade holds a transaction-level advisory lock of the schema:
+        replicas (or migration jobs) starting together queue on it, and each one after the
+        first finds the schema already at its revision and has nothing to do. A database at a
+        revision this code does not know (a newer release migrated it) is refused first.
+        """
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:prefix || "
+                                        "coalesce(current_schema(), '')))"),
+                                   {"prefix": f"{MIGRATION_LOCK}:"})
+            found = database_revisions(connection)
+            if found - all_revisions():
+                raise SchemaMismatch(_ahead_message(found - all_revisions()))
+            if revision == "heads" and found == head_revisions():
+                return  # up to date: no need to load Alembic and every migration script
+            from alembic import command
+
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+
+    def check_revision(self) -> None:
+        """Raise SchemaMismatch, worded as one line, unless the database is at exactly this
+        code's schema revision (for every command that uses the database but does not migrate
+        it: they must neither run on a schema they do not know nor change it)."""
+        with self.engine.connect() as connection:
+            found = database_revisions(connection)
+        expected = head_revisions()
+        if found == expected:
+            return
+        if not found:
+            raise SchemaMismatch("the database has no Quorum schema yet: run `quorum db "
+                                 "upgrade` first")
+        if found - all_revisions():
+            raise SchemaMismatch(_ahead_message(found - all_revisions()))
+        raise SchemaMismatch(
+            f"the database is at schema revision {_listed(found)} but this Quorum needs "
+            f"{_listed(expected)}: run `quorum db upgrade` first (or start `quorum serve`, "
+            f"which migrates)")
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
+class SchemaMismatch(Exception):
+    """The database's schema revision is not this code's; worded as the one line users see."""
+
+
+# Prefix of the advisory lock key that serializes migrations of one schema.
+MIGRATION_LOCK = "quorum-migrations"
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
+
+
+def _migration_graph() -> dict[str, set[str]]:
+    """Each migration's revision → the revisions it follows, read from the version files'
+    `revision = "…"` and `down_revision = …` lines: knowing the schema head this way costs a
+    millisecond, where loading Alembic's script directory costs a few hundred."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        values = {name: re.findall(r"[\"']([^\"']+)[\"']", value)
+                  for name, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8"))}
+        if values.get("revision"):
+            graph[values["revision"][0]] = set(values.get("down_revision", []))
+    return graph
+
+
+def all_revisions() -> set[str]:
+    return set(_migration_graph())
+
+
+def head_revisions() -> set[str]:
+    """The revisions no other migration follows: where `quorum db upgrade` takes the schema."""
+    graph = _migration_graph()
+    followed = set().union(*graph.values()) if graph else set()
+    return set(graph) - followed
+
+
+def database_revisions(connection: Connection) -> set[str]:
+    """The revisions recorded in the database's `alembic_version` table (empty: no schema)."""
+    from sqlalchemy import inspect
+
+    if not inspect(connection).has_table("alembic_version"):
+        return set()
+    return set(connection.scalars(text("SELECT version_num FROM alembic_version")))
+
+
+def _listed(revisions: set[str]) -> str:
+    return ", ".join(sorted(revisions))
+
+
+def _ahead_message(unknown: set[str]) -> str:
+    return (f"the database is at schema revision {_listed(unknown)}, newer than this Quorum "
+            f"knows (its latest is {_listed(head_revisions())}): run a newer Quorum")
+
+
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import metrics, outbox
-from bot.database import Database
+from bot.database import UNAVAILABLE, Database, database_outage
 from bot.models import utcnow
 from bot.pacing import PostPacer
 
@@ -145,6 +145,9 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 delivered = self.run_once()
+            except UNAVAILABLE:
+                database_outage.failed(log, "outbox pass failed; trying again shortly")
+                delivered = 0
             except Exception:
                 log.exception("outbox pass failed; trying again shortly")
                 delivered = 0
@@ -266,7 +269,9 @@ class OutboxWorker:
     def _pace(self, row: outbox.Claimed) -> None:
         """Wait for the workspace's next post slot (`bot.pacing`), before the lease is renewed."""
         if self.pacer is not None and row.method == "chat.postMessage":
-            self._stop.wait(self.pacer.delay(row.team_id))
+            wait = self.pacer.delay(row.team_id)
+            metrics.pacing_wait.observe(wait)
+            self._stop.wait(wait)
 
     def _prepare(self, session: Session, row: outbox.Claimed,
                  payload: dict[str, Any]) -> str | None:

@@ -11,10 +11,12 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from bot.inert import spreadsheet_cell
 from bot.models import AuditEvent, Gate, Hypothesis, Incident, Project, Promotion
 from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import export_records as decision_records
+from bot.services.directory import Names
 from bot.services.gates import as_record as gate_record
 from bot.services.hypotheses import as_record as hypothesis_record
 from bot.services.hypotheses import history_records as hypothesis_history
@@ -39,7 +41,9 @@ def _gates(session: Session) -> Iterator[dict[str, Any]]:
 
 
 def _incidents(session: Session) -> Iterator[dict[str, Any]]:
-    query = select(Incident).options(selectinload(Incident.events)) \
+    query = select(Incident).options(selectinload(Incident.events),
+                                     selectinload(Incident.follow_up_items),
+                                     selectinload(Incident.silences)) \
         .order_by(Incident.team_id, Incident.number)
     for incident in session.scalars(query).unique():
         yield incident_record(incident)
@@ -90,7 +94,7 @@ def export(session: Session, register: str, fmt: str, out: TextIO) -> int:
     memory stays flat however large the register is.
     """
     read, markdown_template = REGISTERS[register]
-    records = _Counted(read(session))
+    records = _Counted(with_names(read(session), Names.load(session), fmt))
     if fmt == "json":
         # One record a line: still one JSON list, and unindented records go through the json
         # module's C encoder (indentation takes its pure-Python path, several times slower).
@@ -109,6 +113,14 @@ def export(session: Session, register: str, fmt: str, out: TextIO) -> int:
     else:
         out.writelines(renderer.stream(markdown_template, records=records))
     return records.count
+
+
+def with_names(records: Iterator[dict[str, Any]], names: Names,
+               fmt: str) -> Iterator[dict[str, Any]]:
+    """People and channels by name (`bot.services.directory`): Markdown shows `@name` in place
+    of an id, JSON and CSV keep the id and add `<field>_name` beside it."""
+    for record in records:
+        yield names.readable(record) if fmt == "md" else names.annotate(record)
 
 
 class _Counted(Iterator[dict[str, Any]]):
@@ -130,4 +142,4 @@ _json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 def _cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, default=str)
-    return value
+    return spreadsheet_cell(value)

@@ -35,9 +35,12 @@ BOT_SCOPES = {
     "channels:history": "after a post that got no answer, find it in a public channel instead "
                         "of posting it twice (conversations.history/replies, outbox worker)",
     "groups:history": "the same in private channels",
-    "channels:read": "list a public channel's members: standup participants when nobody holds "
-                     "a role (conversations.members)",
-    "groups:read": "the same in private channels",
+    "channels:read": "whether a channel is public (conversations.info: a private channel's "
+                     "records never leave it), channel names for exports, and its members: "
+                     "standup participants when nobody holds a role (conversations.members)",
+    "groups:read": "the same for private channels, whose members alone see their records on the "
+                   "Home tab and in reminders (conversations.info, conversations.members)",
+    "users:read": "people's names for exports instead of their ids (users.info)",
     "channels:manage": "open a dedicated incident channel and invite its people "
                        "(conversations.create, conversations.invite)",
 }

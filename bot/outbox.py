@@ -6,7 +6,7 @@ Queuing lives here and has no Slack imports; `bot.delivery` posts what is queued
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, cast, exists, func, literal, or_, select, tuple_, update
@@ -402,3 +402,16 @@ def pending_count(session: Session) -> int:
             OutboxMessage.status.in_(UNFINISHED)
         )
     ) or 0
+
+
+def pending_summary(session: Session) -> tuple[int, float]:
+    """How many calls are not yet delivered, and the age in seconds of the oldest (0: none)."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(OutboxMessage.created_at)).where(
+            OutboxMessage.status.in_(UNFINISHED))
+    ).one()
+    if oldest is None:
+        return count or 0, 0.0
+    if oldest.tzinfo is None:  # a MIN() on SQLite comes back as stored, without the type
+        oldest = oldest.replace(tzinfo=UTC)
+    return count, max(0.0, (utcnow() - oldest).total_seconds())

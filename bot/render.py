@@ -2,8 +2,10 @@
 
 Templates are JSON with `{{ }}` holes. Every hole is escaped for Slack mrkdwn (`&`, `<`, `>`) and
 for JSON by default, so user text can never ping `<!channel>` or break the JSON. Filters mark
-the exceptions: `plain` (plain_text: JSON-escaped only), `json` (a whole JSON value), `user`
-(a `<@U…>` mention), `link` (a `<url|label>` link). Trailing commas before `]` or `}` are allowed.
+the exceptions: `plain` (plain_text: JSON-escaped only), `typed` (a form field's initial value,
+as typed), `json` (a whole JSON value), `user` (a `<@U…>` mention), `link` (a `<url|label>`
+link). Trailing commas before `]` or `}` are allowed. Every filter but `typed` and `json` also
+drops the invisible characters that could make text look like something else (`INVISIBLE`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 import templates as templates_package
+from bot.inert import markdown_records
 
 TEMPLATE_DIR = Path(templates_package.__file__).parent
 MESSAGE_BLOCK_LIMIT = 50
@@ -60,6 +63,24 @@ def storable(value: Any) -> Any:
     return value
 
 
+# Characters that change how text around them is drawn without being seen themselves: the
+# bidirectional embeddings, overrides and isolates and the implicit marks (a title holding
+# U+202E shows `1-D` as `D-1`), and the zero-width ones (`D‍-1` looks like `D-1`). They are
+# kept as typed in the database and exports, and left out of everything shown in Slack.
+INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+                       "\u200b-\u200d\u2060\ufeff]")
+
+
+def displayable(text: str) -> str:
+    """`text` as Slack may show it: without bidirectional controls and zero-width characters."""
+    return INVISIBLE.sub("", text)
+
+
+def _shown(text: str) -> str:
+    """The renderer's escaping of user text for a mrkdwn hole: visible, and inert."""
+    return _json_inner(slack_escape(displayable(text)))
+
+
 def _json_inner(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1]
 
@@ -69,10 +90,15 @@ def _finalize(value: Any) -> Markup:
         return Raw("")
     if isinstance(value, Markup):
         return value
-    return Raw(_json_inner(slack_escape(str(value))))
+    return Raw(_shown(str(value)))
 
 
 def _plain(value: Any) -> Raw:
+    return Raw(_json_inner(displayable("" if value is None else str(value))))
+
+
+def _typed(value: Any) -> Raw:
+    """A form field's initial value, as typed (JSON-escaped only): what is saved back."""
     return Raw(_json_inner("" if value is None else str(value)))
 
 
@@ -84,19 +110,19 @@ def _user(user_id: Any) -> Raw:
     user_id = str(user_id or "")
     if USER_ID.fullmatch(user_id):
         return Raw(f"<@{user_id}>")
-    return Raw(_json_inner(slack_escape(user_id or "someone")))
+    return Raw(_shown(user_id or "someone"))
 
 
 def _channel(channel_id: Any) -> Raw:
     channel_id = str(channel_id or "")
     if CHANNEL_ID.fullmatch(channel_id):
         return Raw(f"<#{channel_id}>")
-    return Raw(_json_inner(slack_escape(channel_id)))
+    return Raw(_shown(channel_id))
 
 
 def _link(url: Any, label: Any = None) -> Raw:
     url = str(url or "")
-    label_text = slack_escape(str(label)) if label else slack_escape(url)
+    label_text = slack_escape(displayable(str(label) if label else url))
     if not url.startswith(("https://", "http://")) or any(c in url for c in "<>| \n"):
         return Raw(_json_inner(label_text))
     return Raw(_json_inner(f"<{url.replace('&', '&amp;')}|{label_text.replace('|', '¦')}>"))
@@ -219,8 +245,11 @@ class Renderer:
         self.text_env = jinja2.Environment(autoescape=False, **common)
         for env in (self.json_env, self.text_env):
             env.filters.update(date=_date, datetime=_datetime)
+        # Every `.md.j2` export loops over `records|markdown_inert`: user text stays text.
+        self.text_env.filters.update(markdown_inert=markdown_records)
         self.json_env.filters.update(
-            plain=_plain, json=_json_value, user=_user, channel=_channel, link=_link
+            plain=_plain, typed=_typed, json=_json_value, user=_user, channel=_channel,
+            link=_link,
         )
 
     def _json(self, name: str, context: dict[str, Any]) -> Any:

@@ -51,9 +51,11 @@ def outbox_worker(runtime: Runtime) -> Any:
 
 
 def scheduler(runtime: Runtime) -> Any:
+    from bot.edge import edge_jobs
     from bot.scheduler import Scheduler
 
-    return Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds)
+    return Scheduler(runtime.db, runtime.settings.scheduler_tick_seconds, runtime.settings,
+                     jobs=edge_jobs(runtime))
 
 
 def web_app(runtime: Runtime, *, background: bool) -> Any:
@@ -89,8 +91,9 @@ def serve(runtime: Runtime, *, workers: int = 1, background: bool = True) -> Non
 
     settings = runtime.settings
     # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
+    # log_config=None: uvicorn's lines go through Quorum's logging (QUORUM_LOG_FORMAT).
     options: dict[str, Any] = {"host": settings.host, "port": settings.port,
-                               "log_level": "info", "access_log": False,
+                               "log_level": "info", "log_config": None, "access_log": False,
                                "timeout_graceful_shutdown": 10, "http": HeaderDeadlineProtocol}
     processes = process_count(runtime, workers)
     if processes == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -18,12 +19,19 @@ from bot.render import slack_escape
 
 APP_ID = "A0001"
 LEGACY_TOKEN = "legacy-verification-token"
-_trigger_counter = itertools.count(1)
+_counter = itertools.count(1)
+
+
+def unique_id(prefix: str = "") -> str:
+    """An id no other process hands out, ever: Slack's ids (triggers, views, events) are unique,
+    and Quorum remembers them to act once, so a second `quorum shell` on the same database must
+    not start again at 1. Random, with a counter for order within the process."""
+    return f"{prefix}{next(_counter):04d}{secrets.token_hex(5).upper()}"
 
 
 def trigger_id() -> str:
     """A fresh trigger id, as Slack hands out with every interaction."""
-    return f"trigger.{next(_trigger_counter)}"
+    return f"{int(time.time())}.{unique_id()}"
 
 
 def _user(user: str, team: str) -> dict[str, Any]:
@@ -115,7 +123,7 @@ def view_submission(view: dict[str, Any], values: dict[str, Any], *, team: str,
         state[block_id] = {action_id: element_state(element, value)}
     # A view the bot opened has the id Slack gave it; the same id twice is the same modal
     # submitted twice, so a view without one (built by hand) gets a fresh id.
-    view_id = view.get("id") or f"V{next(_trigger_counter):08d}"
+    view_id = view.get("id") or unique_id("V")
     submitted = {**view, "id": view_id, "state": {"values": state},
                  "hash": view.get("hash", "1700000000.abc"), "team_id": team}
     return {
@@ -147,7 +155,7 @@ def event_callback(event: dict[str, Any], *, team: str, event_id: str | None = N
     return {
         "token": LEGACY_TOKEN, "team_id": team, "api_app_id": APP_ID,
         "event": event, "type": "event_callback",
-        "event_id": event_id or f"Ev{next(_trigger_counter):08d}",
+        "event_id": event_id or unique_id("Ev"),
         "event_time": int(time.time()),
     }
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hmac
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -34,15 +37,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bot import metrics, outbox
-from bot.database import UNAVAILABLE
+from bot import github_app, metrics
+from bot.database import UNAVAILABLE, database_outage
 from bot.delivery import OutboxWorker
 from bot.errors import InvalidInput, QuorumError
+from bot.logs import request_context
 from bot.render import UNSTORABLE
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
-from bot.services import alertmanager, promotions
-from bot.services.gates import check
+from bot.services import alertmanager, github, promotions
+from bot.services.gate_check import check
 from bot.slack_app import bolt_request
 from handlers.common import TOO_SLOW, error_message
 
@@ -98,7 +102,8 @@ async def dispatch_until_ack(bolt_app: App, request: BoltRequest,
         except BaseException as exc:  # dispatch handles listener errors; this is Bolt failing
             answer(exc)
 
-    executor.submit(run)
+    # The listener's thread carries the request's log context (request id, team, command).
+    executor.submit(contextvars.copy_context().run, run)
     return await answered
 
 
@@ -335,15 +340,51 @@ def _unstorable_text(value: object) -> str | None:
     return None
 
 
+access_log = logging.getLogger("quorum.access")
+# A caller's X-Request-Id is kept when it looks like one (a proxy's or a load balancer's id);
+# anything else is replaced, so that no client can write arbitrary text into the logs.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "").strip()
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 def _measured(route: str, endpoint: Endpoint) -> Endpoint:
+    """Count and time the route's requests, and log one access line each, with the request's
+    id (and, for Slack, its team and command: `slack_events` adds them to the context)."""
+
     async def wrapper(request: Request) -> Response:
         started = time.perf_counter()
-        response = await endpoint(request)
-        metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+        context = {"request_id": _request_id(request)}
+        token = request_context.set(context)
+        try:
+            response = await endpoint(request)
+        finally:
+            request_context.reset(token)
+        elapsed = time.perf_counter() - started
+        metrics.http_latency.labels(route).observe(elapsed)
         metrics.http_requests.labels(route, str(response.status_code)).inc()
+        response.headers["X-Request-Id"] = context["request_id"]
+        access_log.info("%s %s %s %.1f ms", request.method, route, response.status_code,
+                        elapsed * 1000,
+                        extra={**context, "route": route, "status": response.status_code,
+                               "latency_ms": round(elapsed * 1000, 1)})
         return response
 
     return wrapper
+
+
+def _slack_context(bolt: BoltRequest) -> dict[str, str]:
+    """What a Slack request is about, for its log lines: the workspace and the slash command
+    (or the interaction or event type)."""
+    body = bolt.body if isinstance(bolt.body, dict) else {}
+    what = body.get("command") or body.get("type")
+    if what == "event_callback" and isinstance(body.get("event"), dict):
+        what = body["event"].get("type")
+    found = {"team": bolt.context.team_id, "command": what}
+    return {key: str(value)[:64] for key, value in found.items() if value}
 
 
 def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
@@ -372,9 +413,14 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                                   "signed more than 5 minutes away from now.")
         try:
             bolt = bolt_request(text, request.headers, request.query_params)
-        except (ValueError, RecursionError):  # signed, yet not JSON or a form Bolt can read
+        except (ValueError, RecursionError) as exc:  # signed, yet no payload Slack would send
+            reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
             return JSONResponse({"ok": False, "error": "invalid_payload",
-                                 "reason": "The body is not a Slack payload."}, status_code=400)
+                                 "reason": f"The body is not a Slack payload: {reason}."},
+                                status_code=400)
+        context = request_context.get()
+        if context is not None:
+            context.update(_slack_context(bolt))
         answer = asyncio.ensure_future(dispatch_until_ack(bolt_app, bolt, listeners))
         try:
             bolt_response = await asyncio.wait_for(asyncio.shield(answer), ANSWER_WITHIN)
@@ -405,7 +451,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             with runtime.db.session() as session:
                 outcome = alertmanager.receive_alertmanager(
                     session, note, severity_map=settings.alert_severity_map,
-                    default_channel=settings.default_channel)
+                    default_channel=settings.default_channel,
+                    silences=settings.alertmanager_url is not None)
                 return outcome.as_json()
 
         try:
@@ -413,7 +460,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         except InvalidInput as exc:
             return _refusal(422, "invalid_payload", exc.message, field=exc.field)
         except UNAVAILABLE:
-            log.exception("Alertmanager notification not stored: database error")
+            database_outage.failed(log, "Alertmanager notification not stored: database error")
             return _refusal(503, "database_unavailable", "Quorum cannot reach its database; "
                             "nothing was stored. Alertmanager will send it again.")
         except Exception:
@@ -425,7 +472,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
 
     def _store_failed(what: str, exc: Exception) -> JSONResponse:
         if isinstance(exc, UNAVAILABLE):
-            log.exception("%s not stored: database error", what)
+            database_outage.failed(log, "%s not stored: database error", what)
             return _refusal(503, "database_unavailable", "Quorum cannot reach its database; "
                             "nothing was stored. Send it again later.")
         log.exception("%s failed", what)
@@ -460,8 +507,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
         def apply() -> dict[str, object]:
             with runtime.db.session() as session:
                 return promotions.receive_mlflow(
-                    session, data, delivery_id,
-                    default_channel=settings.default_channel).as_json()
+                    session, data, delivery_id, default_channel=settings.default_channel,
+                    repeat_window=settings.promotion_repeat_window).as_json()
 
         try:
             result = await run_in_threadpool(apply)
@@ -472,6 +519,55 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             return _store_failed("MLflow webhook", exc)
         fresh_unrouted = result["created"] and not result["routed"]
         return JSONResponse(result, status_code=202 if fresh_unrouted else 200)
+
+    async def github_hook(request: Request) -> Response:
+        """GitHub's `deployment_protection_rule` webhooks: hold a deployment for its gates."""
+        settings = runtime.settings
+        secret = settings.github_webhook_secret
+        if not (secret and settings.github_app_id and settings.github_app_private_key):
+            return _refusal(503, "webhooks_disabled", "GITHUB_WEBHOOK_SECRET, GITHUB_APP_ID and "
+                            "GITHUB_APP_PRIVATE_KEY must all be set, so Quorum refuses every "
+                            "GitHub webhook.")
+        body = await request.body()  # the raw bytes: the signature covers exactly these
+        reason = github_app.signature_refusal(
+            secret, body, request.headers.get("x-hub-signature-256", ""))
+        if reason is not None:
+            return _refusal(401, "invalid_signature", reason)
+        event = request.headers.get("x-github-event", "").strip()
+        delivery_id = request.headers.get("x-github-delivery", "").strip()
+        if not delivery_id or len(delivery_id) > github.DELIVERY_ID_LIMIT:
+            return _refusal(400, "invalid_payload", "X-GitHub-Delivery must be the delivery's "
+                            "GUID.", field="X-GitHub-Delivery")
+        data = await read_json_object(request)
+        if isinstance(data, JSONResponse):
+            return data
+        if event == "ping":
+            return JSONResponse({"ok": True, "pong": True})
+        if event != "deployment_protection_rule" or data.get("action") != "requested":
+            return JSONResponse({"ok": True, "ignored": True}, status_code=202)
+        try:
+            parsed = github.parse_event(data)
+        except InvalidInput as exc:
+            return _refusal(400, "invalid_payload", exc.message, field=exc.field)
+
+        def apply() -> dict[str, object]:
+            with runtime.db.session() as session:
+                return github.receive(session, parsed, delivery_id).as_json()
+
+        try:
+            result = await run_in_threadpool(apply)
+        except InvalidInput as exc:
+            return _refusal(400, "invalid_payload", exc.message, field=exc.field)
+        except Exception as exc:
+            # A 5xx: GitHub's redelivery (same GUID) acts once.
+            return _store_failed("GitHub webhook", exc)
+        if not result["mapped"]:
+            log.info("GitHub deployment of %s to %s ignored: no project maps them "
+                     "(/quorum github map)", parsed.repo, parsed.environment)
+            return JSONResponse({**result, "reason": "No project maps this repository and "
+                                 "environment; `/quorum github map` in its channel."},
+                                status_code=202)
+        return JSONResponse(result, status_code=200)
 
     async def promotion_hook(request: Request) -> Response:
         """A deployment pipeline says a model version was promoted."""
@@ -492,7 +588,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             with runtime.db.session() as session:
                 return promotions.record_promotion(
                     session, draft, source="webhook", created_by=promotions.WEBHOOK,
-                    default_channel=settings.default_channel).as_json()
+                    default_channel=settings.default_channel,
+                    repeat_window=settings.promotion_repeat_window).as_json()
 
         try:
             result = await run_in_threadpool(apply)
@@ -513,12 +610,8 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                             status_code=200 if healthy else 503)
 
     async def metrics_endpoint(_: Request) -> Response:
-        def pending() -> int:
-            with runtime.db.session() as session:
-                return outbox.pending_count(session)
-
         with contextlib.suppress(Exception):  # metrics stay readable while the database is down
-            metrics.outbox_pending.set(await run_in_threadpool(pending))
+            await run_in_threadpool(metrics.refresh_shared, runtime.db)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def api_gates(request: Request) -> Response:
@@ -549,7 +642,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             return JSONResponse({"ok": False, "error": "bad_request", "reason": exc.message},
                                 status_code=400)
         except UNAVAILABLE:
-            log.exception("Gate check not answered: database error")
+            database_outage.failed(log, "Gate check not answered: database error")
             return _refusal(503, "database_unavailable", "Quorum cannot reach its database, so "
                             "it cannot say whether the gate passed; try again shortly.")
         return JSONResponse({"ok": True, **result})
@@ -575,6 +668,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             Route("/hooks/alertmanager", _measured("/hooks/alertmanager", alertmanager_hook),
                   methods=["POST"]),
             Route("/hooks/mlflow", _measured("/hooks/mlflow", mlflow_hook), methods=["POST"]),
+            Route("/hooks/github", _measured("/hooks/github", github_hook), methods=["POST"]),
             Route("/hooks/promotion", _measured("/hooks/promotion", promotion_hook),
                   methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),

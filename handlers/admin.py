@@ -1,4 +1,4 @@
-"""`/quorum`: roles, project settings, model bindings, traces and help for every command.
+"""`/quorum`: roles, owners, project settings, model bindings, traces and help for every command.
 
 Later features add their subcommands to `COMMAND` and answer them in `_answer`.
 """
@@ -7,23 +7,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import App
 from sqlalchemy.orm import Session
 
 from bot.commands import Command, Subcommand
 from bot.models import Project
 from bot.render import renderer
 from bot.runtime import Runtime
+from bot.services import access
+from bot.services import github as github_service
 from bot.services import promotions as promotion_service
 from bot.services import roles as role_service
-from bot.services.projects import project_for_channel
-from handlers.common import ephemeral, guarded, notice, team_id_of
+from bot.services import trace as trace_service
+from handlers.common import ephemeral, notice
+from handlers.skeleton import Invocation, slash_command
 
 COMMAND = Command("/quorum", "roles, settings and help for every Quorum command", [
     Subcommand("role add <user:user> <role:word>",
                "give someone a role in this channel's project (`ds`, `eng`, `pm` or any word)"),
     Subcommand("role remove <user:user> <role:word>", "take a role away from someone"),
-    Subcommand("roles", "who holds which role in this project, and its settings"),
+    Subcommand("roles", "who holds which role in this project, its owners and its settings"),
+    Subcommand("owner add <user:user>",
+               "make someone an owner: owners and Quorum admins manage this project's roles, "
+               "settings and model bindings"),
+    Subcommand("owner remove <user:user>", "take ownership of this project away from someone"),
     Subcommand("settings self-approval <value:on|off>",
                "whether a gate's requester may approve it themselves (off by default)"),
     Subcommand("settings reminders <hours:1-168>",
@@ -34,7 +41,10 @@ COMMAND = Command("/quorum", "roles, settings and help for every Quorum command"
                "send the promotions and alerts of this registered model to this channel"),
     Subcommand("model remove <name:word>", "stop sending this model's promotions here"),
     Subcommand("models", "the registered models bound to this channel's project"),
-    Subcommand("trace <model:word> v<version:word>",
+    Subcommand("github map <repo:word> <environment:word> [model <model:word>]",
+               "hold the GitHub deployments of a repository (`owner/name`) to an environment "
+               "until this project's gates pass (for a model: its deployed version's gates)"),
+    Subcommand("trace <model:word> <version:version>",
                "one model version's hypotheses, decisions, gates, promotions and incidents"),
 ], bare="show every Quorum command")
 
@@ -58,24 +68,19 @@ def roles_view(session: Session, project: Project, actor: str,
     missing = [role for role in role_service.DEFAULT_ROLES if role not in holders]
     return renderer.message("admin/roles", project=project, holders=holders, missing=missing,
                             settings=role_service.settings_of(project),
-                            can_change=role_service.is_admin(actor, admins))
+                            owners=access.owners(session, project),
+                            can_change=access.is_project_admin(session, project, actor, admins))
 
 
 def register(app: App, runtime: Runtime) -> None:
-    db = runtime.db
+    def help_listing() -> dict[str, Any]:
+        return ephemeral(renderer.message("admin/help", commands=all_commands()))
 
-    @app.command(COMMAND.name)
-    @guarded
-    def on_command(ack: Ack, command: dict[str, Any], body: dict[str, Any]) -> None:
-        parsed = COMMAND.parse(command.get("text", ""))
-        if parsed.subcommand is None or parsed.wants_help:
-            ack(**ephemeral(renderer.message("admin/help", commands=all_commands())))
-            return
-        team, channel, user = team_id_of(body), command["channel_id"], command["user_id"]
-        with db.session() as session:
-            project = project_for_channel(session, team, channel, command.get("channel_name"))
-            reply = _answer(session, parsed.subcommand, parsed.args, project, user)
-        ack(**reply)
+    @slash_command(app, runtime, COMMAND, help=help_listing)
+    def on_command(inv: Invocation) -> dict[str, Any]:
+        if inv.subcommand is None:
+            return help_listing()
+        return _answer(inv.session, inv.subcommand, inv.args, inv.project, inv.user)
 
     def _answer(session: Session, subcommand: str, args: dict[str, Any], project: Project,
                 user: str) -> dict[str, Any]:
@@ -90,6 +95,13 @@ def register(app: App, runtime: Runtime) -> None:
             role_service.remove_role(session, project, user, args["user"], role, admins)
             return ephemeral(renderer.message("admin/role_changed", added=False,
                                               user=args["user"], role=role))
+        if subcommand == "owner add":
+            access.add_owner(session, project, user, args["user"], admins)
+            return notice("now owns this project: they manage its roles, settings and model "
+                          "bindings.", person=args["user"])
+        if subcommand == "owner remove":
+            access.remove_owner(session, project, user, args["user"], admins)
+            return notice("no longer owns this project.", person=args["user"])
         if subcommand == "roles":
             return ephemeral(roles_view(session, project, user, admins))
         if subcommand == "settings self-approval":
@@ -118,9 +130,18 @@ def register(app: App, runtime: Runtime) -> None:
             return ephemeral(renderer.message(
                 "promotion/models", project=project,
                 bindings=promotion_service.bindings(session, project)))
+        if subcommand == "github map":
+            mapping, created = github_service.map_environment(
+                session, project, user, args["repo"], args["environment"], args.get("model"),
+                admins)
+            held = f" for the gates of `{mapping.model}`'s deployed version" \
+                if mapping.model else ""
+            return notice(f"GitHub deployments of {mapping.repo} to `{mapping.environment}` now "
+                          f"wait{held} in this channel." if created else
+                          f"{mapping.repo} `{mapping.environment}` was already mapped here; "
+                          f"its model is now {mapping.model or 'none'}.")
         if subcommand == "trace":
-            found = promotion_service.trace(session, project.team_id, args["model"],
-                                            args["version"])
+            found = trace_service.trace(session, project, args["model"], args["version"])
             return ephemeral(renderer.message("promotion/trace", t=found))
         # settings reminders
         role_service.set_reminder_hours(session, project, user, args["hours"], admins)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.commands import Command, UsageError
-from bot.database import UNAVAILABLE
+from bot.database import UNAVAILABLE, database_outage
 from bot.errors import QuorumError
 from bot.render import renderer
 from bot.services import idempotency
@@ -124,7 +124,7 @@ def guarded(listener: Callable[..., None]) -> Callable[..., None]:
         except QuorumError as exc:
             _reply_error(kwargs, exc.message, None, field=exc.field)
         except UNAVAILABLE:
-            log.exception("database error in %s", listener.__name__)
+            database_outage.failed(log, "database error in %s", listener.__name__)
             _reply_error(kwargs, DATABASE_DOWN, None)
         except Exception:
             log.exception("listener %s failed", listener.__name__)

@@ -22,18 +22,19 @@ from handlers.common import (
     first_submission,
     form_values,
     guarded,
-    help_message,
     notice,
     read_metadata,
     team_id_of,
     user_id_of,
     write_metadata,
 )
+from handlers.skeleton import Invocation, Modal, guard, slash_command
 
 log = logging.getLogger("quorum.decisions")
 
 COMMAND = Command("/decision", "decision records", [
-    Subcommand("<title:text>", "log a proposed decision now (add the details later)"),
+    Subcommand("<title:text> [for <model:word> v<version:version>]",
+               "log a proposed decision now (add the details later), about a model version"),
     Subcommand("list", "this channel's decisions, newest first"),
     Subcommand("search <words:text>", "find decisions by words in their text"),
     Subcommand("show <ref:D-n>", "one decision in full, with its history"),
@@ -49,13 +50,15 @@ def modal(*, channel: str, channel_name: str | None = None, decision: Decision |
     `hypotheses` are the options of "Based on hypotheses"; the block is left out without any.
     """
     if decision is not None:
-        form = {name: getattr(decision, name) for name in
-                ("title", "context", "options", "decision", "consequences", "status")}
+        form = {name: getattr(decision, name) or "" for name in
+                ("title", "context", "options", "decision", "consequences", "status",
+                 "model", "version")}
         form["deciders"] = list(decision.deciders or [])
         form["hypotheses"] = [hypothesis.ref for hypothesis in decision.hypotheses]
     else:
         form = {"title": title, "context": context, "options": "", "decision": "",
-                "consequences": "", "status": "proposed", "deciders": [], "hypotheses": []}
+                "consequences": "", "status": "proposed", "deciders": [], "hypotheses": [],
+                "model": "", "version": ""}
     metadata = write_metadata(channel=channel, channel_name=channel_name,
                               decision_id=decision.id if decision else None, permalink=permalink)
     return renderer.view(
@@ -69,48 +72,32 @@ def modal(*, channel: str, channel_name: str | None = None, decision: Decision |
 def register(app: App, runtime: Runtime) -> None:
     db = runtime.db
 
-    @app.command(COMMAND.name)
-    @guarded
-    def on_command(ack: Ack, command: dict[str, Any], body: dict[str, Any],
-                   client: WebClient) -> None:
-        parsed = COMMAND.parse(command.get("text", ""))
-        team, channel, user = team_id_of(body), command["channel_id"], command["user_id"]
-        if parsed.subcommand is None:
-            with db.session() as session:
-                view = modal(channel=channel, channel_name=command.get("channel_name"),
-                             hypotheses=hypothesis_service.choices_for_decision(
-                                 session, team, channel))
-            ack()
-            client.views_open(trigger_id=command["trigger_id"], view=view)
-            return
-        if parsed.wants_help:
-            ack(**help_message(COMMAND))
-            return
-        with db.session() as session:
-            project = project_for_channel(session, team, channel, command.get("channel_name"))
-            reply = _answer(session, parsed.subcommand, parsed.args, project, user)
-        ack(**reply)
-
-    def _answer(session: Any, subcommand: str, args: dict[str, Any], project: Any,
-                user: str) -> dict[str, Any]:
-        if subcommand == "":
-            decision = service.log_decision(session, project, user,
-                                            service.DecisionDraft(title=args["title"]))
+    @slash_command(app, runtime, COMMAND)
+    def on_command(inv: Invocation) -> dict[str, Any] | Modal:
+        session, args, user = inv.session, inv.args, inv.user
+        if inv.subcommand is None:
+            return Modal(modal(channel=inv.channel, channel_name=inv.channel_name,
+                               hypotheses=hypothesis_service.choices_for_decision(
+                                   session, inv.team, inv.channel)))
+        if inv.subcommand == "":
+            decision = service.log_decision(session, inv.project, user,
+                                            service.DecisionDraft(
+                                                title=args["title"], model=args.get("model"),
+                                                version=args.get("version")))
             return notice(f"Logged *{decision.ref}*. Its card is on its way to the channel; "
                           f"use *Add details* there to fill in context, options and consequences.")
-        if subcommand == "list":
-            page = service.list_decisions(session, project)
-            return ephemeral(renderer.message("decision/list", project=project, page=page))
-        if subcommand == "search":
-            results = service.search_decisions(session, project, args["words"])
+        if inv.subcommand == "list":
+            page = service.list_decisions(session, inv.project)
+            return ephemeral(renderer.message("decision/list", project=inv.project, page=page))
+        if inv.subcommand == "search":
+            results = service.search_decisions(session, inv.project, args["words"])
             return ephemeral(renderer.message("decision/search", words=args["words"],
                                               results=results, limit=service.SEARCH_LIMIT))
-        if subcommand == "show":
-            decision = service.get_decision(session, project.team_id, args["ref"])
-            return ephemeral(_show(session, decision))
+        if inv.subcommand == "show":
+            return ephemeral(_show(session, inv.guard.read(Decision, args["ref"], "decision")))
         # supersede
-        old = service.get_decision(session, project.team_id, args["ref"])
-        new = service.supersede(session, old, user, args["title"], project=project)
+        old = inv.guard.change(Decision, args["ref"], "decision")
+        new = service.supersede(session, old, user, args["title"], project=inv.project)
         return notice(f"Logged *{new.ref}*, which supersedes *{old.ref}*.")
 
     def _show(session: Any, decision: Decision) -> dict[str, Any]:
@@ -131,6 +118,7 @@ def register(app: App, runtime: Runtime) -> None:
             source_permalink=meta.get("permalink"),
             # Without the block (the channel had no hypotheses) the links stay as they are.
             hypotheses=values.get("hypotheses") if "hypotheses" in values else None,
+            model=values.get("model"), version=values.get("version"),
         )
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)
@@ -138,7 +126,8 @@ def register(app: App, runtime: Runtime) -> None:
             if not first_submission(session, body):
                 pass  # a second press of Submit: the first one saved it
             elif meta.get("decision_id"):
-                decision = service.get_by_id(session, int(meta["decision_id"]), team_id_of(body))
+                decision = guard(session, body).change_id(Decision, meta["decision_id"],
+                                                          "decision")
                 service.edit_decision(session, decision, user, draft)
             else:
                 project = project_for_channel(session, team, meta["channel"],
@@ -152,7 +141,7 @@ def register(app: App, runtime: Runtime) -> None:
                        client: WebClient) -> None:
         ack()
         with db.session() as session:
-            decision = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            decision = guard(session, body).change_id(Decision, action["value"], "decision")
             view = modal(channel=decision.project.channel_id, decision=decision,
                          hypotheses=hypothesis_service.choices_for_decision(
                              session, decision.team_id, decision.project.channel_id,

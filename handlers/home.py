@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from slack_bolt import Ack, App
+from slack_sdk import WebClient
 
 from bot.database import Database
 from bot.errors import QuorumError
@@ -20,6 +21,7 @@ from bot.runtime import Runtime
 from bot.services import home as service
 from handlers import admin
 from handlers.common import first_delivery, guarded, team_id_of, user_id_of
+from handlers.skeleton import learn_privacy
 
 # The Home has no slash command of its own: it belongs with `/quorum` (the same object, so the
 # manifest and `/quorum help` list it once).
@@ -56,10 +58,14 @@ def register(app: App, runtime: Runtime) -> None:
 
     @app.event("app_home_opened")
     @guarded
-    def on_home_opened(body: dict[str, Any], event: dict[str, Any]) -> None:
+    def on_home_opened(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:
         # The Messages tab opens with the same event; only the Home tab is ours.
         if event.get("tab", "home") != "home" or not event.get("user"):
             return
+        with db.session() as session:  # what Slack says of their projects' channels, first
+            projects = service.projects_taking_part(session, team_id_of(body),
+                                                    str(event["user"]))
+        learn_privacy(runtime, client, projects)
         with db.session() as session:
             if first_delivery(session, body):  # Slack's retry of it publishes nothing again
                 service.home_opened(session, team_id_of(body), str(event["user"]))

@@ -20,17 +20,18 @@ from handlers.common import (
     first_submission,
     form_values,
     guarded,
-    help_message,
     notice,
     read_metadata,
     team_id_of,
     user_id_of,
     write_metadata,
 )
+from handlers.skeleton import Invocation, Modal, guard, slash_command
 
 OUTCOME_WORDS = "|".join(service.OUTCOMES)
 COMMAND = Command("/hypothesis", "the hypothesis log", [
-    Subcommand("<statement:text>", "log a proposed hypothesis now (add the details later)"),
+    Subcommand("<statement:text> [for <model:word> v<version:version>]",
+               "log a proposed hypothesis now (add the details later), about a model version"),
     Subcommand(f"list [<status:{'|'.join(service.LIST_FILTERS)}>]",
                "this channel's hypotheses by status, newest first"),
     Subcommand("show <ref:H-n>", "one hypothesis in full, with its history and decisions"),
@@ -54,7 +55,8 @@ def modal(*, channel: str, channel_name: str | None = None,
     source = hypothesis or cites
     form: dict[str, Any] = {
         name: getattr(source, name) if source else ""
-        for name in ("statement", "metric", "expected_effect", "experiment_url", "notes")
+        for name in ("statement", "metric", "expected_effect", "experiment_url", "notes",
+                     "model", "version")
     }
     form["owner"] = source.owner if source else owner
     form["cites"] = cites.ref if cites else None
@@ -77,62 +79,38 @@ def register(app: App, runtime: Runtime) -> None:
     """The listeners; buttons take `respond` so that `guarded` answers through response_url."""
     db = runtime.db
 
-    @app.command(COMMAND.name)
-    @guarded
-    def on_command(ack: Ack, command: dict[str, Any], body: dict[str, Any],
-                   client: WebClient) -> None:
-        parsed = COMMAND.parse(command.get("text", ""))
-        team, channel, user = team_id_of(body), command["channel_id"], command["user_id"]
-        if parsed.subcommand is None:
-            with db.session() as session:
-                view = modal(channel=channel, channel_name=command.get("channel_name"),
-                             owner=user,
-                             reopen_choices=service.reopen_choices(session, team, channel))
-            ack()
-            client.views_open(trigger_id=command["trigger_id"], view=view)
-            return
-        if parsed.wants_help:
-            ack(**help_message(COMMAND))
-            return
-        args = parsed.args
-        if parsed.subcommand == "conclude" and "outcome" not in args:
-            with db.session() as session:
-                hypothesis = service.get_hypothesis(session, team, args["ref"])
-                service.check_can_conclude(hypothesis)
-                view = conclude_modal(hypothesis)
-            ack()
-            client.views_open(trigger_id=command["trigger_id"], view=view)
-            return
-        with db.session() as session:
-            reply = _answer(session, parsed.subcommand, args, team, channel,
-                            command.get("channel_name"), user)
-        ack(**reply)
-
-    def _answer(session: Any, subcommand: str, args: dict[str, Any], team: str, channel: str,
-                channel_name: str | None, user: str) -> dict[str, Any]:
-        if subcommand == "":
-            project = project_for_channel(session, team, channel, channel_name)
+    @slash_command(app, runtime, COMMAND)
+    def on_command(inv: Invocation) -> dict[str, Any] | Modal:
+        session, args, user = inv.session, inv.args, inv.user
+        if inv.subcommand is None:
+            return Modal(modal(channel=inv.channel, channel_name=inv.channel_name, owner=user,
+                               reopen_choices=service.reopen_choices(session, inv.team,
+                                                                     inv.channel)))
+        if inv.subcommand == "":
             # Slack escapes &, < and > in command text; the renderer escapes on the way out.
-            draft = service.HypothesisDraft(statement=args["statement"],
-                                            owner=user)
-            hypothesis = service.log_hypothesis(session, project, user, draft)
+            draft = service.HypothesisDraft(statement=args["statement"], owner=user,
+                                            model=args.get("model"),
+                                            version=args.get("version"))
+            hypothesis = service.log_hypothesis(session, inv.project, user, draft)
             return notice(f"Logged *{hypothesis.ref}*. Its card is on its way to the channel; "
                           f"use *Add details* there for the metric, expected effect and "
                           f"experiment link.")
-        if subcommand == "list":
-            project = project_for_channel(session, team, channel, channel_name)
+        if inv.subcommand == "list":
             status = args.get("status")
-            groups = service.list_hypotheses(session, project, status)
-            return ephemeral(renderer.message("hypothesis/list", project=project,
+            groups = service.list_hypotheses(session, inv.project, status)
+            return ephemeral(renderer.message("hypothesis/list", project=inv.project,
                                               groups=groups, status=status))
-        hypothesis = service.get_hypothesis(session, team, args["ref"])
-        if subcommand == "show":
-            return ephemeral(_show(session, hypothesis))
-        if subcommand == "start":
+        if inv.subcommand == "show":
+            return ephemeral(_show(session, inv.guard.read(Hypothesis, args["ref"],
+                                                           "hypothesis")))
+        hypothesis = inv.guard.change(Hypothesis, args["ref"], "hypothesis")
+        if inv.subcommand == "start":
             service.start_hypothesis(session, hypothesis, user)
             return notice(f"*{hypothesis.ref}* is running; conclude it with `/hypothesis "
                           f"conclude {hypothesis.ref} {OUTCOME_WORDS} <evidence>`.")
-        # conclude, with outcome and evidence
+        if "outcome" not in args:  # `conclude H-n` alone: the form
+            service.check_can_conclude(hypothesis)
+            return Modal(conclude_modal(hypothesis))
         service.conclude_hypothesis(session, hypothesis, user, args["outcome"],
                                     args["evidence"])
         return notice(f"*{hypothesis.ref}* is concluded: *{hypothesis.status}*. Its card shows "
@@ -153,6 +131,7 @@ def register(app: App, runtime: Runtime) -> None:
             statement=values.get("statement", ""), metric=values.get("metric", ""),
             expected_effect=values.get("expected_effect", ""), owner=values.get("owner"),
             experiment_url=values.get("experiment_url", ""), notes=values.get("notes", ""),
+            model=values.get("model"), version=values.get("version"),
         )
         draft.validated()  # answer field errors before touching the database
         team, user = team_id_of(body), user_id_of(body)
@@ -160,7 +139,8 @@ def register(app: App, runtime: Runtime) -> None:
             if not first_submission(session, body):
                 pass  # a second press of Submit: the first one saved it
             elif meta.get("hypothesis_id"):
-                hypothesis = service.get_by_id(session, int(meta["hypothesis_id"]), team)
+                hypothesis = guard(session, body).change_id(Hypothesis, meta["hypothesis_id"],
+                                                            "hypothesis")
                 service.edit_hypothesis(session, hypothesis, user, draft)
             else:
                 project = project_for_channel(session, team, meta["channel"],
@@ -177,8 +157,8 @@ def register(app: App, runtime: Runtime) -> None:
         service.clean_conclusion(values.get("outcome"), values.get("evidence"))
         with db.session() as session:
             if first_submission(session, body):
-                hypothesis = service.get_by_id(session, int(meta["hypothesis_id"]),
-                                               team_id_of(body))
+                hypothesis = guard(session, body).change_id(Hypothesis, meta["hypothesis_id"],
+                                                            "hypothesis")
                 service.conclude_hypothesis(session, hypothesis, user_id_of(body),
                                             values["outcome"], values["evidence"])
         ack()
@@ -189,7 +169,7 @@ def register(app: App, runtime: Runtime) -> None:
                        client: WebClient, respond: Respond) -> None:
         ack()
         with db.session() as session:
-            hypothesis = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            hypothesis = guard(session, body).change_id(Hypothesis, action["value"], "hypothesis")
             service.check_can_edit(hypothesis)
             view = modal(channel=hypothesis.project.channel_id, hypothesis=hypothesis)
         client.views_open(trigger_id=body["trigger_id"], view=view)
@@ -200,7 +180,7 @@ def register(app: App, runtime: Runtime) -> None:
                  respond: Respond) -> None:
         ack()
         with db.session() as session:
-            hypothesis = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            hypothesis = guard(session, body).change_id(Hypothesis, action["value"], "hypothesis")
             running, ref = lock(session, hypothesis).status == HypothesisStatus.RUNNING, \
                 hypothesis.ref
             if not running:
@@ -215,7 +195,7 @@ def register(app: App, runtime: Runtime) -> None:
                     client: WebClient, respond: Respond) -> None:
         ack()
         with db.session() as session:
-            hypothesis = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            hypothesis = guard(session, body).change_id(Hypothesis, action["value"], "hypothesis")
             service.check_can_conclude(hypothesis)
             view = conclude_modal(hypothesis)
         client.views_open(trigger_id=body["trigger_id"], view=view)
@@ -226,7 +206,7 @@ def register(app: App, runtime: Runtime) -> None:
                   client: WebClient, respond: Respond) -> None:
         ack()
         with db.session() as session:
-            cited = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            cited = guard(session, body).change_id(Hypothesis, action["value"], "hypothesis")
             channel = cited.project.channel_id
             view = modal(channel=channel, cites=cited, owner=user_id_of(body),
                          reopen_choices=service.reopen_choices(session, cited.team_id, channel))

@@ -1,5 +1,5 @@
-"""`/incident`, its declare/update/resolve modals, the card's buttons and the summary's
-"Log a decision" button.
+"""`/incident`, its declare/update/resolve modals, the card's buttons (silences in Alertmanager
+among them), the summary's "Log a decision" button and the Home's follow-up "Done".
 
 The summary's "Add to risk register" opens the risk form prefilled from the incident.
 """
@@ -7,19 +7,24 @@ The summary's "Add to risk register" opens the risk form prefilled from the inci
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.alertmanager_api import AlertmanagerClient
 from bot.commands import Command, Subcommand
-from bot.errors import Conflict
+from bot.errors import Conflict, InvalidInput
+from bot.models import Incident
 from bot.render import renderer
 from bot.runtime import Runtime
+from bot.services import follow_ups, incident_stats
 from bot.services import incidents as service
 from bot.services import risks as risk_service
 from bot.services.projects import project_for_channel
+from bot.silencing import expire_resolved, silence_incident
 from handlers import decisions, risks
 from handlers.common import (
     ephemeral,
@@ -33,6 +38,8 @@ from handlers.common import (
     user_id_of,
     write_metadata,
 )
+from handlers.home import notify_home, refusals_on_home
+from handlers.skeleton import guard
 
 log = logging.getLogger("quorum.incidents")
 
@@ -40,11 +47,42 @@ COMMAND = Command("/incident", "incidents: declare, update, resolve", [
     Subcommand("declare [<severity:sev1|sev2|sev3|sev4>] <title:text>",
                "declare an incident (sev3 unless given); `declare` alone opens the form"),
     Subcommand("update <ref:INC-n> <text:text>", "add an update to the incident's timeline"),
-    Subcommand("resolve <ref:INC-n> <summary:text>",
-               "resolve it and post the incident summary to the channel"),
+    Subcommand("resolve <ref:INC-n> [<summary:text>]",
+               "resolve it and post the incident summary to the channel; without a summary "
+               "it opens the form (impact, root cause, follow-ups)"),
+    Subcommand("severity <ref:INC-n> <severity:sev1|sev2|sev3|sev4> [<reason:text>]",
+               "raise or lower its severity"),
+    Subcommand("lead <ref:INC-n> <user:user>", "hand the lead (commander) to someone"),
     Subcommand("list", "open incidents first, with MTTA and MTTR over the last 30 days"),
 ])
 CHANNEL_ATTEMPTS = 10
+FOLLOW_UP_SLOTS = 3
+SILENCE_WINDOWS = ("1h", "4h", "resolved")
+
+
+def resolve_form(incident: Any, summary: str = "") -> dict[str, Any]:
+    return renderer.view("incident/resolve_modal", i=incident, summary=summary,
+                         follow_up_slots=FOLLOW_UP_SLOTS,
+                         metadata=write_metadata(incident_id=incident.id))
+
+
+def follow_up_drafts(values: dict[str, Any]) -> list[service.FollowUpDraft]:
+    """The follow-ups filled in on the resolve form (empty rows skipped)."""
+    drafts = []
+    for n in range(1, FOLLOW_UP_SLOTS + 1):
+        field = f"follow_up_{n}"
+        text = values.get(field) or ""
+        owner, due, link = (values.get(f"{field}_owner"), values.get(f"{field}_due"),
+                            values.get(f"{field}_link") or "")
+        if not (text.strip() or owner or due or link.strip()):
+            continue
+        try:
+            due_date = date.fromisoformat(due) if due else None
+        except ValueError:
+            raise InvalidInput("Pick the due date from the calendar.",
+                               field=f"{field}_due") from None
+        drafts.append(service.FollowUpDraft(text, owner, due_date, link, field=field))
+    return drafts
 
 
 def declare_modal(*, channel: str, channel_name: str | None, user: str) -> dict[str, Any]:
@@ -56,6 +94,15 @@ def declare_modal(*, channel: str, channel_name: str | None, user: str) -> dict[
 
 def register(app: App, runtime: Runtime) -> None:
     db = runtime.db
+    alertmanager = AlertmanagerClient.from_settings(runtime.settings)
+
+    def expire_silences() -> None:
+        """After a resolution: take back its silences in Alertmanager now (if Alertmanager is
+        down, the scheduler keeps trying)."""
+        try:
+            expire_resolved(db, alertmanager)
+        except Exception:
+            log.exception("silences not expired yet; the scheduler tries again")
 
     @app.command(COMMAND.name)
     @guarded
@@ -73,6 +120,16 @@ def register(app: App, runtime: Runtime) -> None:
             ack(**help_message(COMMAND))
             return
         args = parsed.args
+        if parsed.subcommand == "resolve" and not args.get("summary"):
+            with db.session() as session:
+                incident = guard(session, body, client, runtime).change(
+                    Incident, args["ref"], "incident")
+                if incident.status == "resolved":
+                    raise Conflict(f"{incident.ref} is already resolved.")
+                view = resolve_form(incident)
+            ack()
+            client.views_open(trigger_id=command["trigger_id"], view=view)
+            return
         if parsed.subcommand == "declare":
             draft = service.draft_from_command(args.get("severity"), args["title"], user)
             draft.validated()  # refuse bad input before the project is created
@@ -84,18 +141,34 @@ def register(app: App, runtime: Runtime) -> None:
                                f"its way to the channel; the timeline goes in its thread.",
                                ":rotating_light:")
             elif parsed.subcommand == "update":
-                incident = service.get_incident(session, team, args["ref"], lock=True)
+                incident = guard(session, body, client, runtime).change(
+                    Incident, args["ref"], "incident", lock=True)
                 service.add_update(session, incident, user, args["text"])
                 reply = notice(f"Added your update to *{incident.ref}*.")
             elif parsed.subcommand == "resolve":
-                incident = service.get_incident(session, team, args["ref"], lock=True)
+                incident = guard(session, body, client, runtime).change(
+                    Incident, args["ref"], "incident", lock=True)
                 service.resolve(session, incident, user, args["summary"])
                 reply = notice(f"Resolved *{incident.ref}*; its summary is on its way to the "
                                f"project channel.")
+            elif parsed.subcommand == "severity":
+                incident = guard(session, body, client, runtime).change(
+                    Incident, args["ref"], "incident", lock=True)
+                service.change_severity(session, incident, user, args["severity"],
+                                        args.get("reason") or "")
+                reply = notice(f"*{incident.ref}* is now {incident.severity}.")
+            elif parsed.subcommand == "lead":
+                incident = guard(session, body, client, runtime).change(
+                    Incident, args["ref"], "incident", lock=True)
+                service.change_lead(session, incident, user, args["user"])
+                reply = notice(f"<@{args['user']}> now leads *{incident.ref}*.")
             else:
                 reply = ephemeral(renderer.message(
-                    "incident/list", project=project, overview=service.overview(session, project)))
+                    "incident/list", project=project,
+                    overview=incident_stats.overview(session, project)))
         ack(**reply)
+        if parsed.subcommand == "resolve":
+            expire_silences()
 
     @app.view("incident_declare_modal")
     @guarded
@@ -153,7 +226,8 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         user = user_id_of(body)
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body), lock=True)
+            incident = guard(session, body).change_id(Incident, action["value"], "incident",
+                                                      lock=True)
             if not service.acknowledge(session, incident, user):
                 respond(replace_original=False, **notice(
                     f"{incident.ref} was already acknowledged.", ":information_source:"))
@@ -164,7 +238,8 @@ def register(app: App, runtime: Runtime) -> None:
                     respond: Respond) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body), lock=True)
+            incident = guard(session, body).change_id(Incident, action["value"], "incident",
+                                                      lock=True)
             if not service.mitigate(session, incident, user_id_of(body)):
                 respond(replace_original=False, **notice(
                     f"{incident.ref} is already marked as mitigated.", ":information_source:"))
@@ -173,11 +248,12 @@ def register(app: App, runtime: Runtime) -> None:
                            client: WebClient) -> None:
         """Open one of an unresolved incident's forms: an update, or its resolution."""
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            incident = guard(session, body).change_id(Incident, action["value"], "incident")
             if incident.status == "resolved":
                 raise Conflict(f"{incident.ref} is already resolved.")
-            view = renderer.view(template, i=incident,
-                                 metadata=write_metadata(incident_id=incident.id))
+            view = resolve_form(incident) if template == "incident/resolve_modal" else \
+                renderer.view(template, i=incident,
+                              metadata=write_metadata(incident_id=incident.id))
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     # Listeners take `respond` so that `guarded` answers refusals in place, as ephemeral replies.
@@ -194,8 +270,8 @@ def register(app: App, runtime: Runtime) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
             if first_submission(session, body):
-                incident = service.get_by_id(session, int(meta["incident_id"]), team_id_of(body),
-                                             lock=True)
+                incident = guard(session, body).change_id(Incident, meta["incident_id"],
+                                                          "incident", lock=True)
                 service.add_update(session, incident, user_id_of(body), values.get("update", ""))
         ack()
 
@@ -210,14 +286,45 @@ def register(app: App, runtime: Runtime) -> None:
     @guarded
     def on_resolve_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values, meta = form_values(view), read_metadata(view)
+        items = follow_up_drafts(values)
         with db.session() as session:
             if first_submission(session, body):
-                incident = service.get_by_id(session, int(meta["incident_id"]), team_id_of(body),
-                                             lock=True)
+                incident = guard(session, body).change_id(Incident, meta["incident_id"],
+                                                          "incident", lock=True)
                 service.resolve(session, incident, user_id_of(body), values.get("summary", ""),
                                 root_cause=values.get("root_cause", ""),
-                                follow_ups=values.get("follow_ups", ""))
+                                impact=values.get("impact", ""), items=items)
         ack()
+        expire_silences()
+
+    def on_silence(window: str) -> Any:
+        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                     respond: Respond) -> None:
+            ack()
+            with db.session() as session:  # only from the incident's own project
+                guard(session, body).change_id(Incident, action["value"], "incident")
+            done = silence_incident(db, alertmanager, team_id_of(body), int(action["value"]),
+                                    window, user_id_of(body))
+            until = "until it is resolved" if done.until_resolved else \
+                f"until {done.ends_at:%H:%M} UTC"
+            respond(replace_original=False, **notice(
+                f"Silenced {done.ref}'s alerts in Alertmanager {until}.", ":no_bell:"))
+        listener.__name__ = f"on_silence_{window}"
+        return listener
+
+    for window in SILENCE_WINDOWS:
+        app.action(f"incident_silence_{window}")(guarded(on_silence(window)))
+
+    @app.action("incident_follow_up_done")
+    @guarded
+    def on_follow_up_done(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        with refusals_on_home(db, body):
+            with db.session() as session:
+                item = follow_ups.complete(session, team_id_of(body), int(action["value"]),
+                                           user_id_of(body))
+                ref = item.ref
+            notify_home(db, body, f"Follow-up {ref} is done.")
 
     @app.action("incident_add_risk")
     @guarded
@@ -225,7 +332,7 @@ def register(app: App, runtime: Runtime) -> None:
                     client: WebClient) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            incident = guard(session, body).change_id(Incident, action["value"], "incident")
             project = incident.project
             channel = project.channel_id if project else (body.get("channel") or {}).get("id", "")
             view = risks.modal(
@@ -241,7 +348,7 @@ def register(app: App, runtime: Runtime) -> None:
                         client: WebClient, respond: Respond) -> None:
         ack()
         with db.session() as session:
-            incident = service.get_by_id(session, int(action["value"]), team_id_of(body))
+            incident = guard(session, body).change_id(Incident, action["value"], "incident")
             channel = incident.project.channel_id if incident.project else \
                 (body.get("channel") or {}).get("id", "")
             title = f"After {incident.ref}: {incident.title}"

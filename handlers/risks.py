@@ -19,7 +19,6 @@ from handlers.common import (
     first_submission,
     form_values,
     guarded,
-    help_message,
     notice,
     read_metadata,
     team_id_of,
@@ -27,6 +26,7 @@ from handlers.common import (
     write_metadata,
 )
 from handlers.home import refusals_on_home
+from handlers.skeleton import Invocation, Modal, guard, slash_command
 
 COMMAND = Command("/risk", "risk register", [
     Subcommand("<title:text>", "log a risk now, scored 3x3 until you re-assess it"),
@@ -75,47 +75,30 @@ def register(app: App, runtime: Runtime) -> None:
     def today_in(project: Project) -> date:
         return service.local_today(project, default_tz)
 
-    @app.command(COMMAND.name)
-    @guarded
-    def on_command(ack: Ack, command: dict[str, Any], body: dict[str, Any],
-                   client: WebClient, respond: Respond) -> None:
-        parsed = COMMAND.parse(command.get("text", ""))
-        team, channel, user = team_id_of(body), command["channel_id"], command["user_id"]
-        if parsed.subcommand is None:
-            ack()
-            with db.session() as session:
-                project = project_for_channel(session, team, channel, command.get("channel_name"))
-                view = modal(channel=channel, channel_name=command.get("channel_name"),
-                             today=today_in(project), owner=user)
-            client.views_open(trigger_id=command["trigger_id"], view=view)
-            return
-        if parsed.wants_help:
-            ack(**help_message(COMMAND))
-            return
-        with db.session() as session:
-            project = project_for_channel(session, team, channel, command.get("channel_name"))
-            reply = _answer(session, parsed.subcommand, parsed.args, project, user)
-        ack(**reply)
-
-    def _answer(session: Any, subcommand: str, args: dict[str, Any], project: Project,
-                user: str) -> dict[str, Any]:
-        if subcommand == "":
+    @slash_command(app, runtime, COMMAND)
+    def on_command(inv: Invocation) -> dict[str, Any] | Modal:
+        session, args, user, project = inv.session, inv.args, inv.user, inv.project
+        if inv.subcommand is None:
+            return Modal(modal(channel=inv.channel, channel_name=inv.channel_name,
+                               today=today_in(project), owner=user))
+        if inv.subcommand == "":
             risk = service.log_risk(session, project, user,
                                     service.RiskDraft(title=args["title"], owner=user),
                                     default_tz=default_tz)
             return notice(f"Logged *{risk.ref}* with the default score {risk.score} "
                           f"({risk.band}). Use *Re-assess* on its card to score it and "
                           f"*Add details* for the owner, mitigation and review date.")
-        if subcommand == "list":
+        if inv.subcommand == "list":
             page = service.list_risks(session, project)
             return ephemeral(renderer.message("risk/list", project=project, page=page))
-        if subcommand == "heatmap":
+        if inv.subcommand == "heatmap":
             heat = service.heat_map(session, project)
             return ephemeral(renderer.message("risk/heatmap", project=project, heat=heat))
-        risk = service.get_risk(session, project.team_id, args["ref"])
-        if subcommand == "show":
+        if inv.subcommand == "show":
+            risk = inv.guard.read(Risk, args["ref"], "risk")
             return ephemeral(renderer.message("risk/show", r=risk, limit=HISTORY_SHOWN))
-        if subcommand == "update":
+        risk = inv.guard.change(Risk, args["ref"], "risk")
+        if inv.subcommand == "update":
             before = risk.score
             service.reassess(session, risk, user, args["likelihood"], args["impact"],
                              args.get("note", ""), default_tz=default_tz)
@@ -145,7 +128,7 @@ def register(app: App, runtime: Runtime) -> None:
             if not first_submission(session, body):
                 pass  # a second press of Submit: the first one saved it
             elif meta.get("risk_id"):
-                risk = service.get_by_id(session, int(meta["risk_id"]), team_id_of(body))
+                risk = guard(session, body).change_id(Risk, meta["risk_id"], "risk")
                 service.edit_risk(session, risk, user, draft, default_tz=default_tz)
             else:
                 project = project_for_channel(session, team, meta["channel"],
@@ -159,7 +142,7 @@ def register(app: App, runtime: Runtime) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
             if first_submission(session, body):
-                risk = service.get_by_id(session, int(meta["risk_id"]), team_id_of(body))
+                risk = guard(session, body).change_id(Risk, meta["risk_id"], "risk")
                 service.reassess(session, risk, user_id_of(body), values.get("likelihood"),
                                  values.get("impact"), values.get("note", ""),
                                  values.get("next_review"), default_tz=default_tz)
@@ -171,7 +154,7 @@ def register(app: App, runtime: Runtime) -> None:
         values, meta = form_values(view), read_metadata(view)
         with db.session() as session:
             if first_submission(session, body):
-                risk = service.get_by_id(session, int(meta["risk_id"]), team_id_of(body))
+                risk = guard(session, body).change_id(Risk, meta["risk_id"], "risk")
                 service.close_risk(session, risk, user_id_of(body), values.get("reason", ""))
         ack()
 
@@ -179,7 +162,7 @@ def register(app: App, runtime: Runtime) -> None:
               build: Any) -> None:
         with refusals_on_home(db, body):  # the Home's Re-assess button comes here too
             with db.session() as session:
-                risk = service.get_by_id(session, int(action["value"]), team_id_of(body))
+                risk = guard(session, body).change_id(Risk, action["value"], "risk")
                 service.ensure_not_closed(risk, "changed")
                 view = build(risk)
             client.views_open(trigger_id=body["trigger_id"], view=view)

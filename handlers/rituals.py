@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.commands import Command, Subcommand
-from bot.models import Project, RitualKind, utcnow
+from bot.models import Project, RetroItem, RitualKind, RitualOccurrence, utcnow
 from bot.render import renderer, slack_unescape
 from bot.runtime import Runtime
 from bot.services import rituals as service
@@ -29,6 +29,7 @@ from handlers.common import (
     user_id_of,
     write_metadata,
 )
+from handlers.skeleton import guard
 
 log = logging.getLogger("quorum.rituals")
 
@@ -144,7 +145,8 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         user = user_id_of(body)
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(action["value"]))
+            occurrence = guard(session, body).change_id(RitualOccurrence, action["value"],
+                                                        "ritual")
             service.ensure_open(occurrence)
             mine = next((u for u in occurrence.updates
                          if u.user_id == user and u.source == "modal"), None)
@@ -164,7 +166,8 @@ def register(app: App, runtime: Runtime) -> None:
         draft.validated()  # field errors before touching the database
         with db.session() as session:
             if first_submission(session, body):
-                occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+                occurrence = guard(session, body).change_id(
+                    RitualOccurrence, meta["occurrence_id"], "ritual")
                 service.add_update(session, occurrence, user_id_of(body), draft)
         ack()
 
@@ -173,7 +176,8 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         kind = ITEM_ACTIONS[action["action_id"]]
         with db.session() as session:
-            occurrence = service.get_occurrence(session, int(action["value"]))
+            occurrence = guard(session, body).change_id(RitualOccurrence, action["value"],
+                                                        "ritual")
             service.ensure_open(occurrence)
             today = utcnow().astimezone(ZoneInfo(occurrence.timezone)).date()
             view = renderer.view("ritual/item_modal", kind=kind, owner=user_id_of(body),
@@ -192,7 +196,8 @@ def register(app: App, runtime: Runtime) -> None:
                                   owner=values.get("owner"), due_date=values.get("due_date"))
         with db.session() as session:
             if first_submission(session, body):
-                occurrence = service.get_occurrence(session, int(meta["occurrence_id"]))
+                occurrence = guard(session, body).change_id(
+                    RitualOccurrence, meta["occurrence_id"], "ritual")
                 service.add_item(session, occurrence, user_id_of(body), draft)
         ack()
 
@@ -202,6 +207,7 @@ def register(app: App, runtime: Runtime) -> None:
                      respond: Respond) -> None:
         ack()
         with db.session() as session:
+            guard(session, body).change_id(RetroItem, action["value"], "action item")
             item, changed = service.complete_item(session, int(action["value"]),
                                                   user_id_of(body))
             message = renderer.message("ritual/item", i=item)

@@ -9,6 +9,7 @@ from bot.models.core import (
     BigId,
     JSONType,
     Project,
+    ProjectOwner,
     RefCounter,
     Referenced,
     RoleAssignment,
@@ -20,11 +21,18 @@ from bot.models.decisions import (
     Decision,
     DecisionStatus,
 )
+from bot.models.directory import SlackName
 from bot.models.gates import (
     Gate,
     GateSignoff,
     GateStatus,
+    PromotionState,
     SignoffDecision,
+)
+from bot.models.github import (
+    DeploymentState,
+    GithubDeployment,
+    GithubMapping,
 )
 from bot.models.hypotheses import (
     Hypothesis,
@@ -32,8 +40,11 @@ from bot.models.hypotheses import (
     decision_hypotheses,
 )
 from bot.models.incidents import (
+    FollowUpStatus,
     Incident,
     IncidentEvent,
+    IncidentFollowUp,
+    IncidentSilence,
     IncidentStatus,
 )
 from bot.models.promotions import (
@@ -72,14 +83,20 @@ __all__ = [
     "BigId",
     "Decision",
     "DecisionStatus",
+    "DeploymentState",
+    "FollowUpStatus",
     "Gate",
     "GateSignoff",
     "GateStatus",
+    "GithubDeployment",
+    "GithubMapping",
     "HomeTab",
     "Hypothesis",
     "HypothesisStatus",
     "Incident",
     "IncidentEvent",
+    "IncidentFollowUp",
+    "IncidentSilence",
     "IncidentStatus",
     "JSONType",
     "JobClaim",
@@ -90,8 +107,10 @@ __all__ = [
     "PostPace",
     "ProcessedRequest",
     "Project",
+    "ProjectOwner",
     "Promotion",
     "PromotionKind",
+    "PromotionState",
     "RefCounter",
     "Referenced",
     "RetroItem",
@@ -107,6 +126,7 @@ __all__ = [
     "RoleAssignment",
     "SignoffDecision",
     "SlackMessage",
+    "SlackName",
     "UTCDateTime",
     "decision_hypotheses",
     "pending_ref",

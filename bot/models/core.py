@@ -78,6 +78,14 @@ class Project(Base):
     # promotions) in the channel.
     announce_new_versions: Mapped[bool] = mapped_column(Boolean, default=False,
                                                         server_default=false())
+    # Whether the channel is private, as Slack last said (`conversations.info`, looked up at the
+    # runtime edge and stored by `bot.services.access.set_privacy`); None until known, which the
+    # access rules treat as private (fail closed).
+    is_private: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    privacy_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The members of a private channel as Slack last listed them (`conversations.members`, with
+    # the privacy): whose Home and DMs may show its records. None for public or unknown ones.
+    member_ids: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
 
     @property
     def ref(self) -> str:
@@ -136,6 +144,20 @@ class AuditEvent(Base):
     entity_ref: Mapped[str] = mapped_column(String(32))
     before: Mapped[dict[str, Any] | None]
     after: Mapped[dict[str, Any] | None]
+
+
+class ProjectOwner(Base):
+    """Someone who administers one project (its roles, settings and model bindings) besides the
+    workspace admins (`QUORUM_ADMINS`); the first person to configure a project becomes one."""
+
+    __tablename__ = "project_owners"
+    __table_args__ = (UniqueConstraint("project_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    user_id: Mapped[str] = mapped_column(String(32))
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RoleAssignment(Base):

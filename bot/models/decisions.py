@@ -44,6 +44,8 @@ class Decision(Referenced, Base):
               sqlite_where=text("supersedes_id IS NOT NULL"),
               postgresql_where=text("supersedes_id IS NOT NULL")),
         Index("ix_decisions_created_by", "team_id", "created_by", "project_id"),
+        # `/quorum trace <model> v<version>` finds the records about a model version.
+        Index("ix_decisions_model_version", "team_id", "model", "version"),
     )
     ref_prefix = "D"
 
@@ -60,6 +62,9 @@ class Decision(Referenced, Base):
     deciders: Mapped[list[str]] = mapped_column(JSONType, default=list)
     source_permalink: Mapped[str | None] = mapped_column(String(500))
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))
+    # The model version this record is about (both or neither), for `/quorum trace`.
+    model: Mapped[str | None] = mapped_column(String(100))
+    version: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -44,6 +44,8 @@ class Hypothesis(Referenced, Base):
         # to the (team_id, number) index, which would read the whole workspace.
         Index("ix_hypotheses_owner", "team_id", "owner", "project_id"),
         Index("ix_hypotheses_created_by", "team_id", "created_by", "project_id"),
+        # `/quorum trace <model> v<version>` finds the records about a model version.
+        Index("ix_hypotheses_model_version", "team_id", "model", "version"),
     )
     ref_prefix = "H"
 
@@ -64,6 +66,9 @@ class Hypothesis(Referenced, Base):
     concluded_by: Mapped[str | None] = mapped_column(String(64))
     # A concluded hypothesis is reopened only by a new one that cites it.
     cites_id: Mapped[int | None] = mapped_column(ForeignKey("hypotheses.id"), index=True)
+    # The model version this record is about (both or neither), for `/quorum trace`.
+    model: Mapped[str | None] = mapped_column(String(100))
+    version: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -41,6 +41,7 @@ class ModelBinding(Base):
 class PromotionKind(enum.StrEnum):
     PROMOTION = "promotion"  # an alias or stage moved to a version
     NEW_VERSION = "new_version"  # MLflow registered a version (announced only on opt-in)
+    ALIAS_DELETED = "alias_deleted"  # an alias was removed in MLflow: announced as a rollback
 
 
 class Promotion(Referenced, Base):
@@ -76,6 +77,10 @@ class Promotion(Referenced, Base):
     # gates still waiting), as it was announced.
     gate_record: Mapped[dict[str, Any] | None]
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The same model, version and target announced again within the repeat window: counted
+    # here (and on the card's thread) rather than stored and announced as a new promotion.
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    repeated_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 

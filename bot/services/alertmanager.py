@@ -30,6 +30,7 @@ from bot.services.incidents import (
     card_key,
     declare,
     resolve,
+    safe_link,
 )
 from bot.services.records import lock
 from bot.services.routing import route
@@ -250,8 +251,32 @@ def _record_alert(session: Session, incident: Incident, kind: str, alert: Alert,
     return True
 
 
+def _link_annotation(note: Notification, *names: str) -> str | None:
+    """The first of these annotations holding an http(s) address: the group's, else a firing
+    alert's (anything else, a `javascript:` say, is never shown)."""
+    for found in (note.common_annotations, *(a.annotations for a in note.firing)):
+        for name in names:
+            if link := safe_link(found.get(name)):
+                return link
+    return None
+
+
+def links_of(note: Notification) -> dict[str, str | None]:
+    """Where to look: the alert's source (`generatorURL`), its runbook and its dashboard."""
+    source = next((link for a in note.firing if (link := safe_link(a.generator_url))), None)
+    return {"source": source, "runbook": _link_annotation(note, "runbook_url", "runbook"),
+            "dashboard": _link_annotation(note, "dashboard_url", "dashboard")}
+
+
+def group_labels(note: Notification) -> dict[str, str]:
+    """The labels that pick out the group's alerts (what a silence of the group matches): the
+    labels it is grouped by, else the labels all its alerts share."""
+    return dict(note.group_labels or note.common_labels)
+
+
 def _declare_from_alerts(session: Session, note: Notification, severity_map: dict[str, str],
-                         default_channel: str | None, now: datetime) -> tuple[Incident, bool]:
+                         default_channel: str | None, now: datetime,
+                         silences: bool = False) -> tuple[Incident, bool]:
     """The group's new incident, or the one a concurrent copy of the notification opened first
     (then False: this copy declared nothing)."""
     firing = note.firing
@@ -274,7 +299,8 @@ def _declare_from_alerts(session: Session, note: Notification, severity_map: dic
         with session.begin_nested():
             return declare(session, where.project, ALERTMANAGER, draft, team_id=where.team_id,
                            source="alertmanager", started_at=min(starts, default=now),
-                           alert_group_key=note.group_key, now=now), True
+                           alert_group_key=note.group_key, links=links_of(note),
+                           alert_labels=group_labels(note), silenceable=silences, now=now), True
     except IntegrityError:
         # A concurrent notification of the same new group opened it first: join that one.
         incident = _open_for_group(session, note.group_key)
@@ -284,7 +310,7 @@ def _declare_from_alerts(session: Session, note: Notification, severity_map: dic
 
 
 def receive_alertmanager(session: Session, note: Notification, *, severity_map: dict[str, str],
-                         default_channel: str | None = None,
+                         default_channel: str | None = None, silences: bool = False,
                          now: datetime | None = None) -> AlertOutcome:
     """Apply one notification: one incident per `groupKey`, each firing alert once on its
     timeline, resolved alerts noted, and a `resolved` group resolves the incident. Repeated
@@ -304,7 +330,7 @@ def receive_alertmanager(session: Session, note: Notification, *, severity_map: 
             # Nothing open: already resolved (by a person, or earlier), or never seen firing.
             return AlertOutcome(latest, routed=bool(latest and latest.project_id))
         incident, created = _declare_from_alerts(session, note, severity_map, default_channel,
-                                                 now)
+                                                 now, silences)
     changed = created
     for alert in note.firing:
         changed |= _record_alert(session, incident, Kind.ALERT, alert, now)
@@ -313,7 +339,10 @@ def receive_alertmanager(session: Session, note: Notification, *, severity_map: 
             changed |= _record_alert(session, incident, Kind.ALERT_RESOLVED, alert, now)
     if note.status == "resolved":
         summary = renderer.text("incident/alert_resolved.txt.j2", note=note).strip()
-        resolve(session, incident, ALERTMANAGER, summary, now=now)
+        # The impact ended when the last alert did, as Alertmanager says, not when we heard.
+        ends = [alert.ends_at for alert in note.alerts if alert.ends_at is not None]
+        resolve(session, incident, ALERTMANAGER, summary, ended_at=max(ends, default=None),
+                now=now)
         changed = True
     elif changed:
         audit(session, incident, ALERTMANAGER, "alerts_received", None,

@@ -29,6 +29,7 @@ from bot.models import Decision, DecisionStatus, Hypothesis, Project, decision_h
 from bot.render import renderer
 from bot.services.audit import record_event, snapshot
 from bot.services.hypotheses import resolve_for_decision
+from bot.services.model_versions import clean_model_version
 from bot.services.records import find_by_id, find_by_ref, lock
 from bot.services.refs import number_at_commit, pending, settle
 
@@ -53,6 +54,9 @@ class DecisionDraft:
     source_permalink: str | None = None
     # References (`H-3`) of the hypotheses it is based on; None leaves them as they are.
     hypotheses: Sequence[str] | None = None
+    # The model version it is about (`v3` or `3`); None leaves them as they are, "" clears.
+    model: str | None = None
+    version: str | None = None
 
     def validated(self) -> DecisionDraft:
         title = " ".join((self.title or "").split())
@@ -79,9 +83,11 @@ class DecisionDraft:
             )
         deciders = list(dict.fromkeys(d for d in self.deciders if d))
         hypotheses = None if self.hypotheses is None else list(dict.fromkeys(self.hypotheses))
+        model, version = (None, None) if self.model is None and self.version is None else \
+            clean_model_version(self.model, self.version)
         return DecisionDraft(title=title, status=DecisionStatus(self.status), deciders=deciders,
                              source_permalink=self.source_permalink, hypotheses=hypotheses,
-                             **values)
+                             model=model, version=version, **values)
 
 
 def as_record(decision: Decision) -> dict[str, Any]:
@@ -102,6 +108,8 @@ def as_record(decision: Decision) -> dict[str, Any]:
         "supersedes": decision.supersedes.ref if decision.supersedes else None,
         "superseded_by": decision.superseded_by.ref if decision.superseded_by else None,
         "hypotheses": [hypothesis.ref for hypothesis in decision.hypotheses],
+        "model": decision.model,
+        "version": decision.version,
         "created_by": decision.created_by,
         "created_at": decision.created_at.isoformat(),
         "updated_at": decision.updated_at.isoformat() if decision.updated_at else None,
@@ -121,6 +129,7 @@ def export_records(session: Session) -> Iterator[dict[str, Any]]:
                Decision.title, Decision.context, Decision.options, Decision.decision,
                Decision.consequences, Decision.deciders, Decision.source_permalink,
                earlier.number.label("supersedes"), later.number.label("superseded_by"),
+               Decision.model, Decision.version,
                Decision.created_by, Decision.created_at, Decision.updated_at)
         .join(Project, Project.id == Decision.project_id)
         .outerjoin(earlier, earlier.id == Decision.supersedes_id)
@@ -152,6 +161,8 @@ def export_records(session: Session) -> Iterator[dict[str, Any]]:
                 "supersedes": ref.format(row.supersedes) if row.supersedes else None,
                 "superseded_by": ref.format(row.superseded_by) if row.superseded_by else None,
                 "hypotheses": cited.get(row.id, []),
+                "model": row.model,
+                "version": row.version,
                 "created_by": row.created_by,
                 "created_at": row.created_at.isoformat(),
                 "updated_at": row.updated_at.isoformat() if row.updated_at else None,
@@ -196,6 +207,8 @@ def _new_decision(session: Session, project: Project, actor: str, draft: Decisio
         source_permalink=draft.source_permalink,
         supersedes=supersedes,
         hypotheses=hypotheses,
+        model=draft.model or None,
+        version=draft.version or None,
         created_by=actor,
     )
     session.add(decision)
@@ -231,6 +244,8 @@ def edit_decision(session: Session, decision: Decision, actor: str,
         decision.source_permalink = draft.source_permalink
     if hypotheses is not None:
         decision.hypotheses = hypotheses
+    if draft.model is not None:
+        decision.model, decision.version = draft.model or None, draft.version or None
     session.flush()
     after = _snapshot(decision)
     if after == before:

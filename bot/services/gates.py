@@ -26,19 +26,25 @@ from bot.models import (
     GateSignoff,
     GateStatus,
     JobClaim,
+    ModelBinding,
     Project,
+    PromotionState,
     SignoffDecision,
     utcnow,
 )
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
-from bot.services import home
+from bot.services import access, home
 from bot.services import roles as role_service
 from bot.services.audit import record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref
 from bot.services.refs import number_at_commit, pending, settle
 
-MILESTONE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
+# A milestone is one or more words (`launch`, `offline eval sign-off`), stored in lower case.
+MILESTONE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:/+#&' -]{0,79}$")
+ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+MAX_APPROVALS_PER_ROLE = 10
+MAX_WAIT_SECONDS = 30 * 86400
 MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 CRITERIA_LINES = 20
@@ -48,6 +54,8 @@ LIST_LIMIT = 20
 BULLET = re.compile(r"^(?:[-*•]\s+|\[\s?[xX ]?\]\s*|\d+[.)]\s+)")
 SIGNABLE = (GateStatus.OPEN,)
 ACTIVE = (GateStatus.OPEN, GateStatus.CHANGES_REQUESTED)
+# Gates that no longer count for anything: replaced by a newer one, or withdrawn.
+RETIRED = (GateStatus.SUPERSEDED, GateStatus.WITHDRAWN)
 # Claim keys looked up per query by the reminder sweep (well within any bind-parameter limit).
 CLAIM_LOOKUP_CHUNK = 500
 
@@ -65,6 +73,45 @@ def _split_roles(raw: Sequence[str] | str | None) -> list[str]:
         return list(role_service.DEFAULT_ROLES)
     items = re.split(r"[,\s]+", raw) if isinstance(raw, str) else list(raw)
     return [item for item in (i.strip() for i in items) if item]
+
+
+def parse_roles(raw: Sequence[str] | str | None) -> dict[str, int]:
+    """`ds:2,eng` → {"ds": 2, "eng": 1}: each required role and how many distinct people of it
+    must approve, in the order given."""
+    counts: dict[str, int] = {}
+    for item in _split_roles(raw):
+        name, colon, number = item.partition(":")
+        role = role_service.normalize_role(name, field="roles")
+        count = 1
+        if colon:
+            if not number.isdigit() or not 1 <= int(number) <= MAX_APPROVALS_PER_ROLE:
+                raise InvalidInput(f"`{item[:40]}`: write a role and how many approvals it "
+                                   f"needs, from 1 to {MAX_APPROVALS_PER_ROLE}, like `ds:2`.",
+                                   field="roles")
+            count = int(number)
+        counts[role] = max(counts.get(role, 0), count)
+    return counts
+
+
+def needed(gate: Gate, role: str) -> int:
+    """How many approvals `role` must give on the gate."""
+    return int((gate.role_counts or {}).get(role, 1))
+
+
+def roles_label(gate: Gate) -> str:
+    """The required roles as typed: `ds:2, eng`."""
+    return ", ".join(f"{role}:{needed(gate, role)}" if needed(gate, role) > 1 else role
+                     for role in gate.required_roles)
+
+
+def format_wait(seconds: int | None) -> str:
+    if not seconds:
+        return ""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    return "".join(f"{value}{unit}" for value, unit in ((days, "d"), (hours, "h"),
+                                                         (minutes, "m")) if value)
 
 
 def _criteria_lines(raw: Sequence[str] | str | None) -> list[str]:
@@ -85,17 +132,23 @@ class GateDraft:
     roles: Sequence[str] | str | None = None  # None: the default ds, eng, pm
     criteria: Sequence[str] | str | None = None
     due_date: date | str | None = None
+    wait_seconds: int | None = None  # `wait 2h`
+    promote_alias: str | None = None  # `promote to champion`
+
+    @property
+    def role_counts(self) -> dict[str, int]:
+        return parse_roles(self.roles)
 
     def validated(self) -> GateDraft:
-        milestone = (self.milestone or "").strip().lower()
+        milestone = " ".join((self.milestone or "").split()).lower()
         if not milestone:
             raise InvalidInput("Name the milestone, e.g. `evaluation` or `launch`.",
                                field="milestone")
         if not MILESTONE_PATTERN.match(milestone):
             raise InvalidInput(
-                f"`{self.milestone.strip()[:50]}` is not a milestone name: use one word of "
-                f"letters, digits, `-` or `_` (e.g. `scoping`, `evaluation`, `launch`).",
-                field="milestone")
+                f"`{self.milestone.strip()[:50]}` is not a milestone name: use words of "
+                f"letters, digits, `-` or `_`, at most 80 characters (e.g. `launch` or "
+                f"`offline eval sign-off`).", field="milestone")
         model = (self.model or "").strip() or None
         version = normalize_version(self.version)
         if model is not None and not MODEL_PATTERN.match(model):
@@ -112,8 +165,8 @@ class GateDraft:
         if model is not None and version is None:
             raise InvalidInput(f"Give the version of {model} this gate is for, e.g. `3`.",
                                field="version")
-        roles = list(dict.fromkeys(role_service.normalize_role(role, field="roles")
-                                   for role in _split_roles(self.roles)))
+        counts = parse_roles(self.roles)
+        roles = [f"{role}:{count}" if count > 1 else role for role, count in counts.items()]
         if not roles:
             raise InvalidInput("Name at least one role that must sign, e.g. `ds,eng,pm`.",
                                field="roles")
@@ -136,8 +189,25 @@ class GateDraft:
             except ValueError:
                 raise InvalidInput(f"`{due[:20]}` is not a date like 2026-03-31.",
                                    field="due_date") from None
+        wait = self.wait_seconds
+        if wait is not None and not 60 <= wait <= MAX_WAIT_SECONDS:
+            raise InvalidInput("The wait must be from 1 minute to 30 days, e.g. `wait 2h`.",
+                               field="wait")
+        alias = (self.promote_alias or "").strip() or None
+        if alias is not None:
+            if not ALIAS_PATTERN.match(alias):
+                raise InvalidInput(f"`{alias[:50]}` is not an MLflow alias: use letters, "
+                                   f"digits, `_`, `-` or `.`, like `champion`.", field="promote")
+            if alias.lower().startswith("v") and alias[1:].isdigit():
+                raise InvalidInput(f"`{alias}` looks like a version; MLflow reserves `v<n>`, "
+                                   f"so pick an alias like `champion`.", field="promote")
+            if model is None:
+                raise InvalidInput(f"Say which model version to promote to `{alias}`: "
+                                   f"`for <model> v<version> promote to {alias}`.",
+                                   field="promote")
         return GateDraft(milestone=milestone, model=model, version=version, roles=roles,
-                         criteria=criteria, due_date=due)
+                         criteria=criteria, due_date=due, wait_seconds=wait or None,
+                         promote_alias=alias)
 
 
 def _zone(project: Project) -> ZoneInfo:
@@ -162,9 +232,39 @@ class RoleState:
 
 
 def role_states(gate: Gate) -> list[RoleState]:
-    signed = {signoff.role: signoff for signoff in gate.signoffs}
-    return [RoleState(role, signed[role].decision if role in signed else "waiting",
-                      signed.get(role)) for role in gate.required_roles]
+    """One line per approval the gate needs (`ds:2` gives two), then any request for changes
+    made after every approval was in (during a wait)."""
+    states: list[RoleState] = []
+    changes = [s for s in gate.signoffs if s.decision == SignoffDecision.CHANGES]
+    for role in gate.required_roles:
+        approvals = sorted((s for s in gate.signoffs
+                            if s.role == role and s.decision == SignoffDecision.APPROVE),
+                           key=lambda s: s.slot or 0)
+        for index in range(needed(gate, role)):
+            if index < len(approvals):
+                states.append(RoleState(role, SignoffDecision.APPROVE, approvals[index]))
+                continue
+            objection = next((s for s in changes if s.role == role), None)
+            if objection is not None:
+                changes.remove(objection)
+                states.append(RoleState(role, SignoffDecision.CHANGES, objection))
+            else:
+                states.append(RoleState(role, "waiting"))
+    states += [RoleState(s.role, SignoffDecision.CHANGES, s) for s in changes]
+    return states
+
+
+def waiting_roles(gate: Gate) -> list[str]:
+    """The roles still short of approvals, each once."""
+    return list(dict.fromkeys(s.role for s in role_states(gate) if s.state == "waiting"))
+
+
+def approvals_complete(gate: Gate) -> bool:
+    approved: dict[str, int] = {}
+    for signoff in gate.signoffs:
+        if signoff.decision == SignoffDecision.APPROVE:
+            approved[signoff.role] = approved.get(signoff.role, 0) + 1
+    return all(approved.get(role, 0) >= needed(gate, role) for role in gate.required_roles)
 
 
 def signers(gate: Gate) -> list[GateSignoff]:
@@ -189,6 +289,14 @@ def as_record(gate: Gate) -> dict[str, Any]:
         "model": gate.model,
         "version": gate.version,
         "required_roles": list(gate.required_roles or []),
+        "role_counts": {role: needed(gate, role) for role in gate.required_roles or []},
+        "wait": format_wait(gate.wait_seconds) or None,
+        "ready_at": gate.ready_at.isoformat() if gate.ready_at else None,
+        "promote_to": gate.promote_alias,
+        "promotion": gate.promotion_state,
+        "promoted_at": gate.promoted_at.isoformat() if gate.promoted_at else None,
+        "withdrawn_by": gate.withdrawn_by,
+        "withdrawn_reason": gate.withdrawn_reason,
         "criteria": list(gate.criteria or []),
         "due_date": gate.due_date.isoformat() if gate.due_date else None,
         "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
@@ -292,19 +400,38 @@ class Requested:
     only_requester: list[str] = field(default_factory=list)
 
 
+def owning_project(session: Session, team_id: str, model: str | None) -> Project | None:
+    """The project a model is bound to (`/quorum model add`): the only one its gates count in."""
+    if not model:
+        return None
+    binding = session.scalars(
+        select(ModelBinding).where(ModelBinding.team_id == team_id, ModelBinding.model == model)
+    ).unique().one_or_none()
+    return binding.project if binding is not None else None
+
+
 def request_gate(session: Session, project: Project, actor: str, draft: GateDraft,
-                 now: datetime | None = None) -> Requested:
+                 now: datetime | None = None, *, mlflow_configured: bool = False) -> Requested:
     """Open a gate, audit it, post its card; a changes-requested gate for the same milestone
     and version is superseded by it."""
     now = now or utcnow()
     draft = draft.validated()
+    if draft.promote_alias and not mlflow_configured:
+        raise InvalidInput("Quorum cannot move MLflow aliases here: MLFLOW_TRACKING_URI is not "
+                           "set. Leave out `promote to …`, or ask whoever runs Quorum to set it.",
+                           field="promote")
+    owner = owning_project(session, project.team_id, draft.model)
+    if owner is not None and owner.id != project.id:
+        raise Forbidden(f"`{draft.model}` is bound to <#{owner.channel_id}>, so its gates are "
+                        f"requested and signed there; a gate here would not count.")
     zone = _zone(project)
     due = draft.due_date if isinstance(draft.due_date, date) else None
     if due is not None and due < now.astimezone(zone).date():
         raise InvalidInput(f"The due date {due.isoformat()} is in the past; pick today or a "
                            f"later day.", field="due_date")
     holders = role_service.holders(session, project)
-    required = list(draft.roles or [])
+    counts = draft.role_counts
+    required = list(counts)
     missing = [role for role in required if not holders.get(role)]
     if missing:
         names = ", ".join(f"`{role}`" for role in missing)
@@ -312,6 +439,13 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
             f"Nobody holds {names} in this project yet, so the gate could never pass: add "
             f"{'a holder' if len(missing) == 1 else 'holders'} with "
             f"`/quorum role add @user {missing[0]}`.", field="roles")
+    short = [role for role in required if len(holders[role]) < counts[role]]
+    if short:
+        role = short[0]
+        raise InvalidInput(
+            f"`{role}:{counts[role]}` needs {counts[role]} different people, and only "
+            f"{len(holders[role])} hold{'s' if len(holders[role]) == 1 else ''} `{role}` here: "
+            f"add holders with `/quorum role add @user {role}`.", field="roles")
     # Serialize requests in a project, so that two identical requests cannot both open a gate.
     session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     earlier = _same_milestone(session, project, draft)
@@ -330,6 +464,9 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
         model=draft.model,
         version=draft.version,
         required_roles=required,
+        role_counts={role: count for role, count in counts.items() if count > 1} or None,
+        wait_seconds=draft.wait_seconds,
+        promote_alias=draft.promote_alias,
         criteria=list(draft.criteria or []),
         status=GateStatus.OPEN,
         due_date=due,
@@ -358,7 +495,8 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
         _in_thread(session, old, "gate/superseded", new=gate)
     home.queue_home_refresh(session, project.team_id, waiting_signers(session, gate))
     only_requester = [] if project.allow_self_approval else [
-        role for role in required if holders.get(role) == [actor]]
+        role for role in required
+        if actor in holders[role] and len(holders[role]) - 1 < counts[role]]
     settle(session)  # last: the workspace's counter row is held from here to the commit
     return Requested(gate, earlier, only_requester)
 
@@ -367,7 +505,10 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
 
 
 def signable_roles(session: Session, gate: Gate, actor: str, decision: str) -> list[str]:
-    """The required roles `actor` may sign for now, in the gate's order; the reason otherwise."""
+    """The required roles `actor` may sign for now, in the gate's order; the reason otherwise.
+
+    One person signs one role of a gate, once: nobody passes a gate alone (the requester signs
+    only where an admin turned self-approval on)."""
     if gate.status == GateStatus.PASSED:
         raise Conflict(f"{gate.ref} already passed on {gate.passed_at:%Y-%m-%d}; there is "
                        f"nothing left to sign.")
@@ -378,6 +519,8 @@ def signable_roles(session: Session, gate: Gate, actor: str, decision: str) -> l
     if gate.status == GateStatus.SUPERSEDED:
         newer = f" by {gate.superseded_by.ref}" if gate.superseded_by else ""
         raise Conflict(f"{gate.ref} was superseded{newer}; sign the new gate instead.")
+    if gate.status == GateStatus.WITHDRAWN:
+        raise Conflict(f"{gate.ref} was withdrawn by the requester; there is nothing to sign.")
     if gate.status == GateStatus.CHANGES_REQUESTED:
         raise Conflict(f"Changes were requested on {gate.ref}, so it can no longer be signed; "
                        f"the requester will ask for a fresh gate once they are made.")
@@ -387,18 +530,27 @@ def signable_roles(session: Session, gate: Gate, actor: str, decision: str) -> l
         wanted = ", ".join(f"`{role}`" for role in gate.required_roles)
         raise Forbidden(f"Only holders of {wanted} can sign {gate.ref}, and you hold none of "
                         f"these roles in this project.")
-    signed = {signoff.role: signoff for signoff in gate.signoffs}
-    waiting = [role for role in mine if role not in signed]
-    if not waiting:
-        done = signed[mine[0]]
-        who = "You" if done.user_id == actor else "Someone"
-        raise Conflict(f"{who} already approved {gate.ref} as `{done.role}` on "
-                       f"{done.at:%Y-%m-%d %H:%M} UTC; each role signs once.")
-    if (decision == SignoffDecision.APPROVE and actor == gate.requested_by
-            and not gate.project.allow_self_approval):
+    own = next((s for s in gate.signoffs if s.user_id == actor), None)
+    if own is not None:
+        did = "approved" if own.decision == SignoffDecision.APPROVE else "requested changes on"
+        raise Conflict(f"You already {did} {gate.ref} as `{own.role}` on "
+                       f"{own.at:%Y-%m-%d %H:%M} UTC; one person signs one role of a gate, so "
+                       f"another holder must sign the rest.")
+    if decision == SignoffDecision.CHANGES:
+        return mine  # anyone who may sign may object, also while a wait runs
+    if (actor == gate.requested_by and not gate.project.allow_self_approval):
         raise Forbidden(f"You requested {gate.ref}, so you cannot approve it yourself; another "
-                        f"holder of {', '.join(f'`{r}`' for r in waiting)} must. (An admin can "
+                        f"holder of {', '.join(f'`{r}`' for r in mine)} must. (An admin can "
                         f"allow this with `/quorum settings self-approval on`.)")
+    open_roles = set(waiting_roles(gate))
+    waiting = [role for role in mine if role in open_roles]
+    if not waiting:
+        if gate.ready_at is not None:
+            raise Conflict(f"{gate.ref} has every approval it needs; it passes at "
+                           f"{gate.ready_at:%Y-%m-%d %H:%M} UTC unless someone requests "
+                           f"changes.")
+        raise Conflict(f"`{mine[0]}` already has every approval {gate.ref} asks of it; "
+                       f"each role signs {needed(gate, mine[0])} time(s).")
     return waiting
 
 
@@ -427,58 +579,134 @@ def sign(session: Session, gate_id: int, team_id: str, actor: str, decision: str
         raise NotFound("That gate no longer exists.")
     waiting = signable_roles(session, gate, actor, decision)
     if role not in waiting:
-        if role in gate.required_roles and role in {s.role for s in gate.signoffs}:
-            raise Conflict(f"`{role}` already signed {gate.ref}; each role signs once.")
         raise Forbidden(f"You cannot sign {gate.ref} as `{role}`; you can sign as "
                         f"{', '.join(f'`{r}`' for r in waiting)}.")
     before = _snapshot(gate)
+    slot = None
+    if decision == SignoffDecision.APPROVE:
+        slot = 1 + sum(1 for s in gate.signoffs
+                       if s.role == role and s.decision == SignoffDecision.APPROVE)
     signoff = GateSignoff(gate_id=gate.id, role=role, user_id=actor, decision=decision,
-                          reason=reason, at=now)
+                          reason=reason, at=now, slot=slot)
     try:
-        with session.begin_nested():  # the unique (gate, role) is the last line of defence
+        with session.begin_nested():  # the unique constraints are the last line of defence
             session.add(signoff)
     except IntegrityError:
-        raise Conflict(f"`{role}` already signed {gate.ref}; each role signs once.") from None
+        raise Conflict(f"Someone signed {gate.ref} as `{role}` at the same moment, or you "
+                       f"already did; look at the card.") from None
     session.refresh(gate, ["signoffs"])
-    approved = {s.role for s in gate.signoffs if s.decision == SignoffDecision.APPROVE}
-    passed = decision == SignoffDecision.APPROVE and set(gate.required_roles) <= approved
+    complete = decision == SignoffDecision.APPROVE and approvals_complete(gate)
+    passed = complete and not gate.wait_seconds
     if decision == SignoffDecision.CHANGES:
         gate.status = GateStatus.CHANGES_REQUESTED
-    elif passed:
-        gate.status = GateStatus.PASSED
-        gate.passed_at = now
+        gate.ready_at = None
+    elif complete and gate.wait_seconds:
+        gate.ready_at = now + timedelta(seconds=gate.wait_seconds)
     gate.updated_at = now
     session.flush()
     action = "gate.approved" if decision == SignoffDecision.APPROVE else "gate.changes_requested"
     record_event(session, actor=actor, action=action, entity=gate, project_id=gate.project_id,
                  before=before, after=_snapshot(gate))
-    if passed:
-        record_event(session, actor=actor, action="gate.passed", entity=gate,
-                     project_id=gate.project_id, before=before, after=_snapshot(gate))
-    _refresh_card(session, gate)
     if decision == SignoffDecision.CHANGES:
+        _refresh_card(session, gate)
         _in_thread(session, gate, "gate/changes", signoff=signoff)
+        _decided(session, gate)
     elif passed:
-        announcement = renderer.message("gate/passed", g=gate, signers=signers(gate))
-        outbox.post_message(session, gate.team_id, gate.project.channel_id, announcement,
-                            thread_key=card_key(gate))
-        outbox.post_message(session, gate.team_id, gate.project.channel_id, announcement)
+        _pass(session, gate, actor, now, before)
+    else:
+        _refresh_card(session, gate)
+        if gate.ready_at is not None:
+            _in_thread(session, gate, "gate/waiting", signers=signers(gate))
     home.queue_home_refresh(session, gate.team_id, [actor, *role_holders(session, gate)])
     return Signed(gate, signoff, passed)
+
+
+def _pass(session: Session, gate: Gate, actor: str, now: datetime,
+          before: dict[str, Any] | None = None) -> None:
+    """The gate has every approval (and its wait is over): it passes, loudly, and what waits on
+    it (an MLflow alias, a GitHub deployment) is set moving."""
+    before = before or _snapshot(gate)
+    gate.status = GateStatus.PASSED
+    gate.passed_at = now
+    gate.ready_at = None
+    if gate.promote_alias:
+        gate.promotion_state = PromotionState.PENDING
+        gate.promotion_next_at = now
+    gate.updated_at = now
+    session.flush()
+    record_event(session, actor=actor, action="gate.passed", entity=gate,
+                 project_id=gate.project_id, before=before, after=_snapshot(gate))
+    _refresh_card(session, gate)
+    announcement = renderer.message("gate/passed", g=gate, signers=signers(gate))
+    outbox.post_message(session, gate.team_id, gate.project.channel_id, announcement,
+                        thread_key=card_key(gate))
+    outbox.post_message(session, gate.team_id, gate.project.channel_id, announcement)
+    _decided(session, gate)
+
+
+def _decided(session: Session, gate: Gate) -> None:
+    """Tell what waits on the gate that it passed or failed (GitHub deployments it holds)."""
+    from bot.services import github  # github builds on gates: imported when used
+
+    github.gate_decided(session, gate)
+
+
+# ---------------------------------------------------------------------------- withdrawing
+
+
+def withdraw(session: Session, gate_id: int, actor: str, reason: str, is_admin: bool,
+             now: datetime | None = None) -> Gate:
+    """The requester (or a project admin) takes back an open gate: nobody signs or is reminded
+    any more, and the card and its thread say why."""
+    now = now or utcnow()
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the gate is withdrawn: `/gate withdraw G-n <reason>`.",
+                           field="reason")
+    if len(reason) > REASON_LIMIT:
+        raise InvalidInput(f"The reason is {len(reason)} characters long; keep it within "
+                           f"{REASON_LIMIT}.", field="reason")
+    gate = _lock(session, gate_id)
+    if gate is None:
+        raise NotFound("That gate no longer exists.")
+    if actor != gate.requested_by and not is_admin:
+        raise Forbidden(f"Only {gate.ref}'s requester or a project admin can withdraw it.")
+    if gate.status not in ACTIVE:
+        raise Conflict(f"{gate.ref} is {gate.status.replace('_', ' ')}; only an open gate (or "
+                       f"one with changes requested) can be withdrawn.")
+    before = _snapshot(gate)
+    gate.status = GateStatus.WITHDRAWN
+    gate.ready_at = None
+    gate.withdrawn_by = actor
+    gate.withdrawn_reason = reason
+    gate.updated_at = now
+    session.flush()
+    record_event(session, actor=actor, action="gate.withdrawn", entity=gate,
+                 project_id=gate.project_id, before=before, after=_snapshot(gate))
+    _refresh_card(session, gate)
+    _in_thread(session, gate, "gate/withdrawn")
+    _decided(session, gate)
+    home.queue_home_refresh(session, gate.team_id, role_holders(session, gate))
+    return gate
 
 
 # ---------------------------------------------------------------------------- the clock
 
 
-def waiting_signers(session: Session, gate: Gate) -> dict[str, list[str]]:
-    """Who can still sign the gate, and for which roles (the requester only when allowed)."""
-    signed = {signoff.role for signoff in gate.signoffs}
-    holders = role_service.holders(session, gate.project)
+def waiting_signers(session: Session, gate: Gate,
+                    holders: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Who can still approve the gate, and for which roles: holders of a role short of
+    approvals who have not signed it yet (the requester only when self-approval is on)."""
+    if gate.ready_at is not None:
+        return {}
+    open_roles = waiting_roles(gate)
+    signed = {signoff.user_id for signoff in gate.signoffs}
+    holders = role_service.holders(session, gate.project) if holders is None else holders
     people: dict[str, list[str]] = {}
-    for role in gate.required_roles:
-        if role in signed:
-            continue
+    for role in open_roles:
         for user_id in holders.get(role, []):
+            if user_id in signed:
+                continue
             if user_id == gate.requested_by and not gate.project.allow_self_approval:
                 continue
             people.setdefault(user_id, []).append(role)
@@ -491,34 +719,61 @@ def role_holders(session: Session, gate: Gate) -> set[str]:
     return {user for role in gate.required_roles for user in holders.get(role, [])}
 
 
-@sweep("gate_reminders")
-def remind_waiting_signers(session: Session, now: datetime) -> None:
-    """DM the holders of roles that have not signed, once the project's delay has passed and
-    then once a day, until the gate passes, changes are requested or it expires."""
+DIGEST_SHOWN = 20
+
+
+@sweep("gate_digests")
+def send_signoff_digests(session: Session, now: datetime) -> None:
+    """One DM a day per person listing every sign-off waiting for them (with buttons), once a
+    gate has waited the project's reminder delay; until it passes, fails or is withdrawn."""
     gates = session.scalars(
-        select(Gate).where(Gate.status == GateStatus.OPEN,
+        select(Gate).where(Gate.status == GateStatus.OPEN, Gate.ready_at.is_(None),
                            or_(Gate.expires_at.is_(None), Gate.expires_at > now))
-        .order_by(Gate.id)
+        .order_by(Gate.due_date.is_(None), Gate.due_date, Gate.id)
     ).all()
-    due: dict[str, Gate] = {}
+    holders_of: dict[int, dict[str, list[str]]] = {}
+    waiting: dict[tuple[str, str], list[tuple[Gate, list[str]]]] = {}
     for gate in gates:
-        first = gate.created_at + timedelta(hours=gate.project.gate_reminder_hours)
-        if now < first:
+        if now < gate.created_at + timedelta(hours=gate.project.gate_reminder_hours):
             continue
-        due[f"gate:{gate.id}:reminder:{(now - first) // timedelta(days=1)}"] = gate
-    # The days already handled, read in a few queries rather than an insert per open gate per
-    # tick: with thousands of open gates those inserts held SQLite's writer lock for seconds.
+        if gate.project_id not in holders_of:
+            holders_of[gate.project_id] = role_service.holders(session, gate.project)
+        for user_id, roles in waiting_signers(session, gate, holders_of[gate.project_id]).items():
+            if not access.visible_to_user(gate.project, user_id):
+                continue  # a private channel's gate reaches only its members (docs/access.md)
+            waiting.setdefault((gate.team_id, user_id), []).append((gate, roles))
+    day = now.date().isoformat()
+    due = {f"gate-digest:{team}:{user}:{day}": (team, user) for team, user in waiting}
+    # The people already sent today's digest, read in a few queries rather than an insert per
+    # person per tick.
     keys = list(due)
     done = {key for start in range(0, len(keys), CLAIM_LOOKUP_CHUNK)
             for key in session.scalars(select(JobClaim.key).where(
                 JobClaim.key.in_(keys[start:start + CLAIM_LOOKUP_CHUNK])))}
-    for key, gate in due.items():
+    for key, (team, user) in due.items():
         if key in done or not claim_once(session, key):
             continue
-        for user_id, waiting in waiting_signers(session, gate).items():
-            message = renderer.message("gate/reminder", g=gate, roles=waiting,
-                                       states=role_states(gate))
-            outbox.post_message(session, gate.team_id, user_id, message)
+        items = waiting[(team, user)]
+        message = renderer.message("gate/digest", items=items[:DIGEST_SHOWN],
+                                   more=len(items) - DIGEST_SHOWN)
+        outbox.post_message(session, team, user, message)
+
+
+@sweep("gate_waits")
+def pass_gates_after_their_wait(session: Session, now: datetime) -> None:
+    """Pass the gates whose wait after the last approval is over (a request for changes in
+    the window cleared `ready_at`)."""
+    ready = session.scalars(
+        select(Gate.id).where(Gate.status == GateStatus.OPEN, Gate.ready_at <= now)
+        .order_by(Gate.id)
+    ).all()
+    for gate_id in ready:
+        gate = _lock(session, gate_id)
+        if gate is None or gate.status != GateStatus.OPEN or gate.ready_at is None \
+                or gate.ready_at > now:
+            continue
+        _pass(session, gate, "quorum", now)
+        home.queue_home_refresh(session, gate.team_id, role_holders(session, gate))
 
 
 @sweep("gate_expiry")
@@ -536,57 +791,12 @@ def expire_overdue_gates(session: Session, now: datetime) -> None:
             continue
         before = _snapshot(gate)
         gate.status = GateStatus.EXPIRED
+        gate.ready_at = None
         gate.updated_at = now
         session.flush()
         record_event(session, actor="quorum", action="gate.expired", entity=gate,
                      project_id=gate.project_id, before=before, after=_snapshot(gate))
         _refresh_card(session, gate)
-        _in_thread(session, gate, "gate/expired",
-                   waiting=[s.role for s in role_states(gate) if s.state == "waiting"])
+        _in_thread(session, gate, "gate/expired", waiting=waiting_roles(gate))
+        _decided(session, gate)
         home.queue_home_refresh(session, gate.team_id, role_holders(session, gate))
-
-
-# ---------------------------------------------------------------------------- the CI check
-
-
-@dataclass
-class GateCheck:
-    """Whether a model version passed its gate, and the gate that says so (or the latest)."""
-
-    model: str
-    version: str
-    milestone: str | None
-    gate: Gate | None
-
-    @property
-    def passed(self) -> bool:
-        return self.gate is not None and self.gate.status == GateStatus.PASSED
-
-    def as_record(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "version": self.version,
-            "milestone": self.milestone,
-            "passed": self.passed,
-            "gate": as_record(self.gate) if self.gate else None,
-            "signers": [signoff_record(s) for s in signers(self.gate)] if self.gate else [],
-        }
-
-
-def check(session: Session, model: str, version: str, milestone: str | None = None) -> GateCheck:
-    """The CI question: did `model` `version` pass (its `milestone`) gate?
-
-    A passed gate answers yes (the latest one); otherwise the latest matching gate explains why
-    not. Used by `quorum gate check` and `GET /api/gates`.
-    """
-    model = (model or "").strip()
-    normalized = normalize_version(version)
-    if not model or normalized is None:
-        raise InvalidInput("Give both the model and the version.", field="model")
-    wanted = (milestone or "").strip().lower() or None
-    query = select(Gate).where(Gate.model == model, Gate.version == normalized)
-    if wanted:
-        query = query.where(Gate.milestone == wanted)
-    passed_first = case((Gate.status == GateStatus.PASSED, 0), else_=1)
-    gate = session.scalars(query.order_by(passed_first, Gate.id.desc()).limit(1)).first()
-    return GateCheck(model, normalized, wanted, gate)

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, or_, select, union_all
+from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -35,9 +35,11 @@ from bot.models import (
     RiskStatus,
     RitualSchedule,
     RoleAssignment,
+    SignoffDecision,
     utcnow,
 )
 from bot.render import renderer
+from bot.services import access
 from bot.services.refs import settle
 from bot.services.ritual_times import next_occurrences
 
@@ -98,6 +100,8 @@ class Home:
     incidents: Section[Incident]
     decisions: Section[Decision]
     rituals: Section[Any]
+    # Incident follow-ups the person owns (every project: the filter does not hide them).
+    follow_ups: Section[Any] = field(default_factory=Section)
 
 
 def home_key(team_id: str, user_id: str) -> str:
@@ -108,8 +112,15 @@ def home_key(team_id: str, user_id: str) -> str:
 
 
 def user_projects(session: Session, team_id: str, user_id: str) -> list[Project]:
+    """The projects a person takes part in (`projects_taking_part`) whose records may reach them:
+    of private channels, only those they are a member of (docs/access.md)."""
+    return [project for project in projects_taking_part(session, team_id, user_id)
+            if access.visible_to_user(project, user_id)]
+
+
+def projects_taking_part(session: Session, team_id: str, user_id: str) -> list[Project]:
     """The projects a person takes part in: a role there, or a risk, hypothesis, incident or
-    decision of theirs.
+    decision of theirs, whatever their channel.
 
     One index probe per project and kind (`EXISTS` on the `(person, project_id)` indexes) rather
     than reading every record of a person who has made thousands of them.
@@ -143,25 +154,35 @@ def waiting_signoffs(session: Session, team_id: str, user_id: str, project_ids: 
     # Which open gates wait for them is worked out from ids and roles alone; only the gates
     # shown are loaded whole (a busy person may be able to sign hundreds).
     open_gates = session.execute(
-        select(Gate.id, Gate.project_id, Gate.required_roles, Gate.requested_by,
-               Project.allow_self_approval)
+        select(Gate.id, Gate.project_id, Gate.required_roles, Gate.role_counts,
+               Gate.requested_by, Project.allow_self_approval)
         .join(Project, Project.id == Gate.project_id)
         .where(Gate.team_id == team_id, Gate.status == GateStatus.OPEN,
-               Gate.project_id.in_(list(held)),
+               Gate.ready_at.is_(None), Gate.project_id.in_(list(held)),
                or_(Gate.expires_at.is_(None), Gate.expires_at > now))
         .order_by(Gate.due_date.is_(None), Gate.due_date, Gate.created_at, Gate.id)
     ).all()
-    signed: dict[int, set[str]] = {}
-    for gate_id, role in session.execute(
-            select(GateSignoff.gate_id, GateSignoff.role)
+    approvals: dict[int, dict[str, int]] = {}
+    signed_by_them: set[int] = set()
+    for gate_id, role, signer, decision in session.execute(
+            select(GateSignoff.gate_id, GateSignoff.role, GateSignoff.user_id,
+                   GateSignoff.decision)
             .where(GateSignoff.gate_id.in_([row.id for row in open_gates]))):
-        signed.setdefault(gate_id, set()).add(role)
+        if signer == user_id:
+            signed_by_them.add(gate_id)  # one person signs one role of a gate
+        if decision == SignoffDecision.APPROVE:
+            counts = approvals.setdefault(gate_id, {})
+            counts[role] = counts.get(role, 0) + 1
     waiting: list[tuple[int, list[str]]] = []
     for row in open_gates:
+        if row.id in signed_by_them:
+            continue
         if row.requested_by == user_id and not row.allow_self_approval:
             continue  # they cannot approve their own gate (see gates.signable_roles)
+        needs = row.role_counts or {}
+        done = approvals.get(row.id, {})
         roles = [role for role in row.required_roles
-                 if role in held[row.project_id] and role not in signed.get(row.id, ())]
+                 if role in held[row.project_id] and done.get(role, 0) < needs.get(role, 1)]
         if roles:
             waiting.append((row.id, roles))
     shown = waiting[:WAITING_SHOWN]
@@ -206,11 +227,18 @@ def build_home(session: Session, team_id: str, user_id: str,
         hypotheses = hypotheses.where(Hypothesis.project_id == chosen.id)
         incidents = incidents.where(Incident.project_id == chosen.id)
     else:
-        incidents = incidents.where(or_(mine, Incident.project_id.in_(ids)))
+        # Only the projects whose records may reach them (a private channel's, if a member).
+        risks = risks.where(Risk.project_id.in_(ids))
+        hypotheses = hypotheses.where(Hypothesis.project_id.in_(ids))
+        incidents = incidents.where(or_(and_(mine, Incident.project_id.is_(None)),
+                                        Incident.project_id.in_(ids)))
     decisions = select(Decision).where(
         Decision.project_id.in_(ids),
         Decision.created_at >= now - timedelta(days=RECENT_DECISION_DAYS))
     overdue = Risk.next_review < today
+    from bot.services.follow_ups import open_for  # it refreshes Homes: imported late
+
+    follow_ups = Section(*open_for(session, team_id, user_id))
     return Home(
         team_id=team_id,
         user_id=user_id,
@@ -231,6 +259,7 @@ def build_home(session: Session, team_id: str, user_id: str,
         decisions=_section(session, decisions, (Decision.created_at.desc(),
                                                 Decision.number.desc())),
         rituals=next_rituals(session, team_id, user_id, ids, now),
+        follow_ups=follow_ups,
     )
 
 

@@ -19,6 +19,7 @@ from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Hypothesis, HypothesisStatus, Project, utcnow
 from bot.render import renderer
 from bot.services.audit import changed_fields, history, record_event, snapshot
+from bot.services.model_versions import clean_model_version
 from bot.services.records import find_by_id, find_by_ref, lock
 from bot.services.refs import number_at_commit, pending, settle
 
@@ -91,8 +92,13 @@ class HypothesisDraft:
     owner: str | None = None
     experiment_url: str = ""
     notes: str = ""
+    # The model version it is about (`v3` or `3`); None leaves them as they are, "" clears.
+    model: str | None = None
+    version: str | None = None
 
     def validated(self) -> HypothesisDraft:
+        model, version = (None, None) if self.model is None and self.version is None else \
+            clean_model_version(self.model, self.version)
         return HypothesisDraft(
             statement=clean_statement(self.statement),
             metric=_clean_text(self.metric, "metric"),
@@ -100,6 +106,8 @@ class HypothesisDraft:
             owner=self.owner or None,
             experiment_url=clean_url(self.experiment_url),
             notes=_clean_text(self.notes, "notes"),
+            model=model,
+            version=version,
         )
 
 
@@ -141,6 +149,8 @@ def as_record(hypothesis: Hypothesis) -> dict[str, Any]:
         "cites": hypothesis.cites.ref if hypothesis.cites else None,
         "reopened_by": [later.ref for later in hypothesis.reopened_by],
         "decisions": [decision.ref for decision in hypothesis.decisions],
+        "model": hypothesis.model,
+        "version": hypothesis.version,
         "created_by": hypothesis.created_by,
         "created_at": hypothesis.created_at.isoformat(),
         "updated_at": _iso(hypothesis.updated_at),
@@ -200,6 +210,8 @@ def log_hypothesis(session: Session, project: Project, actor: str, draft: Hypoth
         status=HypothesisStatus.PROPOSED,
         evidence="",
         cites=cites,
+        model=draft.model or None,
+        version=draft.version or None,
         created_by=actor,
     )
     session.add(hypothesis)
@@ -241,6 +253,8 @@ def edit_hypothesis(session: Session, hypothesis: Hypothesis, actor: str,
     before = _snapshot(hypothesis)
     for name in ("statement", "metric", "expected_effect", "owner", "experiment_url", "notes"):
         setattr(hypothesis, name, getattr(draft, name))
+    if draft.model is not None:
+        hypothesis.model, hypothesis.version = draft.model or None, draft.version or None
     session.flush()
     after = _snapshot(hypothesis)
     if after == before:

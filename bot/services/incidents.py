@@ -1,9 +1,10 @@
 """Incidents: declare, acknowledge, update, mitigate and resolve `INC-n`; dedicated channels;
 update reminders; the incident summary. (Alertmanager's notifications: `bot.services.alertmanager`.)
 
-Every change is one timeline entry (`IncidentEvent`), posted in the thread of the incident's card
-in the project channel, and one audit event; the card (and its copy in the dedicated channel, if
-any) is edited in place.
+Every change is one timeline entry (`IncidentEvent`) and one audit event. The entry is posted in
+the incident's dedicated channel when it has one, else in the thread of its card in the project
+channel; the card (and its copy in the dedicated channel) is edited in place. Follow-up items:
+`bot.services.follow_ups`; silences made from Slack: `bot.services.silences`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from bot import outbox
 from bot.config import INCIDENT_SEVERITIES
 from bot.errors import Conflict, InvalidInput
-from bot.models import Incident, IncidentEvent, IncidentStatus, Project, utcnow
+from bot.models import Incident, IncidentEvent, IncidentFollowUp, IncidentStatus, Project, utcnow
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
 from bot.services import home
@@ -43,8 +44,6 @@ TITLE_LIMIT = 150
 TEXT_LIMIT = 3000
 MODEL_LIMIT = 200
 VERSION_LIMIT = 64
-STATS_DAYS = 30
-RECENT_LIMIT = 10
 CHANNEL_NAME_LIMIT = 80
 # Actors of changes made outside Slack (never Slack user ids).
 ALERTMANAGER = "alertmanager"
@@ -63,6 +62,9 @@ class Kind:
     CHANNEL = "channel"
     ALERT = "alert"
     ALERT_RESOLVED = "alert_resolved"
+    SEVERITY = "severity"
+    LEAD = "lead"
+    SILENCED = "silenced"
 
 
 # ---------------------------------------------------------------------------------------- input
@@ -111,6 +113,39 @@ class IncidentDraft:
         )
 
 
+FOLLOW_UP_LIMIT = 500
+URL_LIMIT = 2000
+
+
+@dataclass
+class FollowUpDraft:
+    """One follow-up of a resolution: what to do, and optionally who, by when and its issue."""
+
+    text: str
+    owner: str | None = None
+    due_date: date | None = None
+    url: str | None = None
+    field: str = "follow_up"  # the form field it came from, for error messages
+
+    def validated(self, today: date) -> FollowUpDraft:
+        text = " ".join((self.text or "").split())
+        if not text:
+            raise InvalidInput("A follow-up with an owner, a due date or a link needs a text: "
+                               "say what is to be done.", field=self.field)
+        if len(text) > FOLLOW_UP_LIMIT:
+            raise InvalidInput(f"The follow-up is {len(text)} characters long; keep it within "
+                               f"{FOLLOW_UP_LIMIT}.", field=self.field)
+        if self.due_date is not None and self.due_date < today:
+            raise InvalidInput(f"The due date {self.due_date.isoformat()} is in the past.",
+                               field=f"{self.field}_due")
+        url = (self.url or "").strip() or None
+        if url is not None and safe_link(url, URL_LIMIT) is None:
+            raise InvalidInput("The link must be an http(s) address of the issue, e.g. "
+                               "https://github.com/org/repo/issues/12.", field=f"{self.field}_link")
+        return FollowUpDraft(text, (self.owner or "").strip() or None, self.due_date, url,
+                             self.field)
+
+
 def draft_from_command(severity: str | None, title: str, actor: str) -> IncidentDraft:
     """`/incident declare [sevN] <title>`, the declarer in command. A title that starts with
     another spelling of a severity (`SEV-1 …`) sets it; an unknown one (`sev5 …`) is refused
@@ -142,6 +177,15 @@ def summary_key(incident: Incident) -> str:
 
 def _seconds(delta: timedelta | None) -> int | None:
     return int(delta.total_seconds()) if delta is not None else None
+
+
+def safe_link(value: str | None, limit: int = 2000) -> str | None:
+    """An http(s) address fit for a Slack link, else None (never a `javascript:` or a `<!here>`)."""
+    url = (value or "").strip()
+    if not url or len(url) > limit or not url.startswith(("https://", "http://")) \
+            or any(c in url for c in "<>|\"` \n\r\t"):
+        return None
+    return url
 
 
 def time_to_acknowledge(incident: Incident) -> timedelta | None:
@@ -179,8 +223,20 @@ def as_record(incident: Incident) -> dict[str, Any]:
         "time_to_acknowledge_seconds": _seconds(time_to_acknowledge(incident)),
         "duration_seconds": _seconds(duration(incident)),
         "summary": incident.summary,
+        "impact": incident.impact,
         "root_cause": incident.root_cause,
         "follow_ups": incident.follow_ups,
+        "follow_up_items": [follow_up_record(item) for item in incident.follow_up_items],
+        "source_url": incident.source_url,
+        "runbook_url": incident.runbook_url,
+        "dashboard_url": incident.dashboard_url,
+        "alert_labels": incident.alert_labels,
+        "silences": [
+            {"silence_id": s.silence_id, "matchers": s.matchers, "created_by": s.created_by,
+             "starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat(),
+             "until_resolved": s.until_resolved, "expired_at": _iso(s.expired_at)}
+            for s in incident.silences
+        ],
         "alert_group_key": incident.alert_group_key,
         "created_by": incident.created_by,
         "created_at": incident.created_at.isoformat(),
@@ -193,13 +249,20 @@ def as_record(incident: Incident) -> dict[str, Any]:
     }
 
 
+def follow_up_record(item: IncidentFollowUp) -> dict[str, Any]:
+    return {"ref": f"{item.incident.ref}/{item.position}", "text": item.text,
+            "owner": item.owner, "due_date": item.due_date.isoformat() if item.due_date else None,
+            "url": item.url, "status": item.status, "done_at": _iso(item.done_at),
+            "done_by": item.done_by}
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
 def _snapshot(incident: Incident) -> dict[str, Any]:
     return snapshot(as_record(incident), "timeline", "time_to_acknowledge_seconds",
-                    "duration_seconds")
+                    "duration_seconds", "silences")
 
 
 def render_card(incident: Incident) -> dict[str, Any]:
@@ -208,7 +271,8 @@ def render_card(incident: Incident) -> dict[str, Any]:
 
 def render_summary(incident: Incident) -> dict[str, Any]:
     return renderer.message("incident/summary", i=incident, duration=duration(incident),
-                            tta=time_to_acknowledge(incident), timeline=list(incident.events))
+                            tta=time_to_acknowledge(incident), timeline=list(incident.events),
+                            follow_ups=list(incident.follow_up_items))
 
 
 def decision_context(incident: Incident) -> str:
@@ -232,18 +296,27 @@ def get_by_id(session: Session, incident_id: int, team_id: str, *,
 
 # ------------------------------------------------------------------------------- the lifecycle
 
+def post_to_incident(session: Session, incident: Incident, message: dict[str, Any]) -> None:
+    """Post where the incident is being worked: its dedicated channel when it has one, else the
+    thread of its card in the project channel (nowhere for an unrouted incident)."""
+    if incident.channel_id:
+        outbox.post_message(session, incident.team_id, incident.channel_id, message)
+    elif incident.project is not None:
+        outbox.post_message(session, incident.team_id, incident.project.channel_id, message,
+                            thread_key=card_key(incident))
+
+
 def _record(session: Session, incident: Incident, kind: str, actor: str, text: str = "",
             *, at: datetime | None = None, fingerprint: str | None = None,
             post: bool = True) -> IncidentEvent:
-    """Append a timeline entry and post it in the card's thread."""
+    """Append a timeline entry and post it where the incident is being worked."""
     event = IncidentEvent(incident=incident, kind=kind, actor=actor, text=text,
                           at=at or utcnow(), alert_fingerprint=fingerprint)
     session.add(event)
     session.flush()
-    if post and incident.project is not None:
-        outbox.post_message(session, incident.team_id, incident.project.channel_id,
-                            renderer.message("incident/entry", i=incident, e=event),
-                            thread_key=card_key(incident))
+    if post:
+        post_to_incident(session, incident,
+                         renderer.message("incident/entry", i=incident, e=event))
     return event
 
 
@@ -273,9 +346,14 @@ def _require_open(incident: Incident) -> None:
         raise Conflict(f"{incident.ref} is already resolved (since {when}).")
 
 
-def _engage(incident: Incident, actor: str, now: datetime) -> None:
-    """A person acting on an incident has acknowledged it, and commands it if no one does."""
+def _engage(incident: Incident, actor: str, now: datetime, *, acknowledge: bool = True) -> None:
+    """A person acting on an incident has acknowledged it, and commands it if no one does.
+    Resolving alone is no acknowledgement (`acknowledge=False`): MTTA counts only incidents that
+    someone acknowledged while they were open."""
     if actor in (ALERTMANAGER, CLI):
+        return
+    if not acknowledge:
+        incident.commander = incident.commander or actor
         return
     if incident.acknowledged_at is None:
         incident.acknowledged_at = now
@@ -287,7 +365,9 @@ def _engage(incident: Incident, actor: str, now: datetime) -> None:
 
 def declare(session: Session, project: Project | None, actor: str, draft: IncidentDraft, *,
             team_id: str | None = None, source: str = "slack", started_at: datetime | None = None,
-            alert_group_key: str | None = None, now: datetime | None = None) -> Incident:
+            alert_group_key: str | None = None, links: dict[str, str | None] | None = None,
+            alert_labels: dict[str, str] | None = None, silenceable: bool = False,
+            now: datetime | None = None) -> Incident:
     """Open `INC-n`, audit it and queue its card for the project's channel.
 
     `project` is None for an unrouted incident (an alert with nowhere to go): it is stored in
@@ -304,6 +384,10 @@ def declare(session: Session, project: Project | None, actor: str, draft: Incide
         commander=draft.commander, model=draft.model, model_version=draft.model_version,
         description=draft.description, source=source, started_at=min(started_at or now, now),
         last_update_at=now, alert_group_key=alert_group_key, created_by=actor, created_at=now,
+        source_url=safe_link((links or {}).get("source")),
+        runbook_url=safe_link((links or {}).get("runbook")),
+        dashboard_url=safe_link((links or {}).get("dashboard")),
+        alert_labels=alert_labels or None, silenceable=bool(silenceable and alert_labels),
     )
     session.add(incident)
     pending(session, incident)
@@ -371,29 +455,82 @@ def add_update(session: Session, incident: Incident, actor: str, text: str,
 
 
 def resolve(session: Session, incident: Incident, actor: str, summary: str,
-            root_cause: str = "", follow_ups: str = "", now: datetime | None = None) -> Incident:
-    """Resolve the incident and post its summary to the project channel."""
+            root_cause: str = "", follow_ups: str = "", *, impact: str = "",
+            items: Sequence[FollowUpDraft] = (), ended_at: datetime | None = None,
+            now: datetime | None = None) -> Incident:
+    """Resolve the incident, add its follow-up items and post its summary to the project
+    channel. `ended_at` is when the impact ended, if known better than now (an alert's
+    `endsAt`); `follow_ups` is free text from callers without items (the CLI)."""
     summary = _clean_text(summary, "summary")
     if not summary:
         raise InvalidInput("The summary is empty: say how it ended.", field="summary")
     root_cause = _clean_text(root_cause, "root_cause")
+    impact = _clean_text(impact, "impact")
     follow_ups = _clean_text(follow_ups, "follow_ups")
-    _require_open(incident)
     now = now or utcnow()
+    drafts = [item.validated(today=now.date()) for item in items]
+    _require_open(incident)
     before = _snapshot(incident)
-    _engage(incident, actor, now)
+    _engage(incident, actor, now, acknowledge=False)
     incident.status = IncidentStatus.RESOLVED
-    incident.resolved_at = now
+    incident.resolved_at = max(min(ended_at or now, now), incident.started_at)
     incident.last_update_at = now
     incident.summary, incident.root_cause, incident.follow_ups = summary, root_cause, follow_ups
+    incident.impact = impact or incident.impact
+    for position, draft in enumerate(drafts, start=len(incident.follow_up_items) + 1):
+        incident.follow_up_items.append(IncidentFollowUp(
+            team_id=incident.team_id, position=position, text=draft.text, owner=draft.owner,
+            due_date=draft.due_date, url=draft.url, created_by=actor, created_at=now))
     _record(session, incident, Kind.RESOLVED, actor, summary, at=now)
     audit(session, incident, actor, "resolved", before)
     _refresh_cards(session, incident)
+    home.queue_home_refresh(session, incident.team_id, [d.owner for d in drafts])
     if incident.project is not None:
         session.refresh(incident, ["events"])
         outbox.post_message(session, incident.team_id, incident.project.channel_id,
                             render_summary(incident), key=summary_key(incident))
     return incident
+
+
+def change_severity(session: Session, incident: Incident, actor: str, severity: str,
+                    reason: str = "", now: datetime | None = None) -> IncidentEvent:
+    """Raise or lower the severity, on the timeline and the card; reminders follow the new one."""
+    severity = check_severity(severity)
+    reason = _clean_text(reason, "reason", 500)
+    _require_open(incident)
+    if incident.severity == severity:
+        raise Conflict(f"{incident.ref} is already {severity}.")
+    now = now or utcnow()
+    before = _snapshot(incident)
+    _engage(incident, actor, now)
+    previous_severity, incident.severity = incident.severity, severity
+    incident.last_update_at = now
+    text = f"{previous_severity} → {severity}" + (f": {reason}" if reason else "")
+    event = _record(session, incident, Kind.SEVERITY, actor, text, at=now)
+    audit(session, incident, actor, "severity_changed", before, {"reason": reason})
+    _refresh_cards(session, incident)
+    return event
+
+
+def change_lead(session: Session, incident: Incident, actor: str, lead: str,
+                now: datetime | None = None) -> IncidentEvent:
+    """Hand the incident to another lead (commander), on the timeline and the card."""
+    lead = (lead or "").strip()
+    if not lead:
+        raise InvalidInput("Name the new lead: `@someone`.", field="user")
+    _require_open(incident)
+    if incident.commander == lead:
+        raise Conflict(f"<@{lead}> already leads {incident.ref}.")
+    now = now or utcnow()
+    before = _snapshot(incident)
+    _engage(incident, actor, now)
+    previous_lead, incident.commander = incident.commander, lead
+    incident.last_update_at = now
+    event = _record(session, incident, Kind.LEAD, actor, lead, at=now)
+    audit(session, incident, actor, "lead_changed", before)
+    _refresh_cards(session, incident)
+    home.queue_home_refresh(session, incident.team_id, [previous_lead])
+    return event
 
 
 # ------------------------------------------------------------------------ the dedicated channel
@@ -414,12 +551,17 @@ def channel_name(number: int, title: str, attempt: int = 1) -> str:
 def record_channel(session: Session, incident: Incident, channel_id: str, actor: str,
                    invite: Sequence[str] = ()) -> None:
     """Remember the incident's dedicated channel (created in Slack by the caller), invite people
-    there, post the card in it and link it from the card in the project channel."""
+    there, post the card in it and link it from the card in the project channel (and in its
+    thread: later entries go to the dedicated channel)."""
     if incident.channel_id:
         raise Conflict(f"{incident.ref} already has a channel.")
     before = _snapshot(incident)
+    event = _record(session, incident, Kind.CHANNEL, actor, channel_id, post=False)
+    if incident.project is not None:
+        outbox.post_message(session, incident.team_id, incident.project.channel_id,
+                            renderer.message("incident/entry", i=incident, e=event),
+                            thread_key=card_key(incident))
     incident.channel_id = channel_id
-    _record(session, incident, Kind.CHANNEL, actor, channel_id)
     audit(session, incident, actor, "channel_opened", before)
     people = [user for user in dict.fromkeys(invite) if user and user not in (ALERTMANAGER, CLI)]
     if people:
@@ -432,52 +574,12 @@ def record_channel(session: Session, incident: Incident, channel_id: str, actor:
                               render_card(incident))
 
 
-# ------------------------------------------------------------------------------------ listing
-
-@dataclass(frozen=True)
-class Overview:
-    """A project's incidents: the open ones, the recently resolved, and the 30-day averages."""
-
-    open: list[Incident]
-    recent: list[Incident]
-    mtta: timedelta | None
-    mttr: timedelta | None
-    acknowledged: int
-    resolved: int
-    days: int = STATS_DAYS
-
-
-def _mean(deltas: list[timedelta]) -> timedelta | None:
-    return sum(deltas, timedelta(0)) / len(deltas) if deltas else None
-
-
-def overview(session: Session, project: Project, now: datetime | None = None) -> Overview:
-    """Open incidents first (most severe, then oldest), then those resolved in the last 30 days;
-    MTTA over incidents started in that window, MTTR over those resolved in it."""
-    now = now or utcnow()
-    since = now - timedelta(days=STATS_DAYS)
-    mine = Incident.project_id == project.id
-    open_ = list(session.scalars(
-        select(Incident).where(mine, Incident.status.in_(OPEN_STATUSES))
-        .order_by(Incident.severity, Incident.started_at, Incident.id)).unique())
-    resolved = list(session.scalars(
-        select(Incident).where(mine, Incident.status == IncidentStatus.RESOLVED,
-                               Incident.resolved_at >= since)
-        .order_by(Incident.resolved_at.desc(), Incident.id.desc())).unique())
-    started = session.scalars(
-        select(Incident).where(mine, Incident.started_at >= since,
-                               Incident.acknowledged_at.is_not(None))).unique()
-    acknowledged = [tta for i in started if (tta := time_to_acknowledge(i)) is not None]
-    durations = [d for i in resolved if (d := duration(i)) is not None]
-    return Overview(open_, resolved[:RECENT_LIMIT], _mean(acknowledged), _mean(durations),
-                    len(acknowledged), len(durations))
-
-
 # ---------------------------------------------------------------------------------- reminders
 
 @sweep("incident_update_reminders")
 def remind_stale_incidents(session: Session, now: datetime) -> None:
-    """Remind the commander, in the card's thread, of an open incident with no recent update.
+    """Remind the commander, where the incident is worked, of an open incident with no recent
+    update.
 
     One reminder per interval without an update: the claim key holds the time of the last update
     and how many intervals have passed since, so a new update starts the count again.
@@ -494,6 +596,5 @@ def remind_stale_incidents(session: Session, now: datetime) -> None:
               f"{incident.last_update_at:%Y%m%dT%H%M%S%f}:{periods}"
         if not claim_once(session, key):
             continue
-        outbox.post_message(session, incident.team_id, incident.project.channel_id,
-                            renderer.message("incident/reminder", i=incident, silent=silent),
-                            thread_key=card_key(incident))
+        post_to_incident(session, incident,
+                         renderer.message("incident/reminder", i=incident, silent=silent))

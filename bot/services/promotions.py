@@ -1,5 +1,5 @@
 """Model promotions: bindings of model names to projects, promotions announced from MLflow, the
-generic webhook and the CLI with the gate record of the version, and `/quorum trace`.
+generic webhook and the CLI with the gate record of the version.
 
 A promotion is always stored (`P-n`), routed or not; MLflow's redeliveries are recognised by
 their delivery id and announce nothing new.
@@ -12,21 +12,19 @@ import hashlib
 import hmac
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import (
-    Decision,
     Gate,
     GateStatus,
-    Incident,
     ModelBinding,
     Project,
     Promotion,
@@ -34,17 +32,19 @@ from bot.models import (
     utcnow,
 )
 from bot.render import renderer
-from bot.services import roles as role_service
+from bot.services import access
 from bot.services.audit import record_event, snapshot
+from bot.services.gate_check import check, counted_gates
 from bot.services.gates import (
     ACTIVE,
     MODEL_PATTERN,
     VERSION_PATTERN,
-    check,
     normalize_version,
-    role_states,
     signers,
+    waiting_roles,
 )
+from bot.services.idempotency import first_time
+from bot.services.records import lock
 from bot.services.refs import next_number
 from bot.services.routing import Route, route
 
@@ -53,15 +53,21 @@ ACTOR_LIMIT = 64
 URL_LIMIT = 500
 NOTE_LIMIT = 2000
 BINDINGS_LIMIT = 100
-TRACE_LIMIT = 10
 # MLflow's signed deliveries older (or newer) than this are refused as replays.
 SIGNATURE_TOLERANCE_SECONDS = 300
 DELIVERY_ID_LIMIT = 64
 MLFLOW_FIELDS = {"model": "data.name", "version": "data.version", "to": "data.alias"}
+# The version of an alias deletion whose alias Quorum never saw set.
+UNKNOWN_VERSION = "unknown"
+# Where Quorum itself moved an alias (`promote to`): MLflow's webhook for it adds nothing.
+QUORUM = "quorum"
 # Actors of promotions that did not come from a person in Slack.
 MLFLOW = "mlflow"
 WEBHOOK = "webhook"
 CLI = "quorum-cli"
+# The same model, version and target announced again within this window edits the first
+# announcement (QUORUM_PROMOTION_REPEAT_MINUTES).
+REPEAT_WINDOW = timedelta(hours=1)
 
 
 class Status:
@@ -103,7 +109,7 @@ def bind_model(session: Session, project: Project, actor: str, model: str,
                admins: Collection[str]) -> tuple[ModelBinding, bool]:
     """Bind a registered model name to the project; (binding, False) when it already was."""
     model = check_model_name(model)
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     existing = binding_for(session, project.team_id, model)
     if existing is not None:
         if existing.project_id == project.id:
@@ -126,7 +132,7 @@ def bind_model(session: Session, project: Project, actor: str, model: str,
 def unbind_model(session: Session, project: Project, actor: str, model: str,
                  admins: Collection[str]) -> None:
     model = check_model_name(model)
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     binding = binding_for(session, project.team_id, model)
     if binding is None or binding.project_id != project.id:
         raise NotFound(f"`{model}` is not bound to this channel's project; "
@@ -141,7 +147,7 @@ def unbind_model(session: Session, project: Project, actor: str, model: str,
 def set_new_versions(session: Session, project: Project, actor: str, enabled: bool,
                      admins: Collection[str]) -> None:
     """Whether MLflow's new model versions are announced in the project (off by default)."""
-    role_service.require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     before = {"announce_new_versions": bool(project.announce_new_versions)}
     project.announce_new_versions = enabled
     session.flush()
@@ -216,7 +222,7 @@ class PromotionDraft:
         if not VERSION_PATTERN.match(version):
             raise InvalidInput(f"`version` `{version[:50]}` is not a version: use a number "
                                f"like `3` or a tag like `1.2.0`.", field="version")
-        promotion = self.kind == PromotionKind.PROMOTION
+        promotion = self.kind != PromotionKind.NEW_VERSION
         to = _stage(_optional_text(values, "to", 200), "to", required=promotion)
         from_ = _stage(_optional_text(values, "from", 200), "from", required=False)
         url = _optional_text(values, "url", URL_LIMIT)
@@ -247,25 +253,24 @@ class GateRecord:
         return {
             **check_record,
             "passed_gates": [
-                {"ref": g.ref, "milestone": g.milestone,
+                {"ref": g.ref, "milestone": g.milestone, "project": g.project.name,
+                 "channel": g.project.channel_id,
                  "passed_at": g.passed_at.isoformat() if g.passed_at else None,
                  "signers": [{"role": s.role, "user": s.user_id} for s in signers(g)]}
                 for g in self.passed],
             "waiting_gates": [
                 {"ref": g.ref, "milestone": g.milestone, "status": g.status,
-                 "waiting_roles": [s.role for s in role_states(g) if s.state == "waiting"]}
+                 "project": g.project.name, "channel": g.project.channel_id,
+                 "waiting_roles": waiting_roles(g)}
                 for g in self.waiting],
         }
 
 
 def gate_record(session: Session, team_id: str, model: str, version: str) -> GateRecord:
-    """Every gate of the version in the workspace, split into passed and still waiting."""
-    gates = session.scalars(
-        select(Gate).where(Gate.team_id == team_id, Gate.model == model,
-                           Gate.version == version,
-                           Gate.status.in_((GateStatus.PASSED, *ACTIVE)))
-        .order_by(Gate.number)
-    ).all()
+    """The gates of the version that count (the owning project's only, when the model is
+    bound), split into passed and still waiting."""
+    gates, _ = counted_gates(session, model, version, team_id=team_id)
+    gates = [g for g in gates if g.status in (GateStatus.PASSED, *ACTIVE)]
     return GateRecord(passed=[g for g in gates if g.status == GateStatus.PASSED],
                       waiting=[g for g in gates if g.status in ACTIVE])
 
@@ -280,13 +285,14 @@ class Outcome:
     routed: bool
     created: bool = True
     ignored: bool = False
+    repeated: bool = False  # announced again within the window: the first one was edited
 
     def as_json(self) -> dict[str, Any]:
         p = self.promotion
         return {"ok": True, "promotion": p.ref if p else None,
                 "status": p.status if p else None, "routed": self.routed,
                 "channel": p.project.channel_id if p and p.project else None,
-                "created": self.created, "ignored": self.ignored}
+                "created": self.created, "ignored": self.ignored, "repeated": self.repeated}
 
 
 def card_key(promotion: Promotion) -> str:
@@ -334,6 +340,8 @@ def as_record(promotion: Promotion) -> dict[str, Any]:
         "gates_passed": [g["ref"] for g in gate.get("passed_gates", [])],
         "gates_waiting": [g["ref"] for g in gate.get("waiting_gates", [])],
         "delivery_id": promotion.delivery_id,
+        "repeats": promotion.repeats,
+        "repeated_at": promotion.repeated_at.isoformat() if promotion.repeated_at else None,
         "occurred_at": promotion.occurred_at.isoformat(),
         "created_by": promotion.created_by,
         "created_at": promotion.created_at.isoformat(),
@@ -353,18 +361,80 @@ def _route(session: Session, draft: PromotionDraft, default_channel: str | None)
     return where
 
 
+def _repeat_of(session: Session, team_id: str, project: Project | None, draft: PromotionDraft,
+               since: datetime) -> Promotion | None:
+    """The promotion of the same model, version and target to the same place since `since`."""
+    if draft.kind != PromotionKind.PROMOTION:
+        return None
+    found = session.scalars(
+        select(Promotion).where(
+            Promotion.team_id == team_id, Promotion.kind == PromotionKind.PROMOTION,
+            Promotion.model == draft.model, Promotion.version == draft.version,
+            Promotion.to_stage == draft.to,
+            Promotion.project_id == project.id if project is not None
+            else Promotion.project_id.is_(None),
+            Promotion.created_at >= since)
+        .order_by(Promotion.id.desc()).limit(1)).unique().first()
+    return lock(session, found) if found is not None else None
+
+
+def _announce_again(session: Session, promotion: Promotion, draft: PromotionDraft, source: str,
+                    created_by: str, now: datetime) -> Outcome:
+    """A repeat: count it, edit the first card (with the gate record as it is now) and say so in
+    its thread, rather than post a second announcement."""
+    before = _snapshot(promotion)
+    record = gate_record(session, promotion.team_id, promotion.model, promotion.version)
+    promotion.gate_record = record.as_record(
+        promotion.model, promotion.version,
+        check(session, promotion.model, promotion.version).as_record())
+    promotion.repeats += 1
+    promotion.repeated_at = now
+    session.flush()
+    record_event(session, actor=created_by, action="promotion.repeated", entity=promotion,
+                 project_id=promotion.project_id, before=before,
+                 after={**_snapshot(promotion), "repeat_source": source,
+                        "repeat_actor": draft.actor})
+    if promotion.status == Status.ANNOUNCED and promotion.project is not None:
+        outbox.update_message(session, promotion.team_id, card_key(promotion),
+                              render_announcement(promotion, record,
+                                                  previous(session, promotion)))
+        outbox.post_message(session, promotion.team_id, promotion.project.channel_id,
+                            renderer.message("promotion/repeated", p=promotion, source=source,
+                                             actor=draft.actor, at=now),
+                            thread_key=card_key(promotion))
+    return Outcome(promotion, routed=promotion.project_id is not None, created=False,
+                   repeated=True)
+
+
 def record_promotion(session: Session, draft: PromotionDraft, *, source: str,
                      created_by: str, default_channel: str | None = None,
                      delivery_id: str | None = None, occurred_at: datetime | None = None,
+                     repeat_window: timedelta = REPEAT_WINDOW,
                      now: datetime | None = None) -> Outcome:
     """Store a promotion (or a new version), audit it, and announce it with the gate record in
-    the model's project channel when it has one."""
+    the model's project channel when it has one. The same model, version and target announced
+    again within `repeat_window` (a retried CI job, MLflow setting the alias again) edits the
+    first announcement instead."""
     draft = draft.validated()
     now = now or utcnow()
     where = _route(session, draft, default_channel)
     project = where.project
+    holder = last_holder(session, where.team_id, draft.model, draft.to) \
+        if draft.kind != PromotionKind.NEW_VERSION else None
+    if draft.kind == PromotionKind.ALIAS_DELETED:
+        draft = replace(draft, version=holder.version if holder else UNKNOWN_VERSION)
+    if repeat_window > timedelta(0):
+        earlier = _repeat_of(session, where.team_id, project, draft, now - repeat_window)
+        if earlier is not None:
+            return _announce_again(session, earlier, draft, source, created_by, now)
     record = gate_record(session, where.team_id, draft.model, draft.version)
-    checked = check(session, draft.model, draft.version).as_record()
+    checked = check(session, draft.model, draft.version, team_id=where.team_id).as_record()
+    rollback = None
+    if holder is not None and (draft.kind == PromotionKind.ALIAS_DELETED
+                               or is_older(draft.version, holder.version)):
+        old = gate_record(session, where.team_id, draft.model, holder.version)
+        rollback = {"from_version": holder.version, "from_promotion": holder.ref,
+                    **old.as_record(draft.model, holder.version, {})}
     if project is None:
         status = Status.UNROUTED
     elif draft.kind == PromotionKind.NEW_VERSION and not project.announce_new_versions:
@@ -376,13 +446,16 @@ def record_promotion(session: Session, draft: PromotionDraft, *, source: str,
         project=project, kind=draft.kind, model=draft.model, version=draft.version,
         to_stage=draft.to, from_stage=draft.from_, actor=draft.actor, url=draft.url,
         note=draft.note or "", source=source, status=status, delivery_id=delivery_id,
-        gate_record=record.as_record(draft.model, draft.version, checked),
+        gate_record={**record.as_record(draft.model, draft.version, checked),
+                     "rollback": rollback},
         occurred_at=min(occurred_at or now, now), created_by=created_by, created_at=now,
     )
     session.add(promotion)
     session.flush()
-    action = "promotion.recorded" if draft.kind == PromotionKind.PROMOTION \
-        else "promotion.version_registered"
+    action = {PromotionKind.PROMOTION: "promotion.rolled_back" if rollback
+              else "promotion.recorded", PromotionKind.NEW_VERSION:
+              "promotion.version_registered", PromotionKind.ALIAS_DELETED:
+              "promotion.alias_deleted"}[PromotionKind(draft.kind)]
     record_event(session, actor=created_by, action=action, entity=promotion,
                  project_id=project.id if project else None, after=_snapshot(promotion))
     if status == Status.ANNOUNCED and project is not None:
@@ -390,6 +463,37 @@ def record_promotion(session: Session, draft: PromotionDraft, *, source: str,
                             render_announcement(promotion, record, previous(session, promotion)),
                             key=card_key(promotion))
     return Outcome(promotion, routed=project is not None)
+
+
+def last_holder(session: Session, team_id: str, model: str, alias: str | None
+                ) -> Promotion | None:
+    """The last promotion of `model` to `alias`: the version that held it until now."""
+    if not alias:
+        return None
+    return session.scalars(
+        select(Promotion).where(Promotion.team_id == team_id, Promotion.model == model,
+                                Promotion.kind == PromotionKind.PROMOTION,
+                                Promotion.to_stage == alias)
+        .order_by(Promotion.id.desc()).limit(1)
+    ).unique().first()
+
+
+def is_older(version: str, than: str) -> bool:
+    """`2` is older than `3`; tags that are not numbers are never compared."""
+    return version.isdigit() and than.isdigit() and int(version) < int(than)
+
+
+def quorum_move(session: Session, draft: PromotionDraft) -> Promotion | None:
+    """Quorum's own record of an alias it moved (`promote to`), not yet matched to MLflow's
+    webhook for it."""
+    return session.scalars(
+        select(Promotion).where(Promotion.source == QUORUM, Promotion.delivery_id.is_(None),
+                                Promotion.model == draft.model,
+                                Promotion.version == draft.version,
+                                Promotion.to_stage == draft.to,
+                                Promotion.kind == PromotionKind.PROMOTION)
+        .order_by(Promotion.id.desc()).limit(1).with_for_update(of=Promotion)
+    ).unique().first()
 
 
 def seen_delivery(session: Session, delivery_id: str) -> Promotion | None:
@@ -457,10 +561,21 @@ def mlflow_draft(payload: Mapping[str, Any]) -> PromotionDraft | None:
             raise InvalidInput(f"`{name}` is required.", field=name)
     data = payload.get("data")
     event = f"{payload['entity']}.{payload['action']}"
-    if event not in ("model_version_alias.created", "model_version.created"):
+    if event not in ("model_version_alias.created", "model_version.created",
+                     "model_version_alias.deleted"):
         return None
     if not isinstance(data, dict):
         raise InvalidInput("`data` must be an object.", field="data")
+    if event == "model_version_alias.deleted":
+        # MLflow sends only {name, alias}: the version is the one the alias last pointed at.
+        draft = PromotionDraft(model=_data_field(data, "name"), version=UNKNOWN_VERSION,
+                               to=_data_field(data, "alias"), kind=PromotionKind.ALIAS_DELETED)
+        try:
+            return draft.validated()
+        except InvalidInput as exc:
+            wrong = MLFLOW_FIELDS.get(exc.field or "", "data")
+            raise InvalidInput(exc.message.replace(f"`{exc.field}`", f"`{wrong}`"),
+                               field=wrong) from None
     name, version = _data_field(data, "name"), _data_field(data, "version")
     promoted = event == "model_version_alias.created"
     alias = _data_field(data, "alias") if promoted else None
@@ -476,7 +591,7 @@ def mlflow_draft(payload: Mapping[str, Any]) -> PromotionDraft | None:
 
 
 def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: str, *,
-                   default_channel: str | None = None,
+                   default_channel: str | None = None, repeat_window: timedelta = REPEAT_WINDOW,
                    now: datetime | None = None) -> Outcome:
     """Apply one MLflow registry webhook delivery; a redelivery changes and announces nothing."""
     draft = mlflow_draft(payload)
@@ -485,12 +600,34 @@ def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: st
         return Outcome(earlier, routed=earlier.project_id is not None, created=False)
     if draft is None:
         return Outcome(None, routed=False, created=False, ignored=True)
+    if draft.kind == PromotionKind.PROMOTION:
+        # MLflow calls back while the sweep that moved the alias may still be committing: wait
+        # for that gate's row lock, so Quorum's own record of the move is seen and not doubled.
+        session.scalars(
+            select(Gate.id).where(Gate.model == draft.model, Gate.version == draft.version,
+                                  Gate.promote_alias == draft.to,
+                                  Gate.promotion_state.is_not(None))
+            .with_for_update()).all()
+        ours = quorum_move(session, draft)
+        if ours is not None:  # Quorum set this alias itself and announced it already
+            ours.delivery_id = delivery_id
+            session.flush()
+            return Outcome(ours, routed=ours.project_id is not None, created=False)
     try:
         with session.begin_nested():  # a concurrent redelivery may store it first
-            return record_promotion(session, draft, source=MLFLOW, created_by=MLFLOW,
-                                    default_channel=default_channel, delivery_id=delivery_id,
-                                    occurred_at=_mlflow_time(payload.get("timestamp")),
-                                    now=now)
+            outcome = record_promotion(session, draft, source=MLFLOW, created_by=MLFLOW,
+                                       default_channel=default_channel, delivery_id=delivery_id,
+                                       occurred_at=_mlflow_time(payload.get("timestamp")),
+                                       repeat_window=repeat_window, now=now)
+            if outcome.repeated and outcome.promotion is not None and not first_time(
+                    session, outcome.promotion.team_id, f"mlflow-delivery:{delivery_id}"):
+                # MLflow's retry of a repeat that was already counted: undo this count.
+                raise _AlreadyCounted(outcome)
+            return outcome
+    except _AlreadyCounted as counted:
+        promotion = counted.outcome.promotion
+        session.refresh(promotion)  # type: ignore[arg-type]
+        return Outcome(promotion, routed=counted.outcome.routed, created=False, repeated=True)
     except IntegrityError:
         earlier = seen_delivery(session, delivery_id)
         if earlier is None:
@@ -498,64 +635,12 @@ def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: st
         return Outcome(earlier, routed=earlier.project_id is not None, created=False)
 
 
-# ------------------------------------------------------------------------------------- trace
+class _AlreadyCounted(Exception):
+    """Rolls back the savepoint of a redelivered repeat (see `receive_mlflow`)."""
 
-@dataclass
-class Trace:
-    """Everything Quorum knows about one model version, for `/quorum trace`."""
-
-    model: str
-    version: str
-    decisions: list[Decision]
-    gates: list[Gate]
-    promotions: list[Promotion]
-    incidents: list[Incident]
-
-    @property
-    def hypotheses(self) -> list[Any]:
-        seen: dict[int, Any] = {}
-        for decision in self.decisions:
-            for hypothesis in decision.hypotheses:
-                seen.setdefault(hypothesis.id, hypothesis)
-        return sorted(seen.values(), key=lambda h: h.number)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def trace(session: Session, team_id: str, model: str, version: str) -> Trace:
-    model = check_model_name(model)
-    normalized = normalize_version(version)
-    if normalized is None or not VERSION_PATTERN.match(normalized):
-        raise InvalidInput(f"`{(version or '')[:50]}` is not a version: e.g. `v3`.",
-                           field="version")
-    # A decision is about the model when its title or context names it.
-    pattern = f"%{_escape_like(model.lower())}%"
-    decisions = session.scalars(
-        select(Decision).options(selectinload(Decision.hypotheses))
-        .where(Decision.team_id == team_id,
-               or_(func.lower(Decision.title).like(pattern, escape="\\"),
-                   func.lower(Decision.context).like(pattern, escape="\\")))
-        .order_by(Decision.number.desc()).limit(TRACE_LIMIT)
-    ).unique().all()
-    gates = session.scalars(
-        select(Gate).where(Gate.team_id == team_id, Gate.model == model,
-                           Gate.version == normalized)
-        .order_by(Gate.number).limit(TRACE_LIMIT)
-    ).all()
-    promotions = session.scalars(
-        select(Promotion).where(Promotion.team_id == team_id, Promotion.model == model,
-                                Promotion.version == normalized)
-        .order_by(Promotion.number).limit(TRACE_LIMIT)
-    ).unique().all()
-    incidents = session.scalars(
-        select(Incident).where(Incident.team_id == team_id, Incident.model == model,
-                               Incident.model_version.in_((normalized, f"v{normalized}")))
-        .order_by(Incident.number).limit(TRACE_LIMIT)
-    ).unique().all()
-    return Trace(model, normalized, list(reversed(decisions)), list(gates), list(promotions),
-                 list(incidents))
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__("already counted")
+        self.outcome = outcome
 
 
 # ---------------------------------------------------------------------- digests and export

@@ -19,7 +19,7 @@ from bot.errors import Conflict, InvalidInput
 from bot.models import JobClaim, Project, Risk, RiskAssessment, RiskStatus, utcnow
 from bot.render import renderer
 from bot.scheduler import claim_once, sweep
-from bot.services import home
+from bot.services import access, home
 from bot.services.audit import record_event
 from bot.services.records import find_by_id, find_by_ref
 from bot.services.refs import number_at_commit, pending, settle
@@ -485,6 +485,8 @@ def _send_digest(session: Session, project: Project, today: date) -> None:
         if risk.owner:
             by_owner[risk.owner].append(risk)
     for owner, owned in sorted(by_owner.items()):
+        if not access.visible_to_user(project, owner):
+            continue  # a private channel's risks reach only its members (docs/access.md)
         # A DM: chat.postMessage to a user ID posts in the app's conversation with them.
         outbox.post_message(session, project.team_id, owner, renderer.message(
             "risk/digest", project=project, risks=owned[:DIGEST_LIMIT], total=len(owned),

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from apscheduler.triggers.cron import CronTrigger
-
 from bot.errors import InvalidInput
+
+if TYPE_CHECKING:  # imported where used: CLI commands such as `gate check` import this module
+    from apscheduler.triggers.cron import CronTrigger
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_WORDS = {
@@ -73,6 +75,8 @@ def _cron_day(part: str) -> str:
 
 def trigger_for(cron: str) -> CronTrigger:
     """The trigger of a normalized cron expression, on the naive wall clock (see module doc)."""
+    from apscheduler.triggers.cron import CronTrigger
+
     minute, hour, day, month, day_of_week = cron.split()
     return CronTrigger(minute=minute, hour=hour, day=day, month=month,
                        day_of_week=day_of_week, timezone=UTC)

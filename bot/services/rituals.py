@@ -49,6 +49,7 @@ from bot.models import (
 )
 from bot.render import renderer
 from bot.scheduler import sweep
+from bot.services import access
 from bot.services import roles as role_service
 from bot.services.audit import record_event
 from bot.services.promotions import promotions_between
@@ -410,8 +411,8 @@ def _remind(session: Session, occurrence: RitualOccurrence, now: datetime) -> No
         RitualAway.project_id == occurrence.project_id,
         RitualAway.until >= occurrence.local_date)))
     for user in occurrence.participants or []:
-        if user in done or user in away:
-            continue
+        if user in done or user in away or not access.visible_to_user(occurrence.project, user):
+            continue  # a private channel's ritual reaches only its members (docs/access.md)
         # A DM: chat.postMessage to a user ID posts in the app's conversation with them.
         outbox.post_message(session, occurrence.team_id, user, renderer.message(
             "ritual/reminder", o=occurrence, project=occurrence.project, user=user))

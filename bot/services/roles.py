@@ -1,7 +1,7 @@
 """Roles in a project (`ds`, `eng`, `pm` or any word) and the project's gate settings.
 
-Only admins (`QUORUM_ADMINS`; when it is empty, any member) may change them; every change is
-audited against the project.
+Only the project's admins may change them (`bot.services.access`: the workspace admins in
+`QUORUM_ADMINS` and the project's owners); every change is audited against the project.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.errors import Conflict, Forbidden, InvalidInput, NotFound
+from bot import outbox
+from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Project, RoleAssignment
+from bot.render import renderer
+from bot.services import access
 from bot.services.audit import record_event
 
 ROLE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,23}$")
@@ -37,17 +40,6 @@ def normalize_role(raw: str, field: str = "role") -> str:
     return role
 
 
-def require_admin(actor: str, admins: Collection[str]) -> None:
-    """Refuse unless `actor` is an admin; with no admins configured, everyone is one."""
-    if admins and actor not in admins:
-        raise Forbidden("Only Quorum admins can change roles and settings; ask one of them "
-                        "(they are listed in QUORUM_ADMINS).")
-
-
-def is_admin(actor: str, admins: Collection[str]) -> bool:
-    return not admins or actor in admins
-
-
 def _assignment(session: Session, project: Project, user_id: str,
                 role: str) -> RoleAssignment | None:
     return session.scalars(
@@ -62,7 +54,7 @@ def _assignment(session: Session, project: Project, user_id: str,
 def add_role(session: Session, project: Project, actor: str, user_id: str, role: str,
              admins: Collection[str]) -> RoleAssignment:
     """Give `user_id` the role in the project."""
-    require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     role = normalize_role(role)
     if _assignment(session, project, user_id, role) is not None:
         raise Conflict(f"They already hold `{role}` in this project.")
@@ -82,7 +74,7 @@ def add_role(session: Session, project: Project, actor: str, user_id: str, role:
 def remove_role(session: Session, project: Project, actor: str, user_id: str, role: str,
                 admins: Collection[str]) -> None:
     """Take the role away from `user_id` in the project."""
-    require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     role = normalize_role(role)
     assignment = _assignment(session, project, user_id, role)
     if assignment is None:
@@ -123,7 +115,7 @@ def settings_of(project: Project) -> dict[str, Any]:
 
 def _change_settings(session: Session, project: Project, actor: str,
                      admins: Collection[str], **values: Any) -> Project:
-    require_admin(actor, admins)
+    access.admit_configuration(session, project, actor, admins)
     before = settings_of(project)
     for name, value in values.items():
         setattr(project, name, value)
@@ -137,8 +129,14 @@ def _change_settings(session: Session, project: Project, actor: str,
 
 def set_self_approval(session: Session, project: Project, actor: str, allowed: bool,
                       admins: Collection[str]) -> Project:
-    """Whether a gate's requester may approve it themselves (off by default)."""
-    return _change_settings(session, project, actor, admins, allow_self_approval=allowed)
+    """Whether a gate's requester may approve it themselves (off by default). A change is an
+    admin's act announced in the project's channel, so that nobody turns it on quietly."""
+    before = bool(project.allow_self_approval)
+    _change_settings(session, project, actor, admins, allow_self_approval=allowed)
+    if before != allowed:
+        outbox.post_message(session, project.team_id, project.channel_id, renderer.message(
+            "admin/self_approval", allowed=allowed, actor=actor))
+    return project
 
 
 def set_reminder_hours(session: Session, project: Project, actor: str, hours: int,

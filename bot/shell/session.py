@@ -57,6 +57,13 @@ class Control:
     view: dict[str, Any] | None = None  # an App Home (no channel, no response_url)
 
 
+# `@name` or `#channel` standing alone (not inside an email address, a `<…>` entity or a word),
+# a name ending in a letter or digit: `@dana,` mentions dana.
+MENTION = re.compile(r"(?<![\w<@#|.-])([@#])([A-Za-z0-9](?:[A-Za-z0-9._-]{0,38}[A-Za-z0-9])?)"
+                     r"(?![\w@-])")
+SPECIAL_MENTIONS = ("here", "channel", "everyone")
+
+
 @dataclass
 class ResponseTarget:
     """What a response_url handed to a listener answers: a channel, maybe one message in it."""
@@ -94,7 +101,8 @@ class Shell:
         self.app: App = build_app(self.runtime, verify_requests=False)
         self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=5),
                                    poll_seconds=0.2)
-        self.scheduler = Scheduler(self.runtime.db, tick_seconds=scheduler_tick)
+        self.scheduler = Scheduler(self.runtime.db, tick_seconds=scheduler_tick,
+                                   settings=self.runtime.settings)
         self.commands: dict[str, SlashCommand] = {c.name: c for c in slash_commands(self.runtime)}
 
     # ------------------------------------------------------------------ identities
@@ -184,6 +192,8 @@ class Shell:
                           f"e.g. /{what} {'bob' if what == 'user' else 'fraud-model'}.")
             return
         setattr(self, what, name)
+        if what == "channel":
+            self.directory.channel_id(name)  # a channel of this session, for `#name`
         where = f"@{name}" if what == "user" else f"#{name}"
         self.write(self.style.dim(f"(you are now {'' if what == 'user' else 'in '}{where})"))
 
@@ -205,7 +215,7 @@ class Shell:
                           "(`help` lists everything).")
             return
         form = payloads.slash_command(
-            command, text, team=TEAM_ID, user=self.user_id, user_name=self.user,
+            command, self._escaped(text), team=TEAM_ID, user=self.user_id, user_name=self.user,
             channel=self.channel_id, channel_name=self.channel,
             response_url=self._response_url(ResponseTarget(self.channel_id)))
         response = self.dispatch(payloads.form_body(form))
@@ -222,6 +232,24 @@ class Shell:
             with self.lock:
                 self._print_ephemeral(self.channel_id, reply, self.user_id)
         self._after()
+
+    def _escaped(self, text: str) -> str:
+        """Typed text as Slack sends a command with `should_escape` on: `@dana` becomes
+        `<@UDANA|dana>`, `@here` `<!here>`, and `#fraud-model` (a channel of this session)
+        `<#CFRAUDMODEL|fraud-model>`."""
+
+        def mention(match: re.Match[str]) -> str:
+            sigil, name = match.group(1), match.group(2)
+            bare = name.lower()
+            if sigil == "@" and bare in SPECIAL_MENTIONS:
+                return f"<!{bare}>"
+            if sigil == "@":
+                return f"<@{self.directory.user_id(bare)}|{bare}>"
+            # Slack escapes only channels that exist: here, those this session has been in.
+            known = self.directory.knows(self.directory.channel_id(bare, remember=False))
+            return f"<#{self.directory.channel_id(bare)}|{bare}>" if known else match.group(0)
+
+        return MENTION.sub(mention, text)
 
     def _press(self, rest: str) -> None:
         number = int(rest) if rest.isdigit() else None

@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.slack_payloads import unique_id
+
 TEAM_ID = "T0SHELL"
 BOT_USER_ID = "UQUORUM"
 BOT_ID = "B0QUORUM"
@@ -47,18 +49,24 @@ class Directory:
         match = NAME.match(name.strip())
         return match.group(1).lower() if match else None
 
-    def _id(self, prefix: str, name: str) -> str:
+    def _id(self, prefix: str, name: str, remember: bool = True) -> str:
         core = re.sub(r"[^A-Z0-9]", "", name.upper())[:19].ljust(2, "0")
         ident = prefix + core
-        with self._lock:
-            self._names.setdefault(ident, name)
+        if remember:
+            with self._lock:
+                self._names.setdefault(ident, name)
         return ident
 
     def user_id(self, name: str) -> str:
         return self._id("U", name)
 
-    def channel_id(self, name: str) -> str:
-        return self._id("C", name)
+    def channel_id(self, name: str, *, remember: bool = True) -> str:
+        return self._id("C", name, remember)
+
+    def knows(self, ident: str) -> bool:
+        """Has this session met the person or channel with this id?"""
+        with self._lock:
+            return ident in self._names
 
     def name(self, ident: str) -> str:
         """The name behind an id; an id from another session reads as its lowercase letters."""
@@ -137,7 +145,7 @@ class LocalSlack:
 
     def store_view(self, view: dict[str, Any], view_id: str | None = None) -> dict[str, Any]:
         with self._lock:
-            view_id = view_id or f"V{next(self._ids):06d}"
+            view_id = view_id or unique_id("V")  # never one of an earlier session
             stored = {"callback_id": "", "private_metadata": "", "external_id": "",
                       "state": {"values": {}}, **copy.deepcopy(view), "id": view_id,
                       "team_id": TEAM_ID, "app_id": APP_ID, "bot_id": BOT_ID,

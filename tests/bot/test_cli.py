@@ -95,6 +95,8 @@ def test_configuration_errors_are_one_line(quorum: Callable[..., SimpleNamespace
         (("db", "upgrade"), {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"},
          "DATABASE_URL: cannot open the database"),
         (("export", "decisions"), {"PORT": "x"}, "PORT: input should be a valid integer"),
+        (("serve",), {"QUORUM_ADMINS": ","}, "QUORUM_ADMINS: names no user id"),
+        (("export", "decisions"), {"QUORUM_ADMINS": " "}, "QUORUM_ADMINS: names no user id"),
     ]
     for args, env, expected in cases:
         result = quorum(*args, **env)
@@ -110,3 +112,45 @@ def test_a_real_process_prints_one_line_and_exits_2() -> None:
     assert result.returncode == 2
     assert result.stderr == "quorum: configuration error: SLACK_BOT_TOKEN: required to talk to " \
                             "Slack\n"
+
+
+def test_the_cli_lists_exactly_the_registers_export_writes() -> None:
+    from bot import cli
+    from bot.export import FORMATS, REGISTERS
+
+    assert tuple(sorted(REGISTERS)) == cli.EXPORT_REGISTERS
+    assert cli.EXPORT_FORMATS == FORMATS
+
+
+def imported_by(*argv: str, **env: str) -> set[str]:
+    """The top-level packages a `quorum ARGV` process has imported when it exits."""
+    program = ("import atexit, sys\n"
+               "atexit.register(lambda: sys.__stderr__.write('MODULES ' + ' '.join(sorted({"
+               "name.split('.')[0] for name in sys.modules})) + '\\n'))\n"
+               "from bot.cli import main\n"
+               f"sys.exit(main({list(argv)!r}))\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, **env})
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("MODULES ")]
+    return set(line.split()[1:])
+
+
+HEAVY = {"sqlalchemy", "pydantic", "pydantic_settings", "alembic", "slack_bolt", "slack_sdk",
+         "uvicorn", "starlette", "apscheduler", "jinja2", "prometheus_client", "handlers"}
+
+
+def test_help_and_version_import_none_of_the_heavy_packages() -> None:
+    """Start-up time is import time (bench/footprint.py measures it): `--help` loads neither
+    the configuration nor the database."""
+    assert imported_by("--help") & HEAVY == set()
+    assert imported_by("gate", "--help") & HEAVY == set()
+
+
+def test_gate_check_imports_only_what_it_uses(db: Database) -> None:
+    """A CI step: the configuration, the database and the gates; no web server, Slack
+    client, scheduler, migrations tool or metrics."""
+    modules = imported_by("gate", "check", "--model", "churn", "--version", "3",
+                          DATABASE_URL=db.url)
+    assert {"sqlalchemy", "pydantic_settings", "jinja2"} <= modules
+    assert modules & {"alembic", "slack_bolt", "slack_sdk", "uvicorn", "starlette",
+                          "apscheduler", "prometheus_client", "handlers"} == set()

@@ -34,8 +34,17 @@ def test_values_are_read_and_normalised() -> None:
     ("SLACK_BOT_TOKEN", "xoxp-user", "SLACK_BOT_TOKEN: must be a bot token starting with xoxb-"),
     ("SLACK_APP_TOKEN", "xoxb-1", "SLACK_APP_TOKEN: must be an app-level token"),
     ("SLACK_API_URL", "ftp://x", "SLACK_API_URL: must be an http(s) URL"),
+    ("MLFLOW_TRACKING_URI", "mlflow:5000", "MLFLOW_TRACKING_URI: must be an http(s) URL"),
+    ("GITHUB_API_URL", "api.github.com", "GITHUB_API_URL: must be an http(s) URL"),
+    ("GITHUB_APP_ID", "my-app", "GITHUB_APP_ID: must be the GitHub App's numeric id"),
+    ("GITHUB_APP_PRIVATE_KEY", "/no/such/key.pem", "GITHUB_APP_PRIVATE_KEY: is neither PEM "
+                                                   "text nor a readable file holding it"),
     ("QUORUM_OUTBOX_LEASE_SECONDS", "1", "QUORUM_OUTBOX_LEASE_SECONDS: input should be greater "
                                          "than or equal to 3"),
+    # Set, yet naming no one: read as unset it would make every member an admin.
+    ("QUORUM_ADMINS", ",", "QUORUM_ADMINS: names no user id"),
+    ("QUORUM_ADMINS", " ", "QUORUM_ADMINS: names no user id"),
+    ("QUORUM_ADMINS", " , ,, ", "QUORUM_ADMINS: names no user id"),
     ("QUORUM_OUTBOX_LEASE_SECONDS", "soon", "QUORUM_OUTBOX_LEASE_SECONDS: input should be a "
                                             "valid number"),
 ])

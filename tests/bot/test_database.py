@@ -1,10 +1,15 @@
-"""`bot.database`: the health check does not queue behind work holding the database."""
+"""`bot.database`: the health check does not queue behind work holding the database; an outage
+is logged once with its traceback, then counted."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
-from bot.database import Database
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from bot.database import Database, OutageLog
 from bot.services.projects import project_for_channel
 
 
@@ -35,3 +40,41 @@ def test_ping_reports_a_database_that_cannot_be_opened(tmp_path: object) -> None
     missing = Database(f"sqlite:///{tmp_path}/no/such/dir/quorum.db")
     assert missing.ping() is False
     missing.dispose()
+
+
+def test_an_outage_is_logged_once_with_its_traceback_then_counted_until_it_ends(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    outage = OutageLog(window=10, clock=lambda: now[0])
+    logger = logging.getLogger("quorum.test-outage")
+
+    def fail(times: int) -> None:
+        for _ in range(times):
+            try:
+                raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+            except OperationalError:
+                outage.failed(logger, "request failed")
+
+    caplog.set_level(logging.INFO)
+    fail(5)
+    now[0] = 9.9
+    fail(3)
+    assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
+        ("request failed", True)]
+    now[0] = 10.0
+    fail(1)
+    now[0] = 15.0
+    fail(2)
+    now[0] = 20.0
+    fail(1)
+    assert [r.getMessage() for r in caplog.records][1:] == [
+        "database still unavailable: 8 more failures in the last 10 s (latest: OperationalError)",
+        "database still unavailable: 3 more failures in the last 10 s (latest: OperationalError)"]
+    caplog.clear()
+    outage.recovered()
+    outage.recovered()  # only the first success after an outage says so
+    assert caplog.messages == ["database reachable again after 12 failed requests"]
+    caplog.clear()
+    fail(2)  # a new outage: its first failure has a traceback again
+    assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
+        ("request failed", True)]

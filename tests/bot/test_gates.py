@@ -13,11 +13,14 @@ from sqlalchemy.orm import Session
 
 from bot.database import Database
 from bot.errors import Conflict, Forbidden, InvalidInput, NotFound
-from bot.models import AuditEvent, Gate, GateSignoff, OutboxMessage, Project
+from bot.models import AuditEvent, Gate, GateSignoff, ModelBinding, OutboxMessage, Project
 from bot.scheduler import Scheduler
+from bot.services import access
 from bot.services import gates as service
 from bot.services import roles as role_service
+from bot.services.gate_check import check
 from bot.services.projects import project_for_channel
+from bot.services.promotions import gate_record
 from support.waiting import eventually
 
 TEAM, CHANNEL = "T0TEAM001", "C0CHURN01"
@@ -37,6 +40,7 @@ def setup_project(session: Session, timezone: str | None = None) -> Project:
 def new_gate(db: Database, roles: str = "ds,eng,pm", **draft: Any) -> int:
     with db.session() as session:
         project = setup_project(session)
+        access.set_privacy(session, project, False, NOW)  # public: reminders may go out
         values = {"milestone": "launch", "model": "churn", "version": "3", **draft}
         gate = service.request_gate(session, project, ALICE,
                                     service.GateDraft(roles=roles, **values), now=NOW).gate
@@ -62,11 +66,20 @@ def test_draft_normalizes_its_fields() -> None:
     assert draft.criteria == ["one", "two", "three", "four"]
     assert draft.due_date == date(2026, 12, 1)
     assert service.GateDraft(milestone="data").validated().roles == ["ds", "eng", "pm"]
+    many = service.GateDraft(milestone="  Offline   Eval sign-off ", roles="ds:2, eng,DS",
+                             wait_seconds=7200).validated()
+    assert (many.milestone, many.roles, many.role_counts, many.wait_seconds) == (
+        "offline eval sign-off", ["ds:2", "eng"], {"ds": 2, "eng": 1}, 7200)
 
 
 @pytest.mark.parametrize(("draft", "field"), [
-    ({"milestone": "a b"}, "milestone"),
-    ({"milestone": "x" * 41}, "milestone"),
+    ({"milestone": "a\\b"}, "milestone"),
+    ({"milestone": "x" * 81}, "milestone"),
+    ({"milestone": "launch", "promote_alias": "champion"}, "promote"),
+    ({"milestone": "launch", "model": "churn", "version": "3", "promote_alias": "v2"},
+     "promote"),
+    ({"milestone": "launch", "wait_seconds": 10}, "wait"),
+    ({"milestone": "launch", "roles": "ds:11"}, "roles"),
     ({"milestone": "launch", "model": "churn model", "version": "3"}, "model"),
     ({"milestone": "launch", "model": "churn", "version": "3/4"}, "version"),
     ({"milestone": "launch", "roles": ["ds", "<!here>"]}, "roles"),
@@ -116,14 +129,16 @@ def test_the_unique_signoff_is_the_last_line_of_defence(db: Database) -> None:
     gate_id = new_gate(db)
     with db.session() as session:
         session.add(GateSignoff(gate_id=gate_id, role="ds", user_id=BOB, decision="approve",
-                                at=NOW))
-    with db.session() as session:
-        # Bypass the checks that would have refused it, as a racing writer would.
-        session.add(GateSignoff(gate_id=gate_id, role="ds", user_id=CAROL, decision="approve",
-                                at=NOW))
-        with pytest.raises(IntegrityError):
-            session.flush()
-        session.rollback()
+                                at=NOW, slot=1))
+    # Bypass the checks that would have refused them, as a racing writer would: a second
+    # approval in the same slot of a role, and a second role signed by the same person.
+    for role, user in (("ds", CAROL), ("eng", BOB)):
+        with db.session() as session:
+            session.add(GateSignoff(gate_id=gate_id, role=role, user_id=user,
+                                    decision="approve", at=NOW, slot=1))
+            with pytest.raises(IntegrityError):
+                session.flush()
+            session.rollback()
 
 
 def _pg_row_lock_waiters(db: Database) -> int:
@@ -228,21 +243,92 @@ def test_reminders_and_expiry_are_claimed_once_across_replicas(db: Database) -> 
 # ---------------------------------------------------------------------------- the CI check
 
 
-def test_check_prefers_a_passed_gate_and_matches_the_milestone(db: Database) -> None:
+def test_check_needs_every_gate_of_the_version_and_matches_the_milestone(db: Database) -> None:
     gate_id = new_gate(db, roles="ds")
     with db.session() as session:
         service.sign(session, gate_id, TEAM, BOB, "approve", "ds")
     with db.session() as session:
+        assert check(session, "churn", "v3").passed
         project = session.scalars(select(Project)).one()
         service.request_gate(session, project, ALICE, service.GateDraft(
             milestone="monitoring", model="churn", version="3", roles="ds"), now=NOW)
     with db.session() as session:
-        assert service.check(session, "churn", "v3").passed
-        assert service.check(session, "churn", "3", "LAUNCH").gate.ref == "G-1"
-        waiting = service.check(session, "churn", "3", "monitoring")
+        # Without a milestone every gate of the version counts: monitoring is still open.
+        everything = check(session, "churn", "v3")
+        assert not everything.passed and [g.ref for g in everything.failing] == ["G-2"]
+        assert check(session, "churn", "3", "LAUNCH").gate.ref == "G-1"
+        assert check(session, "churn", "3", "LAUNCH").passed
+        waiting = check(session, "churn", "3", "monitoring")
         assert not waiting.passed and waiting.gate.ref == "G-2"
-        assert service.check(session, "churn", "4").gate is None
-        record = service.check(session, "churn", "3").as_record()
+        assert check(session, "churn", "4").gate is None and not check(session, "churn", "4").passed
+        record = check(session, "churn", "3", "launch").as_record()
         assert record["signers"][0]["user"] == BOB and record["gate"]["status"] == "passed"
+        assert record["gates"][0]["approvers"][0]["user"] == BOB
+        record = check(session, "churn", "3").as_record()
+        assert [(g["ref"], g["why_not"]) for g in record["gates"]] == [
+            ("G-1", None), ("G-2", "waiting for ds")]
         with pytest.raises(InvalidInput):
-            service.check(session, "churn", " ")
+            check(session, "churn", " ")
+
+
+def test_expired_and_changes_requested_gates_fail_the_check_until_replaced(
+        db: Database) -> None:
+    first = new_gate(db, roles="ds", due_date=NOW.date())
+    with db.session() as session:
+        Scheduler(db).run_due(NOW + timedelta(days=2))
+    with db.session() as session:
+        assert session.get(Gate, first).status == "expired"
+        result = check(session, "churn", "3")
+        assert not result.passed and result.as_record()["gates"][0]["why_not"] == "expired"
+        project = session.scalars(select(Project)).one()
+        fresh = service.request_gate(session, project, ALICE, service.GateDraft(
+            milestone="launch", model="churn", version="3", roles="ds"), now=NOW).gate
+        service.sign(session, fresh.id, TEAM, BOB, "approve", "ds")
+    with db.session() as session:
+        assert check(session, "churn", "3").passed  # the re-requested gate speaks for launch
+        service.request_gate(session, project := session.scalars(select(Project)).one(), ALICE,
+                             service.GateDraft(milestone="data", model="churn", version="3",
+                                               roles="ds"), now=NOW)
+        data = session.scalars(select(Gate).where(Gate.milestone == "data")).one()
+        service.sign(session, data.id, TEAM, BOB, "changes", "ds", "label leak")
+    with db.session() as session:
+        result = check(session, "churn", "3")
+        assert not result.passed
+        assert [(g["milestone"], g["why_not"]) for g in result.as_record()["gates"]] == [
+            ("launch", None), ("data", "changes requested")]
+        assert project is not None
+
+
+def test_a_bound_model_is_judged_by_its_own_projects_gates_only(db: Database) -> None:
+    """A gate passed in another project (say, one a single person set up to pass alone) never
+    counts for a bound model; for an unbound model the answer names each gate's project."""
+    with db.session() as session:
+        home = setup_project(session)
+        elsewhere = project_for_channel(session, TEAM, "C0ROGUE01", "rogue")
+        for user, role in ((BOB, "ds"), (CAROL, "ds")):
+            role_service.add_role(session, elsewhere, ALICE, user, role, NO_ADMINS)
+        rogue = service.request_gate(session, elsewhere, ALICE, service.GateDraft(
+            milestone="launch", model="churn", version="3", roles="ds"), now=NOW).gate
+        service.sign(session, rogue.id, TEAM, BOB, "approve", "ds")
+    with db.session() as session:
+        unbound = check(session, "churn", "3").as_record()
+        assert unbound["passed"] and unbound["owner"] is None
+        assert unbound["gates"][0]["channel"] == "C0ROGUE01"
+        session.add(ModelBinding(team_id=TEAM, project_id=home.id, model="churn",
+                                 created_by=ALICE))
+    with db.session() as session:
+        bound = check(session, "churn", "3")
+        assert not bound.passed and bound.gates == [] and bound.owner.channel_id == CHANNEL
+        record = gate_record(session, TEAM, "churn", "3")
+        assert record.passed == [] and record.waiting == []
+        with pytest.raises(Forbidden, match="bound to <#C0CHURN01>"):
+            service.request_gate(session, session.get(Project, elsewhere.id), ALICE,
+                                 service.GateDraft(milestone="data", model="churn",
+                                                   version="3", roles="ds"), now=NOW)
+        own = service.request_gate(session, session.get(Project, home.id), ALICE,
+                                   service.GateDraft(milestone="launch", model="churn",
+                                                     version="3", roles="ds"), now=NOW).gate
+        service.sign(session, own.id, TEAM, BOB, "approve", "ds")
+    with db.session() as session:
+        result = check(session, "churn", "3")
+        assert result.passed and [g.project.channel_id for g in result.gates] == [CHANNEL]

@@ -7,7 +7,10 @@ Every refused request must leave the database exactly as it was and reach no one
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
+import logging
 import select as io_select
 import socket
 import threading
@@ -24,6 +27,7 @@ from sqlalchemy import func, select
 from bot.models import Decision
 from bot.web import BODY_LIMIT
 from support.db_snapshot import changed_tables, snapshot
+from support.fake_github import new_private_key
 from support.fake_slack import FakeSlack
 from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
@@ -32,6 +36,7 @@ from support.waiting import eventually
 
 WEBHOOK_TOKEN = "hook-token-5f1e9c"
 MLFLOW_SECRET = "mlflow-secret-8a2d4b"
+GITHUB_SECRET = "github-secret-3c7e1f"
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -39,7 +44,10 @@ FORM = "application/x-www-form-urlencoded"
 def guarded(make_settings: Callable[..., Any], fake_slack: FakeSlack) -> Iterator[QuorumServer]:
     """Quorum with every webhook secret set, and short read deadlines for the slow clients."""
     server = QuorumServer(make_settings(QUORUM_WEBHOOK_TOKEN=WEBHOOK_TOKEN,
-                                        MLFLOW_WEBHOOK_SECRET=MLFLOW_SECRET),
+                                        MLFLOW_WEBHOOK_SECRET=MLFLOW_SECRET,
+                                        GITHUB_WEBHOOK_SECRET=GITHUB_SECRET,
+                                        GITHUB_APP_ID="31337",
+                                        GITHUB_APP_PRIVATE_KEY=new_private_key()[0]),
                           header_seconds=1.0, body_read_seconds=1.0).start()
     yield server
     server.stop()
@@ -123,6 +131,22 @@ MLFLOW_EVENT = json.dumps({"entity": "model_version_alias", "action": "created",
                            "timestamp": "2026-11-25T09:30:00.123456+00:00",
                            "data": {"name": "churn-model", "alias": "champion",
                                     "version": "3"}}).encode()
+GITHUB_EVENT = json.dumps({
+    "action": "requested", "environment": "production", "event": "push",
+    "deployment_callback_url": "https://api.github.com/repos/acme/churn/actions/runs/1/"
+                               "deployment_protection_rule",
+    "deployment": {"sha": "a1b2c3d", "ref": "v3", "payload": {}},
+    "repository": {"full_name": "acme/churn"}, "installation": {"id": 5}}).encode()
+
+
+def _github_headers(body: bytes, *, secret: str = GITHUB_SECRET,
+                    scheme: str = "sha256") -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-GitHub-Event": "deployment_protection_rule",
+            "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+            "X-Hub-Signature-256": f"{scheme}={digest}"}
+
+
 BEARER_ROUTES = {  # route → (method, body)
     "/hooks/promotion": ("POST", PROMOTION),
     "/hooks/alertmanager": ("POST", ALERT),
@@ -133,6 +157,10 @@ BAD_BEARERS = {
     "empty bearer": "Bearer",
     "wrong token": "Bearer not-the-token",
     "token with a suffix": f"Bearer {WEBHOOK_TOKEN}x",
+    # A check written as `expected.startswith(token)` lets these through.
+    "shortened token": f"Bearer {WEBHOOK_TOKEN[:-1]}",
+    "half the token": f"Bearer {WEBHOOK_TOKEN[:len(WEBHOOK_TOKEN) // 2]}",
+    "one-character token": f"Bearer {WEBHOOK_TOKEN[0]}",
     "token as Basic credentials": f"Basic {WEBHOOK_TOKEN}",
     "bare token, no scheme": WEBHOOK_TOKEN,
 }
@@ -163,6 +191,20 @@ def test_webhooks_refuse_wrong_tokens_and_signatures_and_change_nothing(
             response = http.post("/hooks/mlflow", content=MLFLOW_EVENT, headers=headers)
             assert response.status_code == 401, (name, response.text)
             assert response.json()["error"] == "invalid_signature", name
+        unsigned = _github_headers(GITHUB_EVENT)
+        del unsigned["X-Hub-Signature-256"]
+        for name, headers in {
+            "no signature": unsigned,
+            "wrong secret": _github_headers(GITHUB_EVENT, secret="not-the-secret"),
+            "signature of another body": _github_headers(b"{}"),
+            "sha1 scheme": _github_headers(GITHUB_EVENT, scheme="sha1"),
+            "shortened signature": {**_github_headers(GITHUB_EVENT), "X-Hub-Signature-256":
+                                    _github_headers(GITHUB_EVENT)["X-Hub-Signature-256"][:-1]},
+        }.items():
+            response = http.post("/hooks/github", content=GITHUB_EVENT, headers=headers)
+            assert response.status_code == 401, (name, response.text)
+            assert response.json()["error"] == "invalid_signature", name
+            assert GITHUB_SECRET not in response.text
         assert changed_tables(before, guarded.runtime.db) == []
         assert fake_slack.calls == []
 
@@ -174,6 +216,10 @@ def test_webhooks_refuse_wrong_tokens_and_signatures_and_change_nothing(
         response = http.post("/hooks/mlflow", content=MLFLOW_EVENT,
                              headers=_mlflow_headers(MLFLOW_EVENT))
         assert response.status_code < 300, response.text
+        # Correctly signed, but no project maps the repository: 202, nothing held.
+        response = http.post("/hooks/github", content=GITHUB_EVENT,
+                             headers=_github_headers(GITHUB_EVENT))
+        assert response.status_code == 202 and response.json()["mapped"] is False
     assert changed_tables(before, guarded.runtime.db) != []
 
 
@@ -191,7 +237,8 @@ def test_hostile_json_from_authenticated_callers_gets_400_and_changes_nothing(
     with httpx.Client(base_url=guarded.url, timeout=10) as http:
         for name, body in HOSTILE_JSON.items():
             for route, headers in (("/hooks/promotion", auth), ("/hooks/alertmanager", auth),
-                                   ("/hooks/mlflow", _mlflow_headers(body))):
+                                   ("/hooks/mlflow", _mlflow_headers(body)),
+                                   ("/hooks/github", _github_headers(body))):
                 response = http.post(route, content=body, headers=headers)
                 assert response.status_code == 400, (name, route, response.text)
                 assert response.json()["error"] == "invalid_json", (name, route)
@@ -246,7 +293,7 @@ def _head(method: str, path: str, *lines: str) -> bytes:
 
 
 ROUTES = [("POST", "/slack/events"), ("POST", "/hooks/promotion"),
-          ("POST", "/hooks/alertmanager"), ("POST", "/hooks/mlflow"),
+          ("POST", "/hooks/alertmanager"), ("POST", "/hooks/mlflow"), ("POST", "/hooks/github"),
           ("GET", "/api/gates?model=churn-model&version=3"), ("GET", "/healthz")]
 
 
@@ -385,3 +432,51 @@ def test_slow_loris_clients_do_not_hold_up_a_signed_request(guarded: QuorumServe
     assert _refused(guarded, "header_timeout") >= len(heads)
     assert _refused(guarded, "request_timeout") >= len(bodies)
     eventually(lambda: fake_slack.calls_to("chat.postMessage"))
+
+
+# ---------------------------------------------------------------------------- malformed payloads
+
+FORM_PAYLOAD = "payload={}"
+MALFORMED_SLACK_BODIES = {  # name → (signed body, content type): each was a 500 with a traceback
+    "null as JSON": ("null", "application/json"),
+    "a JSON string": ('"hello"', "application/json"),
+    "an events body that is a JSON list": ('[{"type": "event_callback"}]', "application/json"),
+    "payload=[1,2]": (FORM_PAYLOAD.format("%5B1%2C2%5D"), FORM),
+    "payload=null": (FORM_PAYLOAD.format("null"), FORM),
+    "payload= not JSON": (FORM_PAYLOAD.format("not-json"), FORM),
+    "an empty payload=": (FORM_PAYLOAD.format(""), FORM),
+    "an event that is a string": (
+        json.dumps({"type": "event_callback", "team_id": "T0TEAM001", "event": "x"}),
+        "application/json"),
+    "block_actions without actions": (
+        FORM_PAYLOAD.format(json.dumps({"type": "block_actions", "actions": None,
+                                        "user": {"id": "U0EVE0001"}})), FORM),
+    "block_actions whose action is a string": (
+        FORM_PAYLOAD.format(json.dumps({"type": "block_actions", "actions": ["x"],
+                                        "user": {"id": "U0EVE0001"}})), FORM),
+    "view_submission whose view is a number": (
+        FORM_PAYLOAD.format(json.dumps({"type": "view_submission", "view": 5,
+                                        "user": {"id": "U0EVE0001"}})), FORM),
+    "a payload whose type is a number": (FORM_PAYLOAD.format(json.dumps({"type": 5})), FORM),
+    "a slash command without its text": (
+        urlencode({"command": "/decision", "team_id": "T0TEAM001", "user_id": "U0EVE0001",
+                   "channel_id": "C0CHURN01", "trigger_id": "t.2"}), FORM),
+}
+
+
+def test_signed_malformed_slack_bodies_get_400_invalid_payload_without_a_traceback(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    before = snapshot(quorum.runtime.db)
+    for name, (body, content_type) in MALFORMED_SLACK_BODIES.items():
+        caplog.clear()
+        response = slack.post(body, content_type)
+        assert response.status_code == 400, (name, response.status_code, response.text)
+        answer = response.json()
+        assert answer["ok"] is False and answer["error"] == "invalid_payload", name
+        assert answer["reason"].startswith("The body is not a Slack payload"), name
+        assert not [record for record in caplog.records
+                    if record.exc_info or record.levelno >= logging.ERROR], (name, caplog.text)
+    assert changed_tables(before, quorum.runtime.db) == []
+    assert fake_slack.calls == []

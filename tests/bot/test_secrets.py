@@ -239,3 +239,23 @@ def test_quorum_serve_logs_no_secret_at_debug_level(database_url: str, fake_slac
     assert "DEBUG" in text and "Application startup complete" in text
     assert leaks(text) == [] and leaks("\n".join(answers)) == []
 
+
+
+def test_github_and_mlflow_credentials_never_show() -> None:
+    from bot.config import ConfigError
+    from support.fake_github import new_private_key
+
+    private, _ = new_private_key()
+    settings = load_settings(GITHUB_APP_ID="1234", GITHUB_APP_PRIVATE_KEY=private,
+                             GITHUB_WEBHOOK_SECRET="gh-Webhook5ecret-1",
+                             MLFLOW_TRACKING_URI="http://mlflow:5000",
+                             MLFLOW_TRACKING_TOKEN="mlf-Tracking5ecret-2")
+    shown = repr(settings) + str(settings)
+    for secret in ("gh-Webhook5ecret-1", "mlf-Tracking5ecret-2", private.splitlines()[1]):
+        assert secret not in shown
+    # A damaged key is refused in one line that quotes none of it.
+    damaged = private.replace(private.splitlines()[2], "A" * 64)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(GITHUB_APP_PRIVATE_KEY=damaged)
+    assert str(refused.value).startswith("GITHUB_APP_PRIVATE_KEY: ")
+    assert "\n" not in str(refused.value) and "AAAA" not in str(refused.value)

@@ -84,10 +84,11 @@ def test_piped_transcript_logs_a_decision_through_the_modal(database_url: str,
         "",                                # Consequences
         "alice, @bob",                     # Deciders
         "accepted",                        # Status
+        "", "",                            # Model and version (skipped)
         "press 1",                         # Add details on the card
         "",                                # Title kept
         "-",                               # Context cleared
-        "Batch or streaming", "", "Needs a nightly job", "", "",
+        "Batch or streaming", "", "Needs a nightly job", "", "", "", "",
         "/decision list",
         "/user bob",
         "/decision show D-1",
@@ -287,3 +288,48 @@ def test_scheduled_posts_reach_the_open_shell(runtime: Runtime, monkeypatch:
                   stdout=out, scheduler_tick=3600)
     assert shell.run() == 0
     assert "[#general] Quorum:\n  Standup time: what did you do?" in out.getvalue()
+
+
+def test_two_sessions_on_one_database_never_reuse_an_id(database_url: str,
+                                                       tmp_path: Path) -> None:
+    """`make run` twice: each session's form is saved, its quick-logs too (view and trigger ids
+    restarted at 1 in every session, so the second one's were dropped as already acted on),
+    and `@dana` is a mention, as Slack sends it for commands with `should_escape` on."""
+    first = "\n".join([
+        "/decision", "Decided in the first session", "", "", "", "", "", "", "", "",
+        "/quorum role add @dana ds",
+        "/decision Quick log of the first session",
+        "quit"]) + "\n"
+    second = "\n".join([
+        "/decision", "Decided in the second session", "", "", "", "", "", "", "", "",
+        "/decision Quick log of the second session",
+        "/quorum role add @Erin eng",
+        "/quorum roles",
+        "quit"]) + "\n"
+    outputs = []
+    for script in (first, second):
+        result = run_cli(["shell", "--db", database_url, "--channel", "churn-model"],
+                         script.encode(), tmp_path)
+        assert result.returncode == 0, result.stderr.decode()
+        outputs.append(result.stdout.decode())
+    assert "@dana now holds ds in this project" in outputs[0]
+    assert "@erin now holds eng in this project" in outputs[1]
+    roles = outputs[1][outputs[1].index("/quorum roles"):]
+    assert "@dana" in roles and "@erin" in roles
+    assert "Already done" not in "".join(outputs)
+    check = Runtime.from_settings(load_settings(DATABASE_URL=database_url))
+    try:
+        assert [d.title for d in decisions(check)] == [
+            "Decided in the first session", "Quick log of the first session",
+            "Decided in the second session", "Quick log of the second session"]
+    finally:
+        check.db.dispose()
+
+
+def test_the_shell_escapes_mentions_as_slack_does(shell: Shell, runtime: Runtime) -> None:
+    feed(shell, "/channel fraud-model")
+    feed(shell, "/channel churn-model")
+    escaped = shell._escaped("role add @Dana ds, cc @here and #fraud-model, not #12, a@b.com")
+    assert escaped == ("role add <@UDANA|dana> ds, cc <!here> and <#CFRAUDMODEL|fraud-model>, "
+                       "not #12, a@b.com")
+    assert "@bob now holds pm" in feed(shell, "/quorum role add @bob pm")

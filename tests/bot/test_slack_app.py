@@ -30,7 +30,7 @@ def test_requests_are_served_while_auth_test_fails(slack: SlackSender,
 def test_a_command_whose_text_names_payload_stays_a_command() -> None:
     """Bolt's own parser takes any form body holding the word "payload" for an interaction."""
     body = urlencode({"command": "/decision", "text": "Raise the payload limits",
-                      "team_id": "T1", "user_id": "U1"})
+                      "team_id": "T1", "user_id": "U1", "channel_id": "C1"})
     request = bolt_request(body, {"content-type": "application/x-www-form-urlencoded"})
     assert request.body["command"] == "/decision"
     assert request.body["text"] == "Raise the payload limits"
@@ -38,7 +38,7 @@ def test_a_command_whose_text_names_payload_stays_a_command() -> None:
 
 
 def test_an_interaction_is_the_json_of_its_payload_field() -> None:
-    payload = {"type": "block_actions", "team": {"id": "T1"}, "user": {"id": "U1"}}
+    payload = {"type": "block_actions", "team": {"id": "T1"}, "user": {"id": "U1"}, "actions": []}
     request = bolt_request(urlencode({"payload": json.dumps(payload)}),
                            {"content-type": "application/x-www-form-urlencoded"})
     assert request.body == payload

@@ -7,15 +7,13 @@ collects the acknowledgements.
 
 from __future__ import annotations
 
-import json
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
-from websockets.sync.server import ServerConnection, serve
 
 from bot import cli
 from bot import slack_payloads as payloads
@@ -23,56 +21,17 @@ from bot.models import Decision
 from bot.runtime import Runtime
 from bot.socket_mode import SocketModeRunner
 from support.fake_slack import FakeSlack
+from support.fake_socket_mode import FakeSocketMode, fake_socket_mode
+from support.processes import free_port
+from support.waiting import eventually
 
 TEAM = "T0TEAM001"
 
 
-class FakeSocketMode:
-    """A Socket Mode endpoint: sends queued envelopes to the client, records what it answers."""
-
-    def __init__(self) -> None:
-        self.outgoing: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.acks: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.server = serve(self._session, "127.0.0.1", 0)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/link/?ticket=t1"
-
-    def _session(self, connection: ServerConnection) -> None:
-        connection.send(json.dumps({
-            "type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0001"},
-            "debug_info": {"host": "fake", "approximate_connection_time": 3600}}))
-        sender = threading.Thread(target=self._send, args=(connection,), daemon=True)
-        sender.start()
-        for message in connection:
-            self.acks.put(json.loads(message))
-
-    def _send(self, connection: ServerConnection) -> None:
-        while True:
-            envelope = self.outgoing.get()
-            try:
-                connection.send(json.dumps(envelope))
-            except Exception:
-                return
-
-    def send(self, envelope: dict[str, Any]) -> None:
-        self.outgoing.put(envelope)
-
-    def ack_of(self, envelope_id: str, timeout: float = 10) -> dict[str, Any]:
-        while True:
-            ack = self.acks.get(timeout=timeout)
-            if ack.get("envelope_id") == envelope_id:
-                return ack
-
-
 @pytest.fixture
 def socket_server() -> Iterator[FakeSocketMode]:
-    server = FakeSocketMode()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
+    with fake_socket_mode() as server:
+        yield server
 
 
 def slash_envelope(envelope_id: str, text: str) -> dict[str, Any]:
@@ -125,6 +84,75 @@ def test_envelopes_are_acknowledged_and_handled(
     assert not serving.is_alive()
 
 
+def test_a_command_delivered_twice_over_socket_mode_is_acted_on_once(
+        make_settings: Callable[..., Any], fake_slack: FakeSlack,
+        socket_server: FakeSocketMode) -> None:
+    """The trigger id reaches the listener on Bolt's thread pool (`bot.replays`)."""
+    fake_slack.socket_mode_url = socket_server.url
+    runtime = Runtime.from_settings(make_settings(SLACK_APP_TOKEN=fake_slack.app_token))
+    runner = SocketModeRunner(runtime, worker_poll_seconds=0.05, run_scheduler=False)
+    stop = threading.Event()
+    serving = threading.Thread(target=runner.run_until, args=(stop,), daemon=True)
+    serving.start()
+    try:
+        envelope = slash_envelope("env-1", "Logged once over Socket Mode")
+        socket_server.send(envelope)
+        assert "Logged *D-1*" in socket_server.ack_of("env-1")["payload"]["text"]
+        socket_server.send({**envelope, "envelope_id": "env-2"})
+        assert "Already done" in socket_server.ack_of("env-2")["payload"]["text"]
+        fake_slack.wait_for("chat.postMessage", timeout=10)
+        with runtime.db.session() as session:
+            assert session.scalars(select(Decision.title)).all() == [
+                "Logged once over Socket Mode"]
+    finally:
+        stop.set()
+        serving.join(10)
+        runtime.db.dispose()
+
+
+def test_healthz_and_metrics_follow_the_websocket_and_the_database(
+        make_settings: Callable[..., Any], fake_slack: FakeSlack) -> None:
+    """Probes get 200 only while Slack's WebSocket is connected and the database answers."""
+    port = free_port()
+    health = f"http://127.0.0.1:{port}/healthz"
+    settings = make_settings(SLACK_APP_TOKEN=fake_slack.app_token)
+    runtime = Runtime.from_settings(settings)
+    stop = threading.Event()
+    with fake_socket_mode() as server:
+        fake_slack.socket_mode_url = server.url
+        runner = SocketModeRunner(runtime, worker_poll_seconds=0.05, run_scheduler=False,
+                                  health_address=("127.0.0.1", port))
+        serving = threading.Thread(target=runner.run_until, args=(stop,), daemon=True)
+        serving.start()
+        try:
+            eventually(lambda: httpx.get(health).status_code == 200)
+            assert httpx.get(health).json() == {"ok": True, "database": "up",
+                                                "socket": "connected"}
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics")
+            assert metrics.status_code == 200
+            assert "quorum_outbox_pending 0.0" in metrics.text
+            assert "process_resident_memory_bytes" in metrics.text
+            assert httpx.get(f"http://127.0.0.1:{port}/slack/events").status_code == 404
+
+            runtime.db.ping = lambda: False  # type: ignore[method-assign]
+            down = httpx.get(health)
+            assert (down.status_code, down.json()["database"]) == (503, "down")
+            del runtime.db.ping
+        finally:
+            server.server.shutdown()  # Slack goes away: the WebSocket drops
+            fake_slack.socket_mode_url = "ws://127.0.0.1:9/link/?ticket=gone"
+            try:
+                eventually(lambda: httpx.get(health).status_code == 503, timeout=30)
+                assert httpx.get(health).json()["socket"] == "disconnected"
+            finally:
+                stop.set()
+                serving.join(15)
+                runtime.db.dispose()
+    assert not serving.is_alive()
+    with pytest.raises(httpx.TransportError):  # stopped with the rest
+        httpx.get(health)
+
+
 @pytest.mark.parametrize(("token", "expected"), [
     (None, "SLACK_APP_TOKEN: required for Socket Mode"),
     ("xoxb-not-an-app-token", "SLACK_APP_TOKEN: must be an app-level token starting with xapp-"),
@@ -148,7 +176,8 @@ def test_a_refused_app_token_is_one_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for name, value in {"SLACK_BOT_TOKEN": fake_slack.token, "SLACK_API_URL": fake_slack.url,
                         "DATABASE_URL": database_url,
-                        "SLACK_APP_TOKEN": "xapp-revoked"}.items():
+                        "SLACK_APP_TOKEN": "xapp-revoked", "HOST": "127.0.0.1",
+                        "PORT": str(free_port())}.items():
         monkeypatch.setenv(name, value)
     before = set(threading.enumerate())
     assert cli.main(["socket"]) == 2

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from bot.database import database_outage
 from handlers.common import TOO_SLOW
 from support.quorum_server import QuorumServer
 from support.slack_requests import SlackSender
@@ -45,6 +48,42 @@ def test_an_unreachable_database_gets_a_polite_reply_in_time(make_settings) -> N
             assert answer.json()["error"] == "database_unavailable", path
     finally:
         server.stop()
+
+
+def test_a_database_outage_logs_one_traceback_then_one_counted_line_per_window(
+        make_settings, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Every request fails alike while the database is down: a traceback each (~9 KB) buried
+    the log (12 MB in 50 s). Now the first failure has its traceback, the rest are counted."""
+    now = [1000.0]
+    monkeypatch.setattr(database_outage, "clock", lambda: now[0])
+    database_outage.recovered()  # no outage left over from another test
+    caplog.set_level(logging.INFO)
+    server = QuorumServer(make_settings(
+        DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")).start()
+    sender = SlackSender(server.url, "http://127.0.0.1:9/unused")
+    try:
+        for number in range(12):
+            response = sender.command("/decision", f"Logged during an outage {number}")
+            assert "cannot reach its database" in response.json()["text"]
+        tracebacks = [record for record in caplog.records if record.exc_info]
+        assert len(tracebacks) == 1, [record.getMessage() for record in tracebacks]
+        assert tracebacks[0].getMessage().startswith(("database error", "outbox pass"))
+        assert "still unavailable" not in caplog.text  # within the first 10 s: silence
+        now[0] += 10
+        sender.command("/decision", "Ten seconds later")
+        counted = [record.getMessage() for record in caplog.records
+                   if "database still unavailable" in record.getMessage()]
+        assert len(counted) == 1, counted
+        # 12 requests + this one, less the first, plus whatever the outbox worker tried.
+        found = re.search(r"(\d+) more failures in the last 10 s", counted[0])
+        assert found and int(found.group(1)) >= 12, counted[0]
+        assert len([record for record in caplog.records if record.exc_info]) == 1
+        assert len(caplog.text) < 20_000  # not 13 tracebacks
+    finally:
+        sender.close()
+        server.stop()
+    database_outage.recovered()
 
 
 def test_no_free_database_connection_gets_the_polite_database_reply(

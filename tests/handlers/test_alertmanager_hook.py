@@ -13,13 +13,16 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bot import outbox
 from bot.models import AuditEvent, Incident, IncidentEvent, OutboxMessage, Project, utcnow
 from bot.render import slack_unescape
 from bot.services import incidents as service
 from bot.services.projects import project_for_channel
+from support.db_snapshot import changed_tables, snapshot
 from support.fake_slack import FakeSlack
+from support.processes import free_port
 from support.quorum_server import QuorumServer
-from support.slack_requests import TEAM
+from support.slack_requests import TEAM, SlackSender
 from support.waiting import eventually
 
 TOKEN = "alertmanager-token-0123"
@@ -366,3 +369,70 @@ def test_repeated_notifications_in_any_order_and_at_once_change_nothing_more(
     summaries = [c for c in fake_slack.calls_to("chat.postMessage") if c.args["blocks"][0]
                  .get("text", {}).get("text", "").startswith("Resolved · ")]
     assert len(summaries) == 1
+
+
+# ------------------------------------------------------------------ links, times and silences
+
+
+def card_message(fake: FakeSlack) -> dict[str, Any]:
+    call = fake.wait_for("chat.postMessage", predicate=lambda c: c.args["blocks"][0].get(
+        "type") == "header")[0]
+    return {**call.args, "ts": call.response["ts"]}
+
+
+def test_alert_links_are_validated_and_the_times_are_the_alerts(
+        serve: Callable[..., QuorumServer], fake_slack: FakeSlack) -> None:
+    server = serve()
+    add_project(server)
+    firing = alert(starts=iso(10))
+    firing["annotations"].update({"runbook_url": "javascript:alert(1)",
+                                  "dashboard_url": "https://grafana.example/d/churn?a=1&b=<2>",
+                                  "dashboard": "https://grafana.example/d/churn"})
+    assert post(server, notification(firing)).status_code == 200
+    card = card_message(fake_slack)
+    text = slack_unescape(json.dumps(card["blocks"]))
+    assert "<http://prometheus:9090/graph?g0.expr=latency|Alert source>" in text
+    assert "<https://grafana.example/d/churn|Dashboard>" in text
+    assert "javascript" not in text and "Runbook" not in text
+    # No ALERTMANAGER_URL: no silence buttons.
+    assert not any("silence" in e["action_id"] for b in card["blocks"] if b["type"] == "actions"
+                   for e in b["elements"])
+
+    ended = iso(3)
+    resolved = {**alert(status="resolved", starts=firing["startsAt"]), "endsAt": ended}
+    assert post(server, notification(resolved)).json()["status"] == "resolved"
+    with server.runtime.db.session() as session:
+        [incident] = session.scalars(select(Incident)).unique().all()
+        assert incident.started_at.isoformat()[:19] == firing["startsAt"][:19]
+        assert incident.resolved_at.isoformat()[:19] == ended[:19]
+        assert service.duration(incident) == incident.resolved_at - incident.started_at
+        assert incident.source_url == "http://prometheus:9090/graph?g0.expr=latency"
+        assert incident.runbook_url is None
+
+
+def test_a_silence_when_alertmanager_is_down_tells_the_person_and_changes_nothing(
+        serve: Callable[..., QuorumServer], fake_slack: FakeSlack) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    server = serve(ALERTMANAGER_URL=nowhere)
+    add_project(server)
+    assert post(server, notification(alert())).status_code == 200
+    card = card_message(fake_slack)
+    fake_slack.wait_for("chat.postMessage", count=2)  # the card and its alert entry
+    eventually(lambda: outbox_settled(server))
+    before = snapshot(server.runtime.db)
+    sender = SlackSender(server.url, fake_slack.response_url(), team=TEAM)
+    try:
+        values = {e["action_id"]: e["value"] for b in card["blocks"] if b["type"] == "actions"
+                  for e in b["elements"]}
+        sender.click("incident_silence_4h", values["incident_silence_4h"], message=card)
+    finally:
+        sender.close()
+    told = fake_slack.wait_for("response_url")[0].args
+    assert "Alertmanager cannot be reached" in told["text"]
+    assert "INC-1 was not silenced" in told["text"] and told["replace_original"] is False
+    assert changed_tables(before, server.runtime.db) == []
+
+
+def outbox_settled(server: QuorumServer) -> bool:
+    with server.runtime.db.session() as session:
+        return outbox.pending_count(session) == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,14 +22,17 @@ from bot.models import (
     AuditEvent,
     Gate,
     GateSignoff,
+    GithubMapping,
     Incident,
     ModelBinding,
     OutboxMessage,
     Project,
     Risk,
     RoleAssignment,
+    utcnow,
 )
 from bot.render import slack_unescape
+from bot.services import access
 from bot.services import gates as gate_service
 from bot.services import roles as role_service
 from bot.services.decisions import DecisionDraft, log_decision
@@ -46,9 +50,11 @@ ADMIN, ALICE, BOB, CAROL, DAVE, EVE, FRANK = (
 # In every row's project: Bob is ds, Carol eng, Dave pm; Alice, who requested the gate, owns the
 # risk and declared the incident, is ds as well; Eve holds nothing; the admin holds nothing.
 ROLES = [(BOB, "ds"), (CAROL, "eng"), (DAVE, "pm"), (ALICE, "ds")]
-ADMIN_ONLY = "Only Quorum admins can change roles and settings"
+ADMIN_ONLY = "Only Quorum admins and this project's owners can change roles and settings"
 NO_ROLE = "you hold none of these roles"
 SELF_APPROVAL = "so you cannot approve it yourself"
+MAP_ADMIN_ONLY = "Only Quorum admins and this project's owners can map GitHub environments"
+WITHDRAW_REFUSAL = "Only G-1's requester or a project admin can withdraw it"
 
 
 @dataclass
@@ -94,6 +100,12 @@ ROWS = [
     # anyone in the channel may, and the audit log and the card name who did it.
     *(Row("close risk", who, True) for who in ("admin", "holder", "member", "requester")),
     *(Row("resolve incident", who, True) for who in ("admin", "holder", "member", "requester")),
+    *(Row("github map", who, who == "admin", "" if who == "admin" else MAP_ADMIN_ONLY)
+      for who in ("admin", "holder", "member", "requester")),
+    # The requester or a project admin may withdraw a gate; a signer may not.
+    *(Row("withdraw", who, who in ("admin", "requester"),
+          "" if who in ("admin", "requester") else "can withdraw it")
+      for who in ("admin", "holder", "member", "requester")),
     Row("approve", "outsider", False, "That gate no longer exists"),
     Row("close risk button", "outsider", False, "That risk no longer exists"),
     Row("acknowledge incident button", "outsider", False, "That incident no longer exists"),
@@ -103,6 +115,7 @@ ROWS = [
 
 # The record each action works on (the others need only the project).
 NEEDS = {"approve": "gate", "approve as a role not held": "gate", "request changes": "gate",
+         "withdraw": "gate",
          "close risk": "risk", "close risk button": "risk", "resolve incident": "incident",
          "acknowledge incident button": "incident", "decision details button": "decision"}
 
@@ -140,6 +153,8 @@ class Scene:
         self.server, self.slack, self.fake, self.channel = server, slack, fake, channel
         self.outsider = False
         project = project_for_channel(session, TEAM, channel, channel.lower())
+        # Slack's word on the channel, as the edge stores it: the row's request asks no more.
+        access.set_privacy(session, project, False, utcnow())
         project.allow_self_approval = row.self_approval
         needs = NEEDS.get(row.action, "")
         for user, role in ROLES:
@@ -259,6 +274,7 @@ def _act(scene: Scene, row: Row, user: str) -> dict[str, Any] | None:
         "settings new-versions": "settings new-versions on",
         "model add": f"model add {scene.unbound}",
         "model remove": f"model remove {scene.bound}",
+        "github map": f"github map acme/{scene.channel.lower()} production",
     }
     if row.action in commands:
         return scene.command("/quorum", commands[row.action], user)
@@ -280,6 +296,8 @@ def _act(scene: Scene, row: Row, user: str) -> dict[str, Any] | None:
         submitted = scene.slack.submit(answer["opened"], {"reason": "Holdout leaks"}, user=user)
         assert submitted.status_code == 200 and not submitted.content.strip(b"{}")
         return None
+    if row.action == "withdraw":
+        return scene.command("/gate", f"withdraw {scene.gate_ref} No longer needed", user)
     if row.action == "close risk":
         return scene.command("/risk", f"close {scene.risk_ref} Mitigated by new labels", user)
     assert row.action == "resolve incident"
@@ -308,6 +326,17 @@ def _check_effect(scene: Scene, row: Row, user: str, answer: dict[str, Any] | No
         assert scene.unbound in scene.bindings()
     elif row.action == "model remove":
         assert scene.bound not in scene.bindings()
+    elif row.action == "github map":
+        with scene.server.runtime.db.session() as session:
+            mapped = session.scalars(select(GithubMapping.repo).where(
+                GithubMapping.project_id == scene.project_id)).all()
+        assert mapped == [f"acme/{scene.channel.lower()}"]
+        assert scene.audited("project.github_mapped", user)
+    elif row.action == "withdraw":
+        gate = scene.get(Gate, scene.gate_id)
+        assert (gate.status, gate.withdrawn_by) == ("withdrawn", user)
+        assert scene.audited("gate.withdrawn", user)
+        scene.card_shows(scene.gate_ref, f"Withdrawn by <@{user}>")
     elif row.action == "approve":
         role = {ALICE: "ds", BOB: "ds", CAROL: "eng", DAVE: "pm"}[user]
         assert scene.signoffs() == [(role, user, "approve")]
@@ -358,3 +387,313 @@ def test_every_privileged_action_against_every_kind_of_user(
         except AssertionError as exc:
             failures.append(f"{row.id}: {exc}")
     assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------- across projects
+#
+# Issue #18: every record belongs to one project (one channel). The same person (Bob holds `ds`
+# in all three projects, so roles never stand in the way) acts from a channel of their own on
+# the records of a public project and of a private one: a public record may be read (the reply
+# says where it lives), nothing is changed, and a private record is never shown. Every row leaves
+# the database exactly as it was.
+
+PUBLIC, PRIVATE, OUTSIDE = "C0PUB0001", "C0PRIV001", "C0OUT0001"
+SHOWN_ELSEWHERE = ":round_pushpin: From <#C0PUB0001>"
+CHANGE_THERE = "belongs to <#C0PUB0001>: it can be changed only from there"
+PRIVATE_ONLY = "belongs to a private channel, so it is shown only there"
+NOT_A_MEMBER = "belongs to a private channel you are not in"
+# Commands naming a record: (command, text with {ref}, kind, reads?).
+REF_COMMANDS = [
+    ("/decision", "show {D}", True),
+    ("/decision", "supersede {D} Use the new labels", False),
+    ("/hypothesis", "show {H}", True),
+    ("/hypothesis", "start {H}", False),
+    ("/hypothesis", "conclude {H} supported Recall rose 4 points", False),
+    ("/hypothesis", "conclude {H}", False),
+    ("/risk", "show {R}", True),
+    ("/risk", "update {R} likelihood 1 impact 1", False),
+    ("/risk", "close {R} Mitigated", False),
+    ("/incident", "update {INC} Rolled back", False),
+    ("/incident", "resolve {INC} Rolled back", False),
+    ("/gate", "status {G}", True),
+]
+# Every button that names a record: (action id, value with {id}s).
+BUTTONS = [
+    ("decision_add_details", "{D}"),
+    ("hypothesis_add_details", "{H}"), ("hypothesis_start", "{H}"),
+    ("hypothesis_conclude", "{H}"), ("hypothesis_reopen", "{H}"),
+    ("risk_reassess", "{R}"), ("risk_add_details", "{R}"), ("risk_close", "{R}"),
+    ("incident_ack", "{INC}"), ("incident_mitigate", "{INC}"), ("incident_add_update", "{INC}"),
+    ("incident_resolve", "{INC}"), ("incident_add_risk", "{INC}"),
+    ("incident_log_decision", "{INC}"),
+    ("gate_approve", "{G}"), ("gate_approve_as_1", "{G}:ds"), ("gate_request_changes", "{G}"),
+    ("ritual_add_update", "{STANDUP}"), ("retro_went_well", "{RETRO}"),
+    ("retro_to_improve", "{RETRO}"), ("retro_action", "{RETRO}"), ("retro_item_done", "{ITEM}"),
+]
+# Subcommands that list or search this channel's project only.
+LISTINGS = [("/decision", "list"), ("/decision", "search labels"), ("/hypothesis", "list"),
+            ("/risk", "list"), ("/risk", "heatmap"), ("/incident", "list"), ("/gate", "list")]
+
+
+@dataclass
+class Project_:
+    """One project of the scene: its channel and the references and ids of its records."""
+
+    channel: str
+    refs: dict[str, str]
+    ids: dict[str, str]
+    titles: list[str]
+
+
+def _seed_project(session: Session, channel: str, private: bool, members: list[str],
+                  now: Any, roles: list[tuple[str, str]] = ROLES) -> Project_:
+    from bot.services import rituals
+    from bot.services.hypotheses import HypothesisDraft, log_hypothesis
+
+    project = project_for_channel(session, TEAM, channel, channel.lower())
+    access.set_privacy(session, project, private, now, members if private else None)
+    for user, role in roles:
+        role_service.add_role(session, project, ADMIN, user, role, frozenset())
+    word = "secret" if private else "open"
+    titles = [f"Fresh labels {word} {channel}", f"Recency lifts recall {word} {channel}",
+              f"Label drift {word} {channel}", f"Scores stale {word} {channel}"]
+    decision = log_decision(session, project, ALICE, DecisionDraft(title=titles[0]))
+    hypothesis = log_hypothesis(session, project, ALICE,
+                                HypothesisDraft(statement=titles[1], owner=ALICE))
+    risk = log_risk(session, project, ALICE, RiskDraft(title=titles[2], owner=ALICE,
+                                                       likelihood=4, impact=4))
+    incident = declare(session, project, ALICE, IncidentDraft(title=titles[3]))
+    gate = gate_service.request_gate(session, project, ALICE,
+                                     gate_service.GateDraft(milestone="launch")).gate
+    standup = rituals.run_now(session, project, ALICE, "standup", now)
+    retro = rituals.run_now(session, project, ALICE, "retro", now)
+    item = rituals.add_item(session, retro, ALICE, rituals.ItemDraft(
+        kind="action", text=f"Relabel {word}", owner=ALICE,
+        due_date=now.date() + timedelta(days=7)), now=now)
+    session.flush()
+    refs = {"D": decision.ref, "H": hypothesis.ref, "R": risk.ref, "INC": incident.ref,
+            "G": gate.ref}
+    ids = {"D": str(decision.id), "H": str(hypothesis.id), "R": str(risk.id),
+           "INC": str(incident.id), "G": str(gate.id), "STANDUP": str(standup.id),
+           "RETRO": str(retro.id), "ITEM": str(item.id)}
+    return Project_(channel, refs, ids, titles)
+
+
+@pytest.fixture
+def projects(server: QuorumServer, fake_slack: FakeSlack) -> dict[str, Project_]:
+    """A public and a private project with one record of every kind, and the outsider's own
+    channel; Bob is a member of the private channel, Eve (who holds `ds` there) is not."""
+    fake_slack.private_channels.add(PRIVATE)
+    fake_slack.channel_members[PRIVATE] = [ADMIN, ALICE, BOB, CAROL, DAVE]
+    now = utcnow()
+    with server.runtime.db.session() as session:
+        scene = {"public": _seed_project(session, PUBLIC, False, [], now),
+                 "private": _seed_project(session, PRIVATE, True,
+                                          [ADMIN, ALICE, BOB, CAROL, DAVE], now,
+                                          [*ROLES, (EVE, "ds")])}
+        outside = project_for_channel(session, TEAM, OUTSIDE, "outside")
+        access.set_privacy(session, outside, False, now)
+        role_service.add_role(session, outside, ADMIN, BOB, "ds", frozenset())
+    eventually(lambda: _drained(server), timeout=30)
+    return scene
+
+
+def _answer(fake: FakeSlack, act: Callable[[], Any]) -> dict[str, Any]:
+    """Do `act` (a button press) and return the ephemeral answer it got, however it came."""
+    seen = {method: len(fake.calls_to(method))
+            for method in ("response_url", "chat.postEphemeral", "views.open")}
+    act()
+
+    def answered() -> dict[str, Any] | None:
+        for method in seen:
+            calls = fake.calls_to(method)
+            if len(calls) > seen[method]:
+                return {"method": method, **calls[seen[method]].args}
+        return None
+
+    return eventually(answered, timeout=5)
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    for key in sorted(values, key=len, reverse=True):
+        template = template.replace("{" + key + "}", values[key])
+    return template
+
+
+def test_no_record_is_read_or_changed_from_another_project(
+        server: QuorumServer, sender: SlackSender, fake_slack: FakeSlack,
+        projects: dict[str, Project_]) -> None:
+    failures: list[str] = []
+    before = snapshot(server.runtime.db)
+
+    def row(name: str, check: Callable[[], None]) -> None:
+        try:
+            check()
+            assert changed_tables(before, server.runtime.db) == []
+        except AssertionError as exc:
+            failures.append(f"{name}: {exc}")
+
+    for which, project in projects.items():
+        for command, template, reads in REF_COMMANDS:
+            text = _fill(template, project.refs)
+
+            def command_row(command: str = command, text: str = text, reads: bool = reads,
+                            which: str = which) -> None:
+                answer = sender.command(command, text, user=BOB, channel=OUTSIDE,
+                                        channel_name="outside")
+                assert answer.status_code == 200, answer.text
+                reply = answer.json()
+                shown = _text(reply)
+                assert reply.get("response_type") == "ephemeral", reply
+                if which == "private":
+                    assert PRIVATE_ONLY in shown, shown
+                    assert "secret" not in shown, shown
+                elif reads:
+                    assert SHOWN_ELSEWHERE in shown, shown
+                else:
+                    assert CHANGE_THERE in shown, shown
+
+            row(f"{command} {template} on the {which} project", command_row)
+        for action_id, template in BUTTONS:
+            value = _fill(template, project.ids)
+
+            def button_row(action_id: str = action_id, value: str = value,
+                           which: str = which) -> None:
+                answer = _answer(fake_slack, lambda: sender.click(
+                    action_id, value, user=BOB, channel=OUTSIDE))
+                assert answer["method"] != "views.open", answer
+                shown = _text(answer)
+                assert (PRIVATE_ONLY if which == "private" else CHANGE_THERE) in shown, shown
+                assert "secret" not in shown, shown
+
+            row(f"button {action_id} on the {which} project", button_row)
+    for command, text in LISTINGS:
+        def listing_row(command: str = command, text: str = text) -> None:
+            answer = sender.command(command, text, user=BOB, channel=OUTSIDE,
+                                    channel_name="outside")
+            shown = _text(answer.json())
+            assert answer.json().get("response_type") == "ephemeral"
+            assert "secret" not in shown and "open C0PUB" not in shown, shown
+
+        row(f"{command} {text} from another channel", listing_row)
+    assert not failures, "\n".join(failures)
+
+
+def _outbox_since(server: QuorumServer, after: int) -> list[OutboxMessage]:
+    with server.runtime.db.session() as session:
+        return list(session.scalars(select(OutboxMessage).where(OutboxMessage.id > after)
+                                    .order_by(OutboxMessage.id)))
+
+
+def _last_outbox_id(server: QuorumServer) -> int:
+    with server.runtime.db.session() as session:
+        return session.scalar(select(func.max(OutboxMessage.id))) or 0
+
+
+def _open_home(sender: SlackSender, fake: FakeSlack, user: str) -> dict[str, Any]:
+    seen = len([c for c in fake.calls_to("views.publish") if c.args.get("user_id") == user])
+    answer = sender.event({"type": "app_home_opened", "user": user, "channel": "D0HOME001",
+                           "tab": "home"})
+    assert answer.status_code == 200
+
+    def published() -> dict[str, Any] | None:
+        calls = [c for c in fake.calls_to("views.publish") if c.args.get("user_id") == user]
+        return calls[seen].args["view"] if len(calls) > seen else None
+
+    return eventually(published, timeout=10)
+
+
+def _home_click(sender: SlackSender, fake: FakeSlack, user: str, action: dict[str, Any],
+                view: dict[str, Any]) -> str:
+    """Press something on the published Home; the Home re-published with the note on top."""
+    from bot import slack_payloads as payloads
+
+    seen = len([c for c in fake.calls_to("views.publish") if c.args.get("user_id") == user])
+    payload = payloads.block_actions(action, team=TEAM, user=user, channel=None,
+                                     channel_name=None, response_url=None, view=view,
+                                     block_id="b")
+    assert sender.interaction(payload).status_code == 200
+
+    def published() -> str | None:
+        calls = [c for c in fake.calls_to("views.publish") if c.args.get("user_id") == user]
+        return _text(calls[seen].args["view"]) if len(calls) > seen else None
+
+    return eventually(published, timeout=10)
+
+
+def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
+        server: QuorumServer, sender: SlackSender, fake_slack: FakeSlack,
+        projects: dict[str, Project_]) -> None:
+    """Eve holds `ds` in the private project and takes part in its standup, but is not in its
+    channel: her Home, her project filter, buttons pressed there and her reminders never carry
+    its records. Bob, a member, gets them (the control)."""
+    private, public = projects["private"], projects["public"]
+    before = snapshot(server.runtime.db)
+    first = _last_outbox_id(server)
+
+    bob = _text(_open_home(sender, fake_slack, BOB))
+    assert private.refs["G"] in bob and "secret" in bob, bob  # the member sees it
+    eve_view = _open_home(sender, fake_slack, EVE)
+    eve = _text(eve_view)
+    assert "secret" not in eve and private.refs["G"] not in eve, eve
+    assert "privateproject" not in eve and PRIVATE.lower() not in eve, eve
+
+    with server.runtime.db.session() as session:
+        private_id = project_for_channel(session, TEAM, PRIVATE).id
+    filtered = _home_click(sender, fake_slack, EVE, {
+        "type": "static_select", "action_id": "home_project",
+        "selected_option": {"text": {"type": "plain_text", "text": "x"},
+                            "value": str(private_id)}}, eve_view)
+    assert "That project is not one of yours" in filtered and "secret" not in filtered
+    for action_id, value in (("gate_approve_as_1", f"{private.ids['G']}:ds"),
+                             ("risk_reassess", private.ids["R"])):
+        refused = _home_click(sender, fake_slack, EVE, {
+            "type": "button", "action_id": action_id, "value": value,
+            "text": {"type": "plain_text", "text": "x"}}, eve_view)
+        assert NOT_A_MEMBER in refused and "secret" not in refused, refused
+    # A reminder DM's buttons are hers too, within the same rule.
+    answer = _answer(fake_slack, lambda: sender.click("gate_approve", private.ids["G"],
+                                                      user=EVE, channel="D0EVE0001"))
+    assert NOT_A_MEMBER in _text(answer), answer
+
+    # The Home only published (Eve's and Bob's): no register, audit event or other message
+    # (the Home tabs remember who opened them, and the event ids are remembered).
+    assert set(changed_tables(before, server.runtime.db)) <= {
+        "home_tabs", "outbox", "processed_requests"}
+    for row in _outbox_since(server, first):
+        assert row.method == "views.publish", (row.method, row.payload)
+        if row.payload.get("user_id") == EVE:
+            assert "secret" not in json.dumps(row.payload), row.payload
+
+    # Reminders: the standup's halfway reminder, the risk reviews' morning digest and the gates'
+    # reminder after a day. Eve and Bob each own a risk of the private project due for review.
+    with server.runtime.db.session() as session:
+        from bot.models import RitualOccurrence
+
+        secret = project_for_channel(session, TEAM, PRIVATE)
+        for owner in (EVE, BOB):
+            log_risk(session, secret, ALICE, RiskDraft(
+                title=f"Review secret of {owner}", owner=owner, likelihood=2, impact=2,
+                next_review=utcnow().date()))
+
+        standup = session.get_one(RitualOccurrence, int(private.ids["STANDUP"]))
+        assert EVE in (standup.participants or [])
+        remind_at = standup.remind_at
+        gate = session.get_one(Gate, session.scalar(select(Gate.id).where(
+            Gate.id == int(private.ids["G"]))))
+        created = gate.created_at
+    first = _last_outbox_id(server)
+    server.scheduler.run_due(now=remind_at + timedelta(minutes=1))
+    morning = created.replace(hour=9, minute=30) + timedelta(days=1)
+    server.scheduler.run_due(now=morning)
+    server.scheduler.run_due(now=created + timedelta(hours=25))
+    dms: dict[str, list[str]] = {}
+    for row in _outbox_since(server, first):
+        channel = str(row.payload.get("channel", ""))
+        if row.method == "chat.postMessage" and channel.startswith("U"):
+            dms.setdefault(channel, []).append(json.dumps(row.payload))
+    assert EVE not in dms, dms[EVE]
+    assert any(private.refs["G"] in text for text in dms.get(CAROL, [])), dms
+    assert any("standup" in text.lower() for text in dms.get(BOB, [])), dms
+    assert any(f"Review secret of {BOB}" in text for text in dms.get(BOB, [])), dms
+    assert public.refs["G"]  # Eve holds no role there: nothing of it was hers to be reminded of

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 from sqlalchemy import func, select
 
+from bot.export import export
 from bot.models import AuditEvent, Decision, OutboxMessage
 from bot.render import slack_unescape
 from support.fake_slack import FakeSlack
@@ -236,3 +238,31 @@ def test_long_context_in_modal_is_refused_on_the_field(slack: SlackSender, quoru
     answer = slack.submit(view, {"title": "Fine", "consequences": "y" * 3001}).json()
     assert answer["response_action"] == "errors" and "consequences" in answer["errors"]
     assert decisions(quorum) == []
+
+
+SPOOFING_TITLE = ("Revert \u202e2-D\u202c, keep D\u200b-1 \u2066and\u2069 D\u2060-3\ufeff"
+                  "\u200e\u200f\u061c\u200d\u202a\u202b\u202d\u2067\u2068")
+INVISIBLE_CHARACTERS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"
+                           "\u061c\u200b\u200c\u200d\u2060\ufeff")
+
+
+def test_bidi_and_zero_width_characters_cannot_spoof_a_reference_on_a_card(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack) -> None:
+    """U+202E makes `2-D` read as `D-2`; zero-width characters hide inside `D-1`. On the card
+    they are gone (it shows `2-D`, as stored); in the database and exports they stay as typed."""
+    slack.command("/decision", SPOOFING_TITLE)
+    post = fake_slack.wait_for("chat.postMessage")[0]
+    shown = json.dumps(post.args, ensure_ascii=False)
+    assert not INVISIBLE_CHARACTERS & set(shown), [c for c in shown if c in INVISIBLE_CHARACTERS]
+    header = post.args["blocks"][0]["text"]["text"]
+    assert header == "D-1 · Revert 2-D, keep D-1 and D-3"
+    assert post.args["text"].startswith("D-1 Revert 2-D, keep D-1 and D-3")
+    shown_again = reply_text(slack.command("/decision", "show D-1"))
+    assert "Revert 2-D, keep D-1 and D-3" in shown_again
+    assert not INVISIBLE_CHARACTERS & set(shown_again)
+    [decision] = decisions(quorum)
+    assert decision.title == SPOOFING_TITLE.strip()  # kept as typed
+    with quorum.runtime.db.session() as session:
+        out = io.StringIO()
+        export(session, "decisions", "json", out)
+    assert json.loads(out.getvalue())[0]["title"] == SPOOFING_TITLE.strip()

@@ -19,7 +19,7 @@ from bot.render import slack_unescape
 from support.cli import run_quorum
 from support.fake_slack import Call, FakeSlack
 from support.quorum_server import QuorumServer
-from support.slack_requests import SlackSender
+from support.slack_requests import TEAM, SlackSender
 from support.waiting import eventually
 
 CHANNEL = "C0CHURN01"
@@ -156,7 +156,7 @@ def test_roles_are_added_listed_removed_and_audited(slack: SlackSender,
     missing = reply_text(slack.command("/quorum", f"role remove <@{FRANK}> safety-review"))
     assert "do not hold `safety-review`" in missing
     assert count(quorum, RoleAssignment) == 2
-    assert audit_actions(quorum) == ["role.added"] * 3 + ["role.removed"]
+    assert audit_actions(quorum) == ["project.owner_added"] + ["role.added"] * 3 + ["role.removed"]
 
 
 def test_role_commands_refuse_bad_input(slack: SlackSender, quorum: QuorumServer) -> None:
@@ -199,7 +199,7 @@ def test_settings_change_is_audited_and_shown(slack: SlackSender, quorum: Quorum
     assert "after 4 h" in reply_text(slack.command("/quorum", "settings reminders 4"))
     listing = reply_text(slack.command("/quorum", "roles"))
     assert "Self-approval of gates: *on*" in listing and "after *4 h*" in listing
-    assert audit_actions(quorum) == ["project.settings_changed"] * 2
+    assert audit_actions(quorum) == ["project.owner_added"] + ["project.settings_changed"] * 2
 
 
 def test_quorum_help_lists_every_command(slack: SlackSender) -> None:
@@ -207,7 +207,8 @@ def test_quorum_help_lists_every_command(slack: SlackSender) -> None:
         listing = reply_text(slack.command("/quorum", text))
         for usage in ("/quorum role add @user <role>", "/quorum role remove @user <role>",
                       "/quorum settings self-approval <on|off>", "/gate status G-n",
-                      "/gate request <milestone> [for <model> v<version>] [roles <roles>]",
+                      "/gate request <milestone> [for <model> v<version>] [promote to <alias>]",
+                      "/gate withdraw G-n <reason>",
                       "/decision supersede D-n <title>"):
             assert usage in listing, usage
 
@@ -391,11 +392,12 @@ def test_holder_of_several_roles_chooses_one_per_click(
     pm = choices["Approve as pm"]
     done = clicker.click(pm["action_id"], pm["value"], FRANK, ephemeral=True)
     assert done["replace_original"] is True and "as *pm*" in text_of(done)
-    # One role left for Frank: the next click signs it without asking.
+    # One person signs one role of a gate: Frank's eng must come from someone else.
     second = clicker.approve(gate.id, FRANK)
-    assert "as *eng*" in text_of(second)
+    assert "You already approved G-1 as `pm`" in text_of(second)
+    assert "one person signs one role of a gate" in text_of(second)
     [gate] = gates(quorum)
-    assert {(s.role, s.user_id) for s in gate.signoffs} == {("pm", FRANK), ("eng", FRANK)}
+    assert {(s.role, s.user_id) for s in gate.signoffs} == {("pm", FRANK)}
 
     # A requester holding two roles picks the role in the changes modal.
     slack.click("gate_request_changes", str(gate.id), user=BOB)
@@ -484,15 +486,16 @@ def test_simultaneous_double_click_signs_once(slack: SlackSender, quorum: Quorum
 # ---------------------------------------------------------------------------- the clock
 
 
-def test_reminders_dm_waiting_holders_after_the_delay_then_daily(
+def test_one_digest_a_day_lists_every_signoff_waiting_for_each_person(
         slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack, clicker: Clicker,
         team: None) -> None:
     give_roles(slack, {ALICE: "pm"})  # the requester is never reminded to approve her own gate
     request(slack, fake_slack)
-    [gate] = gates(quorum)
-    clicker.approve(gate.id, BOB)
+    request(slack, fake_slack, '"offline eval sign-off" roles eng')
+    first, _second = gates(quorum)
+    clicker.approve(first.id, BOB)
     wait_delivered(quorum)
-    start = gate.created_at
+    start = first.created_at
 
     def dms(user: str) -> list[dict[str, Any]]:
         return list(fake_slack.messages.get(user, {}).values())
@@ -501,21 +504,35 @@ def test_reminders_dm_waiting_holders_after_the_delay_then_daily(
     wait_delivered(quorum)
     assert not any(dms(user) for user in (ALICE, BOB, CAROL, DAVE))
 
-    quorum.scheduler.run_due(now=start + timedelta(hours=24, minutes=1))
-    quorum.scheduler.run_due(now=start + timedelta(hours=30))  # same day: nothing new
+    day = datetime.combine((start + timedelta(days=2)).date(), datetime.min.time(), tzinfo=UTC)
+    quorum.scheduler.run_due(now=day + timedelta(minutes=30))
+    quorum.scheduler.run_due(now=day + timedelta(hours=23, minutes=30))  # same day: nothing new
     wait_delivered(quorum)
+    # One DM per person, not one per gate: Carol's lists both gates, with their buttons.
     assert len(dms(CAROL)) == 1 and len(dms(DAVE)) == 1
     assert dms(BOB) == [] and dms(ALICE) == []
-    reminder = text_of(dms(CAROL)[0])
-    assert "*G-1*" in reminder and "sign-off as *eng*" in reminder and f"<#{CHANNEL}>" in reminder
-    assert set(buttons(dms(CAROL)[0])) == {"gate_approve", "gate_request_changes"}
+    digest = text_of(dms(CAROL)[0])
+    assert "*G-1*" in digest and "*G-2*" in digest and "offline eval sign-off" in digest
+    assert "sign-off as *eng*" in digest and f"<#{CHANNEL}>" in digest
+    assert "*G-2*" not in text_of(dms(DAVE)[0])
+    rows = [block for block in dms(CAROL)[0]["blocks"] if block["type"] == "actions"]
+    assert [[e["action_id"] for e in row["elements"]] for row in rows] == \
+        [["gate_approve", "gate_request_changes"]] * 2
 
     # The buttons of the DM work like the card's.
-    approved = clicker.click("gate_approve", gate.id, CAROL, channel=CAROL)
+    approved = clicker.click("gate_approve", first.id, CAROL, channel=CAROL)
     assert "You approved *G-1* as *eng*" in text_of(approved)
-    quorum.scheduler.run_due(now=start + timedelta(days=2, minutes=1))
+    quorum.scheduler.run_due(now=day + timedelta(days=1, minutes=1))
     wait_delivered(quorum)
-    assert len(dms(CAROL)) == 1 and len(dms(DAVE)) == 2
+    assert len(dms(CAROL)) == 2 and len(dms(DAVE)) == 2
+    assert "*G-1*" not in text_of(dms(CAROL)[1]) and "*G-2*" in text_of(dms(CAROL)[1])
+
+    # A withdrawn gate is nobody's business any more.
+    answer = slack.command("/gate", "withdraw G-2 folded into the launch gate")
+    assert "You withdrew *G-2*" in reply_text(answer)
+    quorum.scheduler.run_due(now=day + timedelta(days=2, minutes=1))
+    wait_delivered(quorum)
+    assert len(dms(CAROL)) == 2 and len(dms(DAVE)) == 3
 
 
 def test_reminder_delay_follows_the_project_setting(slack: SlackSender, quorum: QuorumServer,
@@ -589,7 +606,11 @@ def test_bare_gate_and_bare_request_open_the_form(slack: SlackSender, quorum: Qu
 
 FORM_ERRORS = [
     ({"milestone": ""}, "milestone", "Name the milestone"),
-    ({"milestone": "go live"}, "milestone", "is not a milestone name"),
+    ({"milestone": "go live!"}, "milestone", "is not a milestone name"),
+    ({"milestone": "launch", "wait": "soon"}, "wait", "must be a duration like `30m`"),
+    ({"milestone": "launch", "model": "churn", "version": "3", "promote": "champion"},
+     "promote", "MLFLOW_TRACKING_URI is not set"),
+    ({"milestone": "launch", "promote": "champion"}, "promote", "Say which model version"),
     ({"milestone": "launch", "model": "churn", "version": "3 beta"}, "version", "not a version"),
     ({"milestone": "launch", "version": "3"}, "model", "Name the model"),
     ({"milestone": "launch", "model": "churn"}, "version", "Give the version of churn"),
@@ -608,7 +629,8 @@ def test_request_form_errors_name_the_field(slack: SlackSender, quorum: QuorumSe
         assert answer["response_action"] == "errors", (values, answer)
         assert list(answer["errors"]) == [field], (values, answer)
         assert expected in answer["errors"][field], (values, answer)
-    assert gates(quorum) == [] and audit_actions(quorum) == ["role.added"] * 3
+    assert gates(quorum) == []
+    assert audit_actions(quorum) == ["project.owner_added"] + ["role.added"] * 3
 
 
 def test_bad_input_is_refused_and_writes_nothing(slack: SlackSender, quorum: QuorumServer,
@@ -621,10 +643,24 @@ def test_bad_input_is_refused_and_writes_nothing(slack: SlackSender, quorum: Quo
     cases = {
         "request launch roles ds,xyz": "Nobody holds `xyz` in this project",
         "request launch roles ds,x$y": "`x$y` is not a role name",
-        "request launch for churn v!!": "`!!` is not a version",
-        "request launch for churn 3": "Expected v<version> but found `3`",
+        "request launch for churn v!!": "`v!!` is not a version",
+        "request launch for churn": "v<version> is missing",
         "request go-live! ": "is not a milestone name",
-        "status G-1": "G-1 belongs to another channel's project",
+        "request launch roles ds:0": "`ds:0`: write a role and how many approvals",
+        "request launch roles ds:2": "`ds:2` needs 2 different people, and only 1 holds `ds`",
+        "request launch wait 5": "The wait must be a duration like",
+        "request launch wait 10s": "The wait must be a duration like",
+        "request launch wait 31d": "from 1 minute to 30 days",
+        "request launch due tomorrow": "The due must be a date like 2026-03-31",
+        "request launch due 2020-01-01": "The due date 2020-01-01 is in the past",
+        "request launch promote to champion": "Say which model version to promote",
+        "request launch for churn v3 promote to champion": "MLFLOW_TRACKING_URI is not set",
+        "request for churn v3": "<milestone> is missing",
+        "withdraw G-1": "<reason> is missing",
+        "withdraw G-1 gone": f"G-1 belongs to <#{OTHER_CHANNEL}>: it can be changed only",
+        "withdraw G-99 gone": "There is no gate G-99",
+        # Another channel's public gate is shown, saying where it lives (docs/access.md).
+        "status G-1": ":round_pushpin: From <#C0FRAUD01>",
         "status G-99": "There is no gate G-99",
         "status D-1": "is not a reference like G-12",
         "list all": "Unexpected `all`",
@@ -646,7 +682,9 @@ def test_bad_input_is_refused_and_writes_nothing(slack: SlackSender, quorum: Quo
 
 def test_help_lists_the_gate_usage(slack: SlackSender) -> None:
     text = reply_text(slack.command("/gate", "help"))
-    assert "/gate request <milestone> [for <model> v<version>] [roles <roles>]" in text
+    assert ("/gate request <milestone> [for <model> v<version>] [promote to <alias>] "
+            "[roles <roles>] [due <due>] [wait <wait>]") in text
+    assert "/gate withdraw G-n <reason>" in text
     assert "/gate list" in text and "/gate status G-n" in text
 
 
@@ -674,12 +712,29 @@ def test_cli_gate_check_exit_codes(passed_gate: Gate, monkeypatch: pytest.Monkey
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
                         "--version", "v3")
     assert code == 0, out
-    assert out.startswith("PASSED: G-1 launch gate for churn v3 is passed")
+    assert out.startswith("PASSED: churn v3 passed its gate")
+    assert "G-1 launch gate for churn v3 is passed" in out
     assert f"ds: approved by {BOB}" in out and f"pm: approved by {DAVE}" in out
+    assert f"project: churn-model ({CHANNEL})" in out
 
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
                         "--version", "4", "--milestone", "launch")
-    assert code == 1 and out.startswith("NOT PASSED: G-2") and "ds: waiting" in out
+    assert code == 1 and out.startswith("NOT PASSED: 1 of 1 gate for churn v4 at milestone "
+                                        "launch did not pass")
+    assert "G-2 launch gate for churn v4 is open (waiting for ds, eng, pm)" in out
+    assert "ds: waiting" in out
+
+    code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
+                        "--version", "v3", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["passed"] is True and record["owner"] is None
+    assert [(g["ref"], g["milestone"], g["channel"]) for g in record["gates"]] == [
+        ("G-1", "launch", CHANNEL)]
+    assert [(a["role"], a["user"]) for a in record["gates"][0]["approvers"]] == [
+        ("ds", BOB), ("eng", CAROL), ("pm", DAVE)]
+    code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
+                        "--version", "4", "--json")
+    assert code == 1 and json.loads(out)["gates"][0]["why_not"] == "waiting for ds, eng, pm"
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
                         "--version", "3", "--milestone", "evaluation")
     assert code == 1 and "no gate for churn v3 at milestone evaluation" in out
@@ -757,7 +812,7 @@ def test_every_gate_template_is_valid_block_kit(passed_gate: Gate, fake_slack: F
             service.render_card(gate),
             renderer.message("gate/status", g=gate, states=states, history=[], roles={},
                              reasons={}),
-            renderer.message("gate/reminder", g=gate, roles=["ds"], states=states),
+            renderer.message("gate/digest", items=[(gate, ["ds"])] * 20, more=5),
             renderer.message("gate/choose_role", g=gate, roles=["eng", "pm"]),
             renderer.message("gate/list", project=gate.project, gates=[gate] * 30, total=40),
         ]
@@ -771,3 +826,181 @@ def test_every_gate_template_is_valid_block_kit(passed_gate: Gate, fake_slack: F
         assert "<!channel>" not in json.dumps(message)
     for view in views:
         View(**view).validate_json()
+
+
+# ---------------------------------------------------------------------------- release gates
+
+
+def test_multi_word_milestones_versions_and_options_in_any_order(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack, team: None) -> None:
+    give_roles(slack, {EVE: "ds"})
+    card = request(slack, fake_slack,
+                   "Offline eval sign-off for churn 3 due 2099-01-31 roles ds:2,eng wait 2h")
+    request(slack, fake_slack, '"launch for EU" roles pm for churn v3')
+    first, second = gates(quorum)
+    assert (first.milestone, first.model, first.version, first.required_roles,
+            first.role_counts, first.wait_seconds, str(first.due_date)) == (
+        "offline eval sign-off", "churn", "3", ["ds", "eng"], {"ds": 2}, 7200, "2099-01-31")
+    assert (second.milestone, second.version, second.required_roles) == (
+        "launch for eu", "3", ["pm"])
+    text = text_of(card)
+    assert "offline eval sign-off gate · churn v3" in text
+    assert "0 of 3 approved · then a wait of 2h" in text and "*Due*\\n2099-01-31" in text
+
+
+def test_a_role_needing_two_approvals_takes_two_different_people(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack, clicker: Clicker,
+        team: None) -> None:
+    give_roles(slack, {EVE: "ds"})
+    request(slack, fake_slack, "launch for churn v3 roles ds:2,eng")
+    [gate] = gates(quorum)
+    assert "You approved *G-1* as *ds*" in text_of(clicker.approve(gate.id, BOB))
+    assert "You already approved G-1 as `ds`" in text_of(clicker.approve(gate.id, BOB))
+    clicker.approve(gate.id, CAROL)
+    assert gates(quorum)[0].status == "open"  # one ds approval is not two
+    assert "1 of 2" not in text_of(card_of(fake_slack, "G-1"))
+    assert "That was the last sign-off" in text_of(clicker.approve(gate.id, EVE))
+    [gate] = gates(quorum)
+    assert gate.status == "passed"
+    assert sorted((s.role, s.slot, s.user_id) for s in gate.signoffs) == [
+        ("ds", 1, BOB), ("ds", 2, EVE), ("eng", 1, CAROL)]
+    wait_delivered(quorum)
+    assert "3 of 3 approved" in text_of(card_of(fake_slack, "G-1"))
+
+
+def test_nobody_passes_a_gate_alone(slack: SlackSender, quorum: QuorumServer,
+                                    fake_slack: FakeSlack, clicker: Clicker) -> None:
+    """Frank holds ds and eng: he signs one of them, never both; the requester signs nothing
+    until an admin turns self-approval on, in the open."""
+    give_roles(slack, {FRANK: "ds"})
+    give_roles(slack, {FRANK: "eng"})
+    give_roles(slack, {BOB: "ds"})
+    request(slack, fake_slack, "launch roles ds,eng", user=BOB)
+    [gate] = gates(quorum)
+    assert "you cannot approve it yourself" in text_of(clicker.approve(gate.id, BOB))
+    chooser = clicker.approve(gate.id, FRANK)
+    eng = next(b for b in buttons(chooser).values() if b["text"]["text"] == "Approve as eng")
+    clicker.click(eng["action_id"], eng["value"], FRANK, ephemeral=True)
+    again = text_of(clicker.approve(gate.id, FRANK))
+    assert "You already approved G-1 as `eng`" in again and "one person signs one role" in again
+    snapshot = (count(quorum, GateSignoff), audit_actions(quorum))
+    # Through the modal too: the same person cannot request changes after approving.
+    answer = slack.click("gate_request_changes", str(gate.id), user=FRANK)
+    assert answer.status_code == 200
+    refusal = fake_slack.wait_for("response_url", count=len(clicker.responses()))[-1].args
+    assert "You already approved G-1" in text_of(refusal)
+    assert (count(quorum, GateSignoff), audit_actions(quorum)) == snapshot
+    assert gates(quorum)[0].status == "open"
+
+
+def test_a_wait_timer_passes_the_gate_after_the_last_approval_unless_changes_come(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack, clicker: Clicker,
+        team: None) -> None:
+    request(slack, fake_slack, "launch for churn v3 roles ds,eng wait 2h")
+    request(slack, fake_slack, "launch for churn v4 roles ds,eng wait 2h")
+    first, second = gates(quorum)
+    for gate in (first, second):
+        clicker.approve(gate.id, BOB)
+        clicker.approve(gate.id, CAROL)
+    first, second = gates(quorum)
+    assert first.status == second.status == "open" and first.ready_at is not None
+    assert abs((first.ready_at - first.signoffs[-1].at) - timedelta(hours=2)) < \
+        timedelta(seconds=1)
+    wait_delivered(quorum)
+    assert "passes on" in text_of(card_of(fake_slack, "G-1"))
+    assert any("after its wait of 2h" in m for m in thread_of(fake_slack,
+                                                              card_of(fake_slack, "G-1")))
+    # Dave (pm) is no signer of these gates; a holder who has not signed may still object.
+    give_roles(slack, {EVE: "eng"})
+    view = _changes_view(slack, fake_slack, second.id, EVE)
+    slack.submit(view, {"reason": "Latency regressed in the canary"}, user=EVE)
+    assert eventually(lambda: gates(quorum)[1].status == "changes_requested")
+
+    quorum.scheduler.run_due(now=first.ready_at - timedelta(seconds=1))
+    assert [g.status for g in gates(quorum)] == ["open", "changes_requested"]
+    quorum.scheduler.run_due(now=first.ready_at)
+    quorum.scheduler.run_due(now=first.ready_at + timedelta(minutes=5))
+    assert [g.status for g in gates(quorum)] == ["passed", "changes_requested"]
+    assert audit_actions(quorum).count("gate.passed") == 1
+    wait_delivered(quorum)
+    assert sum(":tada: *G-1* passed" in text_of(m) for m in top_level(fake_slack)) == 1
+
+
+def _changes_view(slack: SlackSender, fake: FakeSlack, gate_id: int, user: str
+                  ) -> dict[str, Any]:
+    opened = len(fake.calls_to("views.open"))
+    slack.click("gate_request_changes", str(gate_id), user=user)
+    return fake.wait_for("views.open", count=opened + 1)[opened].args["view"]
+
+
+def test_withdraw_by_the_requester_or_an_admin_only(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack, clicker: Clicker,
+        make_settings: Callable[..., Any], team: None) -> None:
+    card = request(slack, fake_slack, "launch for churn v3")
+    request(slack, fake_slack, "scoping")
+    first, _second = gates(quorum)
+    # The same database served with Dave as the only admin.
+    server = QuorumServer(make_settings(QUORUM_ADMINS=DAVE)).start()
+    admin_slack = SlackSender(server.url, fake_slack.response_url(), team=TEAM)
+    try:
+        before = (count(quorum, AuditEvent), count(quorum, OutboxMessage))
+        refused = reply_text(admin_slack.command("/gate", "withdraw G-1 not mine", user=BOB))
+        assert "Only G-1's requester or a project admin can withdraw it" in refused
+        assert (count(quorum, AuditEvent), count(quorum, OutboxMessage)) == before
+        by_admin = reply_text(admin_slack.command("/gate", "withdraw G-2 stale", user=DAVE))
+        assert "You withdrew *G-2*" in by_admin
+        answer = reply_text(admin_slack.command("/gate", "withdraw G-1 superseded by the v4 "
+                                                "plan"))
+        assert "You withdrew *G-1*" in answer
+    finally:
+        admin_slack.close()
+        server.stop()
+    gate = first
+    gate, other = gates(quorum)
+    assert (gate.status, gate.withdrawn_by, gate.withdrawn_reason) == (
+        "withdrawn", ALICE, "superseded by the v4 plan")
+    assert (other.status, other.withdrawn_by) == ("withdrawn", DAVE)
+    assert audit_actions(quorum).count("gate.withdrawn") == 2
+    wait_delivered(quorum)
+    now = card_of(fake_slack, "G-1")
+    assert "withdrawn" in text_of(now) and "superseded by the v4 plan" in text_of(now)
+    assert buttons(now) == {}  # nothing to press any more
+    assert any("withdrew *G-1*" in m for m in thread_of(fake_slack, card))
+    assert "was withdrawn" in text_of(clicker.approve(gate.id, BOB))
+    again = reply_text(slack.command("/gate", "withdraw G-1 twice"))
+    assert "only an open gate" in again
+    assert audit_actions(quorum).count("gate.withdrawn") == 2
+
+
+def test_a_gate_for_a_model_bound_elsewhere_is_refused_with_the_reason(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack, team: None) -> None:
+    slack.command("/quorum", "model add churn", channel=OTHER_CHANNEL)
+    before = count(quorum, Gate), count(quorum, AuditEvent)
+    answer = reply_text(slack.command("/gate", "request launch for churn v3"))
+    assert f"`churn` is bound to <#{OTHER_CHANNEL}>" in answer and "would not count" in answer
+    assert (count(quorum, Gate), count(quorum, AuditEvent)) == before
+    request(slack, fake_slack, "launch for fraud v3")  # an unbound model is fine here
+
+
+def test_api_gates_answers_from_the_project_that_owns_the_model(
+        make_settings: Callable[..., Any], quorum: QuorumServer, passed_gate: Gate,
+        slack: SlackSender) -> None:
+    """G-1 passed in #churn; once churn is bound to another project, it no longer counts."""
+    server = QuorumServer(make_settings(QUORUM_WEBHOOK_TOKEN="s3cret-token")).start()
+    try:
+        def ask() -> dict[str, Any]:
+            answer = httpx.get(f"{server.url}/api/gates", params={"model": "churn",
+                                                                   "version": "v3"},
+                               headers={"Authorization": "Bearer s3cret-token"})
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        unbound = ask()
+        assert unbound["passed"] is True and unbound["owner"] is None
+        assert [(g["ref"], g["channel"]) for g in unbound["gates"]] == [("G-1", CHANNEL)]
+        slack.command("/quorum", "model add churn", channel=OTHER_CHANNEL)
+        bound = ask()
+        assert bound["passed"] is False and bound["gates"] == []
+        assert bound["owner"]["channel"] == OTHER_CHANNEL
+    finally:
+        server.stop()

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func, select
+from sqlalchemy.orm import object_session
 
 from bot import slack_payloads as payloads
 from bot.delivery import OutboxWorker
@@ -20,12 +21,13 @@ from bot.models import (
     Hypothesis,
     Incident,
     OutboxMessage,
+    Project,
     Risk,
     RoleAssignment,
     utcnow,
 )
 from bot.render import slack_unescape
-from bot.services import decisions, hypotheses, incidents, risks
+from bot.services import access, decisions, hypotheses, incidents, risks
 from bot.services.projects import project_for_channel
 from bot.slack_app import web_client
 from support.fake_slack import Call, FakeSlack
@@ -122,12 +124,19 @@ def scalar(quorum: QuorumServer, query: Any) -> Any:
         return session.scalar(query)
 
 
+def public(project: Project) -> None:
+    """Slack's word that the channel is public, as the edge stores it: the records of a project
+    whose privacy is unknown reach nobody's Home (docs/access.md)."""
+    access.set_privacy(object_session(project), project, False, utcnow())
+
+
 def seed_records(quorum: QuorumServer, owner: str = BOB, channel: str = CHANNEL,
                  name: str = "churn-model") -> None:
     """A risk, a hypothesis, an incident and a decision in the channel's project, through the
     services (as their commands and modals would)."""
     with quorum.runtime.db.session() as session:
         project = project_for_channel(session, TEAM, channel, name)
+        public(project)
         risks.log_risk(session, project, ALICE, risks.RiskDraft(
             title=f"Label drift in {name}", owner=owner, likelihood=4, impact=4))
         hypotheses.log_hypothesis(session, project, owner, hypotheses.HypothesisDraft(
@@ -309,6 +318,7 @@ def test_changes_re_publish_the_homes_of_the_people_they_affect(
     seen = len(publishes(fake_slack, BOB))
     with quorum.runtime.db.session() as session:  # a risk assigned to Bob
         project = project_for_channel(session, TEAM, CHANNEL, "churn-model")
+        public(project)
         risks.log_risk(session, project, ALICE, risks.RiskDraft(title="PII in logs", owner=BOB))
     assert "PII in logs" in text_of(next_home(fake_slack, BOB, seen, containing="PII"))
 
@@ -333,12 +343,14 @@ def test_a_burst_of_changes_publishes_once(slack: SlackSender, quorum: QuorumSer
     worker = OutboxWorker(quorum.runtime.db, web_client(quorum.runtime, timeout=3))
     with quorum.runtime.db.session() as session:
         project = project_for_channel(session, TEAM, CHANNEL, "churn-model")
+        public(project)
         for n in range(5):
             risks.log_risk(session, project, ALICE,
                            risks.RiskDraft(title=f"Burst risk {n}", owner=BOB))
     for n in range(3):
         with quorum.runtime.db.session() as session:
             project = project_for_channel(session, TEAM, CHANNEL, "churn-model")
+            public(project)
             risks.log_risk(session, project, ALICE,
                            risks.RiskDraft(title=f"Later risk {n}", owner=BOB))
     while worker.run_once():
@@ -356,6 +368,7 @@ def test_hundreds_of_items_per_section_stay_within_slacks_limits(
     many, now = 240, utcnow()
     with quorum.runtime.db.session() as session:
         project = project_for_channel(session, TEAM, CHANNEL, "churn-model")
+        public(project)
         session.add(RoleAssignment(project_id=project.id, user_id=BOB, role="ds",
                                    assigned_by=ALICE))
         long = "Ünïcode <!channel> & " * 7
@@ -380,6 +393,7 @@ def test_hundreds_of_items_per_section_stay_within_slacks_limits(
             ])
         for n in range(150):  # and 150 more projects, for the filter
             other = project_for_channel(session, TEAM, f"C0MANY{n:04d}", f"project-{n}")
+            public(other)
             session.add(RoleAssignment(project_id=other.id, user_id=BOB, role="pm",
                                        assigned_by=ALICE))
 
@@ -434,6 +448,7 @@ def test_the_project_filter_narrows_every_section_and_sticks(
     seen = len(publishes(fake_slack, BOB))
     with quorum.runtime.db.session() as session:
         project = project_for_channel(session, TEAM, CHANNEL, "churn-model")
+        public(project)
         risks.log_risk(session, project, ALICE, risks.RiskDraft(title="Churn only", owner=BOB))
     kept = text_of(next_home(fake_slack, BOB, seen))
     assert "Your open risks · 1" in kept and "Churn only" not in kept

@@ -14,10 +14,13 @@ the input is ever live in what Slack shows; and search still finds what it shoul
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -39,6 +42,7 @@ from bot.services.decisions import SEARCH_WORDS_LIMIT
 from bot.services.rituals import TEXT_LIMIT
 from handlers.common import OUR_FAULT
 from support.db_snapshot import snapshot
+from support.fake_github import new_private_key, protection_rule_event
 from support.fake_slack import Call, FakeSlack, SlackError, check_reply, mrkdwn_texts
 from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
@@ -49,6 +53,7 @@ CHANNEL = "C0CHURN01"
 ALICE, BOB = "U0ALICE01", "U0BOB0001"
 TOKEN = "hostile-webhook-token"
 SECRET = "hostile-mlflow-secret"
+GITHUB_SECRET = "hostile-github-secret"
 FORM = "application/x-www-form-urlencoded"
 REPLY_LIMIT = TEXT_LIMIT * 3  # what a thread reply keeps
 
@@ -103,7 +108,9 @@ def world(module_database_url: str, fake_slack_server: FakeSlack) -> Iterator[Wo
     settings = load_settings(
         SLACK_BOT_TOKEN=fake.token, SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=fake.url, DATABASE_URL=url, QUORUM_WEBHOOK_TOKEN=TOKEN,
-        MLFLOW_WEBHOOK_SECRET=SECRET, QUORUM_DEFAULT_CHANNEL=CHANNEL)
+        MLFLOW_WEBHOOK_SECRET=SECRET, QUORUM_DEFAULT_CHANNEL=CHANNEL,
+        GITHUB_APP_ID="4242", GITHUB_APP_PRIVATE_KEY=new_private_key()[0],
+        GITHUB_WEBHOOK_SECRET=GITHUB_SECRET, GITHUB_API_URL="http://127.0.0.1:9")
     server = QuorumServer(settings).start()
     slack = SlackSender(server.url, fake.response_url(), team=TEAM)
     world = World(server, slack, fake)
@@ -119,7 +126,9 @@ def _furnish(world: World) -> None:
     """One record of each kind (D-1, H-1, G-1, R-1, INC-1, a standup and a retro), and every
     modal: the bare commands' and those behind every button of every card."""
     slack, fake = world.slack, world.fake
-    for command, text in [("/quorum", "role add <@U0ALICE01> ds"), ("/decision", "Setup"),
+    for command, text in [("/quorum", "role add <@U0ALICE01> ds"),
+                          ("/quorum", "github map acme/hostile production model churn-model"),
+                          ("/decision", "Setup"),
                           ("/hypothesis", "Setup"), ("/gate", "request launch roles ds"),
                           ("/risk", "Setup"), ("/incident", "declare sev2 Setup"),
                           ("/standup", "now"), ("/retro", "now")]:
@@ -568,6 +577,20 @@ def _mlflow(value: Any, path: str) -> dict[str, Any]:
     return payload
 
 
+def _github_headers(body: bytes) -> dict[str, str]:
+    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-GitHub-Event": "deployment_protection_rule",
+            "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": f"sha256={digest}"}
+
+
+def _github(value: Any, path: str) -> dict[str, Any]:
+    payload = protection_rule_event(
+        "acme/hostile", "production", "http://127.0.0.1:9/repos/acme/hostile/actions/runs/1/"
+        "deployment_protection_rule", 77, payload={"version": "3"})
+    _put(payload, path, value)
+    return payload
+
+
 def _put(payload: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
     node: Any = payload
@@ -589,7 +612,14 @@ HOOKS: dict[str, tuple[Callable[[Any, str], dict[str, Any]], Callable[[bytes], d
         "model", "version", "to", "from", "actor", "url", "note", "channel"]),
     "/hooks/mlflow": (_mlflow, _mlflow_headers, [
         "entity", "action", "timestamp", "data", "data.name", "data.alias", "data.version"]),
+    "/hooks/github": (_github, _github_headers, [
+        "action", "environment", "deployment_callback_url", "repository",
+        "repository.full_name", "installation", "installation.id", "deployment",
+        "deployment.sha", "deployment.ref", "deployment.payload", "deployment.payload.version"]),
 }
+# The field of each hook that holds the version "3" (the raw-body tests rewrite it).
+VERSION_FIELD = {"/hooks/alertmanager": "alerts.0.labels.model", "/hooks/mlflow": "data.version",
+                 "/hooks/github": "deployment.payload.version"}
 
 
 def post_hook(world: World, route: str, body: bytes) -> httpx.Response:
@@ -642,8 +672,7 @@ def test_every_webhook_field_takes_any_json_safely(world: World, route: str,
 def test_unstorable_or_deeply_nested_webhook_bodies_get_a_400(
         world: World, route: str, raw: Callable[[bytes], bytes]) -> None:
     build = HOOKS[route][0]
-    path = "alerts.0.labels.model" if route == "/hooks/alertmanager" else (
-        "data.version" if route == "/hooks/mlflow" else "version")
+    path = VERSION_FIELD.get(route, "version")
     body = raw(json.dumps(build("3", path)).encode())
     still = unchanged(world)
     response = post_hook(world, route, body)

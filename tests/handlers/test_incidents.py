@@ -8,7 +8,16 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from bot.models import AuditEvent, Incident, IncidentEvent, OutboxMessage, Project, Risk, utcnow
+from bot.models import (
+    AuditEvent,
+    Incident,
+    IncidentEvent,
+    IncidentFollowUp,
+    OutboxMessage,
+    Project,
+    Risk,
+    utcnow,
+)
 from bot.render import slack_unescape
 from support.fake_slack import Call, FakeSlack
 from support.quorum_server import QuorumServer
@@ -164,9 +173,12 @@ def test_lifecycle_through_buttons_with_the_timeline_in_the_thread(
     assert view["callback_id"] == "incident_resolve_modal"
     empty = slack.submit(view, {"summary": "  "}, user="U0BOB0001").json()
     assert empty["response_action"] == "errors" and "summary" in empty["errors"]
+    due = (utcnow() + timedelta(days=7)).date().isoformat()
     answer = slack.submit(view, {"summary": "Backfill finished; features fresh again",
                                  "root_cause": "Upstream table renamed",
-                                 "follow_ups": "Alert on feature freshness"}, user="U0BOB0001")
+                                 "follow_up_1": "Alert on feature freshness",
+                                 "follow_up_1_owner": "U0CAROL01", "follow_up_1_due": due},
+                          user="U0BOB0001")
     assert answer.status_code == 200 and not answer.content.strip(b"{}")
 
     summary_post = summary_of(fake_slack, "INC-1")
@@ -184,8 +196,11 @@ def test_lifecycle_through_buttons_with_the_timeline_in_the_thread(
     # The declarer commands the incident unless someone else is named.
     assert incident.status == "resolved" and incident.commander == "U0ALICE01"
     assert incident.acknowledged_at <= incident.mitigated_at <= incident.resolved_at
-    assert (incident.root_cause, incident.follow_ups) == ("Upstream table renamed",
-                                                          "Alert on feature freshness")
+    assert incident.root_cause == "Upstream table renamed"
+    with quorum.runtime.db.session() as session:
+        [item] = session.scalars(select(IncidentFollowUp)).all()
+        assert (item.text, item.owner, item.due_date.isoformat(), item.status) == (
+            "Alert on feature freshness", "U0CAROL01", due, "open")
     assert timeline(quorum) == ["declared", "acknowledged", "mitigated", "update", "resolved"]
     with quorum.runtime.db.session() as session:
         actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -29,16 +30,20 @@ from bot.models import (
     OutboxMessage,
     Project,
     Promotion,
+    utcnow,
 )
 from bot.render import slack_unescape
 from bot.services import gates as gate_service
 from bot.services import roles as role_service
 from bot.services.incidents import IncidentDraft, declare
 from bot.services.projects import project_for_channel
+from bot.services.promotions import promotions_between
+from bot.services.trace import trace
 from support.fake_slack import FakeSlack
 from support.mlflow_signing import mlflow_signed
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM, SlackSender
+from support.waiting import eventually
 
 TOKEN = "promotion-token-0123"
 SECRET = "mlflow-secret-4567"
@@ -213,8 +218,9 @@ def test_a_redelivery_announces_nothing_new(server: QuorumServer,
     assert again.json()["promotion"] == "P-1"
     announcements(fake_slack)
     assert count(server, Promotion) == 1 and queued(server) == 1
-    # The same event with a new delivery id is a new promotion (MLflow fired it again).
-    assert to_mlflow(server, alias_event()).json()["promotion"] == "P-2"
+    # The same alias set again (a new delivery id) is the same promotion: see the repeat tests.
+    again = to_mlflow(server, alias_event()).json()
+    assert (again["promotion"], again["repeated"], again["created"]) == ("P-1", True, False)
 
 
 @pytest.mark.parametrize("mangle", ["no_headers", "wrong_secret", "tampered_body", "stale",
@@ -299,12 +305,42 @@ def test_new_versions_are_recorded_and_announced_only_when_the_project_opts_in(
 
 def test_other_mlflow_events_are_accepted_and_ignored(server: QuorumServer) -> None:
     bind(server)
+    tagged = {"entity": "model_version_tag", "action": "set",
+              "timestamp": "2026-11-25T09:30:00+00:00",
+              "data": {"name": MODEL, "version": "3", "key": "stage", "value": "qa"}}
+    response = to_mlflow(server, tagged)
+    assert response.status_code == 200 and response.json()["ignored"] is True
+    assert count(server, Promotion) == 0 and queued(server) == 0
+
+
+def test_an_alias_moved_back_or_deleted_is_announced_as_a_rollback(
+        server: QuorumServer, fake_slack: FakeSlack) -> None:
+    bind(server)
+    passed_gate(server, version="4")
+    for version in ("3", "4", "3"):
+        assert to_mlflow(server, alias_event(version=version)).status_code == 200
     deleted = {"entity": "model_version_alias", "action": "deleted",
                "timestamp": "2026-11-25T09:30:00+00:00",
                "data": {"name": MODEL, "alias": "champion"}}
-    response = to_mlflow(server, deleted)
-    assert response.status_code == 200 and response.json()["ignored"] is True
-    assert count(server, Promotion) == 0 and queued(server) == 0
+    assert to_mlflow(server, deleted).status_code == 200
+
+    def rewinds() -> list[str]:
+        return [text_of(call.args) for call in fake_slack.calls_to("chat.postMessage")
+                if ":rewind:" in json.dumps(call.args.get("blocks", []))]
+
+    back, gone = eventually(lambda: rewinds() if len(rewinds()) == 2 else None)
+    assert "`champion` moved back from version *4* to version *3*" in back
+    assert "Gate record of v4" in back and "*G-1* launch passed" in back
+    assert "Promoted without a passed gate" in back  # v3 never passed one
+    assert "alias `champion` of model *churn-model* was deleted" in gone
+    assert "pointed at version *3* (P-3)" in gone
+    assert [(p.kind, p.version) for p in promotions(server)] == [
+        ("promotion", "3"), ("promotion", "4"), ("promotion", "3"), ("alias_deleted", "3")]
+    with server.runtime.db.session() as session:
+        actions = list(session.scalars(select(AuditEvent.action).where(
+            AuditEvent.action.like("promotion.%")).order_by(AuditEvent.id)))
+    assert actions == ["promotion.recorded", "promotion.recorded", "promotion.rolled_back",
+                       "promotion.alias_deleted"]
 
 
 def test_an_unbound_model_from_mlflow_is_stored_unrouted(server: QuorumServer) -> None:
@@ -496,7 +532,7 @@ def test_trace_shows_the_chain_of_one_model_version(server: QuorumServer,
     bind(server)
     gate = passed_gate(server)
     slack.command("/hypothesis", "Recency features lift churn recall")
-    slack.command("/decision", f"Ship {MODEL} v3 with recency features")
+    slack.command("/decision", f"Ship with recency features for {MODEL} v3")
     with server.runtime.db.session() as session:
         decision = session.scalars(select(Decision)).one()
         decision.hypotheses = list(session.scalars(select(Hypothesis)))
@@ -509,7 +545,7 @@ def test_trace_shows_the_chain_of_one_model_version(server: QuorumServer,
     assert reply.json()["response_type"] == "ephemeral"
     assert "Trace · churn-model v3" in text
     assert "*H-1* Recency features lift churn recall" in text
-    assert "*D-1* Ship churn-model v3" in text and "based on H-1" in text
+    assert "*D-1* Ship with recency features" in text and "based on H-1" in text
     assert f"*{gate}* launch · passed" in text and f"<@{BOB}> (ds) approved" in text
     assert "*P-1* → `production`" in text and "gate passed" in text
     assert "*INC-1* sev3 · Churn scores all zero" in text
@@ -576,3 +612,81 @@ def test_the_same_delivery_at_the_same_moment_is_one_promotion(
     # Later redeliveries (MLflow retries for a while) still change nothing.
     assert to_mlflow(server, None, headers, body).json()["created"] is False
     assert count(server, Promotion) == 1 and queued(server) == 1
+
+
+# ---------------------------------------------------------------------------- repeats
+
+
+def thread_replies(fake: FakeSlack, parent_ts: str, channel: str = CHANNEL) -> list[str]:
+    return [text_of(m) for m in fake.messages.get(channel, {}).values()
+            if m.get("thread_ts") == parent_ts]
+
+
+def top_level_announcements(fake: FakeSlack, channel: str = CHANNEL) -> list[dict[str, Any]]:
+    return [m for m in fake.messages.get(channel, {}).values()
+            if "thread_ts" not in m and ":rocket:" in json.dumps(m.get("blocks", []))]
+
+
+def test_mlflow_setting_the_same_alias_again_edits_the_one_card(
+        server: QuorumServer, fake_slack: FakeSlack) -> None:
+    bind(server)
+    assert to_mlflow(server, alias_event()).json()["promotion"] == "P-1"
+    announcements(fake_slack)
+    [card] = top_level_announcements(fake_slack)
+
+    body = json.dumps(alias_event()).encode()
+    headers = signed(body)  # MLflow fired the event again: a new delivery id
+    answer = to_mlflow(server, None, headers, body)
+    assert answer.status_code == 200
+    assert (answer.json()["promotion"], answer.json()["repeated"]) == ("P-1", True)
+    # MLflow retrying that delivery (same id) counts nothing more.
+    assert to_mlflow(server, None, headers, body).json()["promotion"] == "P-1"
+
+    update = fake_slack.wait_for("chat.update")[0]
+    assert update.args["ts"] == card["ts"] and "Announced again 1 time" in text_of(update.args)
+    fake_slack.wait_for("chat.postMessage", count=2)
+    [line] = thread_replies(fake_slack, card["ts"])
+    assert "MLflow set the alias again" in line and "instead of posting it twice" in line
+    assert len(top_level_announcements(fake_slack)) == 1
+    [promotion] = promotions(server)
+    assert (promotion.repeats, promotion.delivery_id is not None) == (1, True)
+    with server.runtime.db.session() as session:
+        actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+        assert actions.count("promotion.repeated") == 1
+        project = project_for_channel(session, TEAM, CHANNEL, "churn")
+        now = utcnow()
+        # The retrospective digest and the trace count it once.
+        assert len(promotions_between(session, project, now - timedelta(days=1), now)) == 1
+        assert [p.ref for p in trace(session, project, MODEL, "3").promotions] == ["P-1"]
+
+    # Another version, or the same one to another alias, is a promotion of its own.
+    assert to_mlflow(server, alias_event(version="4")).json()["promotion"] == "P-2"
+    assert to_mlflow(server, alias_event(alias="production")).json()["promotion"] == "P-3"
+
+
+def test_a_retried_cli_announcement_edits_the_card_instead_of_posting_again(
+        server: QuorumServer, fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bind(server)
+    args = ("--model", MODEL, "--version", "3", "--to", "production")
+    assert cli(monkeypatch, capsys, server, *args)[:2] == (0, "P-1\n")
+    announcements(fake_slack)
+    code, out, err = cli(monkeypatch, capsys, server, *args, "--actor", BOB)
+    assert (code, out) == (0, "P-1\n") and "already announced" in err
+    fake_slack.wait_for("chat.update")
+    [card] = top_level_announcements(fake_slack)
+    fake_slack.wait_for("chat.postMessage", count=2)
+    [line] = thread_replies(fake_slack, card["ts"])
+    assert "the command line" in line and f"<@{BOB}>" in line
+    assert count(server, Promotion) == 1 and promotions(server)[0].repeats == 1
+
+
+def test_a_repeat_after_the_window_is_a_new_announcement(
+        serve: Callable[..., QuorumServer], fake_slack: FakeSlack) -> None:
+    server = serve(QUORUM_PROMOTION_REPEAT_MINUTES="0")
+    bind(server)
+    payload = {"model": MODEL, "version": "3", "to": "production"}
+    assert to_hook(server, payload).json()["promotion"] == "P-1"
+    assert to_hook(server, payload).json()["promotion"] == "P-2"
+    announcements(fake_slack, 2)
+    assert count(server, Promotion) == 2

@@ -436,12 +436,16 @@ def test_list_pages_through_many_risks(slack: SlackSender, quorum: QuorumServer,
 def add_risks(quorum: QuorumServer, scores: list[tuple[int, int]],
               channel: str = CHANNEL) -> None:
     """Many risks at once, straight into the database (their cards are not under test)."""
+    from bot.models import utcnow
+    from bot.services import access
     from bot.services.projects import project_for_channel
     from bot.services.refs import current_value
     from bot.services.risks import band_for
 
     with quorum.runtime.db.session() as session:
         project = project_for_channel(session, "T0TEAM001", channel, "churn-model")
+        # Public, as Slack would have told: a project of unknown privacy DMs nobody its risks.
+        access.set_privacy(session, project, False, utcnow())
         first = current_value(session, project.team_id, "R") + 1
         session.execute(insert(Risk), [
             {"team_id": project.team_id, "number": first + n, "project_id": project.id,

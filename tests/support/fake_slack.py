@@ -261,6 +261,10 @@ class FakeSlack:
         self.views: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        # Channels a test declares private (conversations.info says `is_private`), and the
+        # members conversations.members lists for a channel (else the reference's example).
+        self.private_channels: set[str] = set()
+        self.channel_members: dict[str, list[str]] = {}
         # What apps.connections.open hands out: set it to a local Socket Mode server's URL.
         self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
         # Keep connections open between requests (HTTP/1.1), as Slack does; off by default, so
@@ -414,6 +418,8 @@ class FakeSlack:
             self.views.clear()
             self.users.clear()
             self.channels.clear()
+            self.private_channels.clear()
+            self.channel_members.clear()
             self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
         # Keep connections open between requests (HTTP/1.1), as Slack does; off by default, so
         # every answer closes its connection (HTTP/1.0).
@@ -685,8 +691,24 @@ class FakeSlack:
         """Return the channel object for ``channel`` (created or made up)."""
         known = self.channels.get(channel)
         if known is not None:
-            return copy.deepcopy(known)
-        return {"id": channel, "name": channel.lower(), "is_channel": True, "is_member": True}
+            info = copy.deepcopy(known)
+            info["is_private"] = info.get("is_private") or channel in self.private_channels
+            return info
+        return {"id": channel, "name": channel.lower(), "is_channel": True, "is_member": True,
+                "is_private": channel in self.private_channels, "is_group": False,
+                "is_im": False, "is_mpim": False, "is_archived": False}
+
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Describe a channel: private when the test declared it so (`private_channels`)."""
+        return {"ok": True, "channel": self._channel_info(str(args["channel"]))}
+
+    def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's members: those the test declared (`channel_members`), else the reference's
+        example; one page."""
+        channel = str(args["channel"])
+        example = self.methods["conversations.members"].get("success_example") or {}
+        members = self.channel_members.get(channel, example.get("members") or [])
+        return {"ok": True, "members": list(members), "response_metadata": {"next_cursor": ""}}
 
     def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
         """Join a channel, so chat.postMessage / chat.update work there."""
@@ -802,9 +824,11 @@ class FakeSlack:
         "chat.getPermalink": _chat_get_permalink,
         "conversations.history": _conversations_history,
         "conversations.replies": _conversations_replies,
+        "conversations.info": _conversations_info,
         "conversations.join": _conversations_join,
         "conversations.create": _conversations_create,
         "conversations.invite": _conversations_invite,
+        "conversations.members": _conversations_members,
         "views.open": _views_open,
         "views.push": _views_open,
         "views.publish": _views_open,

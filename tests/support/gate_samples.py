@@ -14,7 +14,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bot.commands import Command, Subcommand
-from bot.models import AuditEvent, Gate, GateSignoff, GateStatus, Project, SignoffDecision
+from bot.models import (
+    AuditEvent,
+    Gate,
+    GateSignoff,
+    GateStatus,
+    GithubDeployment,
+    Project,
+    SignoffDecision,
+)
 from bot.services.gates import (
     CRITERIA_LINES,
     CRITERION_LIMIT,
@@ -73,13 +81,22 @@ def gate(text: str, number: int = 1, status: str = GateStatus.OPEN,
     """A gate in `status`, its sign-offs consistent with it (a superseded one has a successor)."""
     required = list(DEFAULT_ROLES) if required is None else required
     g = Gate(id=number, team_id="T1", number=number, project=project(),
-             milestone=text[:40], model=text[:100] if model else None,
+             milestone=text[:80], model=text[:100] if model else None,
              version=text[:64] if model else None, required_roles=required,
              criteria=[f"{n}. {text[:CRITERION_LIMIT - 4]}" for n in range(criteria)],
              status=status, due_date=DUE if due else None,
              expires_at=datetime(2026, 12, 2, tzinfo=UTC) if due else None,
              passed_at=NOW if status == GateStatus.PASSED else None,
-             requested_by=user(text, 0 if number % 2 else 1), created_at=NOW, updated_at=NOW)
+             requested_by=user(text, 0 if number % 2 else 1), created_at=NOW, updated_at=NOW,
+             role_counts={required[0]: 3} if number % 2 and required else None,
+             wait_seconds=93784 if number % 3 == 0 else None,
+             ready_at=NOW if number % 3 == 0 and status == GateStatus.OPEN else None,
+             promote_alias=text[:64] if model and number % 2 == 0 else None,
+             promotion_state=["pending", "moved", None][number % 3],
+             promotion_attempts=number % 4, promotion_error=text[:2000] or None,
+             promoted_at=NOW if number % 3 == 1 else None)
+    if status == GateStatus.WITHDRAWN:
+        g.withdrawn_by, g.withdrawn_reason = user(text, number), text[:REASON_LIMIT] or "x\ny"
     if status == GateStatus.PASSED:
         g.signoffs = [signoff(role, text, n) for n, role in enumerate(required)]
     elif status in (GateStatus.CHANGES_REQUESTED, GateStatus.SUPERSEDED):
@@ -162,22 +179,59 @@ def _passed() -> list[dict[str, Any]]:
             if g.status == GateStatus.PASSED]
 
 
-def _reminder() -> list[dict[str, Any]]:
-    return [{"g": g, "roles": waiting[:count], "states": role_states(g)}
-            for text in HOSTILE for g in variants(text) if g.status == GateStatus.OPEN
-            for waiting in [_waiting(g)] for count in (1, len(waiting))]
+def _digest() -> list[dict[str, Any]]:
+    contexts = []
+    for text in HOSTILE:
+        items = [(g, (_waiting(g) or ["ds"])[:count]) for g in variants(text)
+                 for count in (1, 40)][:20]
+        contexts += [{"items": items, "more": 500}, {"items": items[:1], "more": -19}]
+    return contexts
+
+
+def _waiting_thread() -> list[dict[str, Any]]:
+    return [{"g": g, "signers": signers(g) or [signoff("ds", text, 1)]}
+            for text in HOSTILE for g in variants(text) if g.ready_at is not None]
+
+
+def _promoted() -> list[dict[str, Any]]:
+    return [{"g": g} for text in HOSTILE for g in variants(text) if g.promote_alias]
+
+
+def _promotion_failing() -> list[dict[str, Any]]:
+    return [{"g": g, "retry": timedelta(seconds=seconds)} for text in HOSTILE
+            for g in variants(text) if g.promote_alias for seconds in (30, 1800)]
+
+
+def _deployment() -> list[dict[str, Any]]:
+    contexts = []
+    for text in HOSTILE:
+        for n, event in enumerate(("held", "approved", "rejected", "failed", text[:20])):
+            d = GithubDeployment(
+                id=n, delivery_id=text[:64], team_id="T1", repo=text[:140] or "a/b",
+                environment=text[:255], installation_id=1, callback_url=text[:500],
+                sha=text[:64] or None, ref=text[:255], model=text[:100] if n % 2 else None,
+                version=text[:64] if n % 2 else None, gate_ids=[], state=event,
+                comment=text[:1000] or None, attempts=n, last_error=text[:2000] or None)
+            contexts.append({"d": d, "event": event})
+    return contexts
+
+
+def _withdrawn() -> list[dict[str, Any]]:
+    return [{"g": g} for text in HOSTILE for g in variants(text)
+            if g.status == GateStatus.WITHDRAWN]
 
 
 def _request_modal() -> list[dict[str, Any]]:
     contexts = []
     for text in HOSTILE:
-        form = {"milestone": text[:40], "model": text[:100], "version": text[:64],
-                "roles": text[:200], "criteria": text[:3000]}
+        form = {"milestone": text[:80], "model": text[:100], "version": text[:64],
+                "promote": text[:64], "wait": text[:20], "roles": text[:200],
+                "criteria": text[:3000]}
         for known in (roles(text, MANY), []):
             metadata = write_metadata(channel="C0CHURN01", channel_name=text[:80] or None)
             contexts.append({"form": form, "known_roles": known, "metadata": metadata})
-    default = {"milestone": "", "model": "", "version": "", "roles": ", ".join(DEFAULT_ROLES),
-               "criteria": ""}
+    default = {"milestone": "", "model": "", "version": "", "promote": "", "wait": "",
+               "roles": ", ".join(DEFAULT_ROLES), "criteria": ""}
     return [*contexts, {"form": default, "known_roles": list(DEFAULT_ROLES),
                         "metadata": write_metadata(channel="C0CHURN01", channel_name=None)}]
 
@@ -270,7 +324,13 @@ GATE_SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "gate/expired": _expired,
     "gate/list": _list,
     "gate/passed": _passed,
-    "gate/reminder": _reminder,
+    "gate/digest": _digest,
+    "gate/waiting": _waiting_thread,
+    "gate/withdrawn": _withdrawn,
+    "gate/deployment": _deployment,
+    "gate/promoted": _promoted,
+    "gate/promotion_failing": _promotion_failing,
+    "gate/withdraw_done": _withdrawn,
     "gate/request_modal": _request_modal,
     "gate/requested": _requested,
     "gate/signed": _signed,

@@ -74,7 +74,14 @@ def home(text: str, *, total: int = 400, project_count: int = 150, chosen: bool 
         rituals=Section([NextRitual(["standup", "retro"][n % 2], "C0CHURN01", NOW,
                                     "America/Argentina/ComodRivadavia")
                          for n in range(shown)] if rituals else [], total if rituals else 0),
+        follow_ups=Section(_follow_ups(text, shown), total),
     )
+
+
+def _follow_ups(text: str, count: int) -> list[Any]:
+    from support.incident_samples import follow_ups, incident
+
+    return follow_ups(text, incident(text, 7, "resolved"), count)
 
 
 def _home() -> list[dict[str, Any]]:

@@ -35,7 +35,8 @@ def hypothesis(text: str, number: int = 1, status: str = "proposed") -> Hypothes
         notes=text[:3000], status=status, evidence=text[:3000] if concluded else "",
         started_at=NOW if status != "proposed" else None,
         concluded_at=NOW if concluded else None, concluded_by="U0123ABCD" if concluded else None,
-        created_by="U0123ABCD", created_at=NOW, updated_at=NOW)
+        created_by="U0123ABCD", created_at=NOW, updated_at=NOW,
+        model=text[:100] or None, version=text[:64] or None)
 
 
 def linked(text: str) -> Hypothesis:
@@ -80,7 +81,8 @@ def _modal() -> list[dict[str, Any]]:
     for text in HOSTILE:
         form = {"statement": text[:300], "metric": text[:3000], "expected_effect": text[:3000],
                 "experiment_url": text[:200], "notes": text[:3000],
-                "owner": "U0123ABCD" if text else None, "cites": "H-1" if text else None}
+                "owner": "U0123ABCD" if text else None, "cites": "H-1" if text else None,
+                "model": text[:100], "version": text[:64]}
         contexts.append({"form": form, "metadata": json.dumps({"channel": "C1"}),
                          "ref": "H-3" if text else None, "reopen_choices": choices})
     return contexts

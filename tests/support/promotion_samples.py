@@ -22,7 +22,8 @@ from bot.models import (
     Project,
     Promotion,
 )
-from bot.services.promotions import GateRecord, Trace
+from bot.services.promotions import GateRecord
+from bot.services.trace import Trace
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 HOSTILE = [
@@ -54,26 +55,32 @@ def gate_record(text: str, passed: int, waiting: int) -> dict[str, Any]:
 
 
 def promotion(text: str, number: int = 1, kind: str = "promotion", passed: int = 0,
-              waiting: int = 0, source: str = "mlflow") -> Promotion:
+              waiting: int = 0, source: str = "mlflow", rollback: bool = False) -> Promotion:
+    record = gate_record(text, passed, waiting)
+    if rollback:
+        record["rollback"] = {"from_version": text[:64] or "3", "from_promotion": "P-99",
+                              **gate_record(text, waiting, passed)}
     return Promotion(
         id=number, team_id="T1", number=number, project=project(), kind=kind,
         model=text[:100] or "m", version=text[:64] or "1",
-        to_stage=(text[:64] or "production") if kind == "promotion" else None,
+        to_stage=(text[:64] or "production") if kind != "new_version" else None,
         from_stage=text[:64] or None, actor=text[:64] or None,
         url="https://ci.example/run/1?a=<b>&c=|d" if text else None, note=text[:2000],
         source=source, status="announced", delivery_id=None,
-        gate_record=gate_record(text, passed, waiting), occurred_at=NOW, created_by="mlflow",
+        gate_record=record, occurred_at=NOW, created_by="mlflow",
         created_at=NOW)
 
 
 def _announcement() -> list[dict[str, Any]]:
     contexts: list[dict[str, Any]] = []
     for n, text in enumerate(HOSTILE, start=1):
-        for kind in ("promotion", "new_version"):
+        for kind in ("promotion", "new_version", "alias_deleted"):
             for passed, waiting in ((0, 0), (0, MANY), (MANY, MANY), (1, 0)):
                 p = promotion(text, n, kind, passed, waiting,
-                              source=["mlflow", "webhook", "cli", text[:16]][n % 4])
+                              source=["mlflow", "webhook", "cli", text[:16], "quorum"][n % 5],
+                              rollback=kind != "new_version" and passed != waiting)
                 replaces = promotion(text + "old", n + 1) if n % 2 else None
+                p.repeats, p.repeated_at = n - 1, NOW
                 contexts.append({"p": p, "gates": GateRecord(), "replaces": replaces})
     return contexts
 
@@ -108,14 +115,23 @@ def _trace() -> list[dict[str, Any]]:
                       for n in range(1, 11)]
         incidents = [Incident(id=n, team_id="T1", number=n, title=text[:150], severity="sev1",
                               status="resolved") for n in range(1, 11)]
-        contexts.append({"t": Trace(text[:100], text[:64], decisions, gates, promotions,
-                                    incidents)})
-        contexts.append({"t": Trace(text[:100], text[:64], [], [], [], [])})
+        here, bound = project(), project(True)
+        bound.id, bound.channel_id = 2, "C0FRAUD01"
+        contexts.append({"t": Trace(text[:100], text[:64], [here, bound], hypotheses, decisions,
+                                    gates, promotions, incidents, bound)})
+        contexts.append({"t": Trace(text[:100], text[:64], [here], [], [], [], [], [])})
     return contexts
+
+
+def _repeated() -> list[dict[str, Any]]:
+    return [{"p": promotion(text, n), "source": source, "actor": text[:64] or None, "at": NOW}
+            for n, text in enumerate(HOSTILE, start=1)
+            for source in ("mlflow", "cli", "webhook", text[:16])]
 
 
 PROMOTION_SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "promotion/announcement": _announcement,
+    "promotion/repeated": _repeated,
     "promotion/models": _models,
     "promotion/trace": _trace,
 }

@@ -11,6 +11,7 @@ import uvicorn
 
 from bot.config import Settings
 from bot.delivery import OutboxWorker
+from bot.edge import edge_jobs
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
 from bot.slack_app import build_app, web_client
@@ -21,15 +22,17 @@ class QuorumServer:
     """`quorum serve` in a thread: the same app object graph, bound to port 0."""
 
     def __init__(self, settings: Settings, header_seconds: float = HEADER_READ_SECONDS,
-                 **web_options: Any) -> None:
-        """`web_options` go to `create_web_app` (body limit, read deadline)."""
+                 *, with_edge_jobs: bool = False, **web_options: Any) -> None:
+        """`web_options` go to `create_web_app` (body limit, read deadline); `with_edge_jobs`
+        makes `scheduler.run_due` also run the edge jobs (silence expiry, Slack names)."""
         self.settings = settings
         self.runtime = Runtime.from_settings(settings)
         self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=3),
                                    poll_seconds=0.05,
                                    lease=timedelta(seconds=settings.outbox_lease_seconds))
         # Not started: tests drive the clock with `scheduler.run_due(now)`.
-        self.scheduler = Scheduler(self.runtime.db)
+        self.scheduler = Scheduler(self.runtime.db, settings=settings,
+                                   jobs=edge_jobs(self.runtime) if with_edge_jobs else ())
         self.bolt = build_app(self.runtime)
         self.web = create_web_app(self.runtime, self.bolt, self.worker, **web_options)
         config = uvicorn.Config(self.web, host="127.0.0.1", port=0, log_level="warning",

@@ -14,10 +14,14 @@ from typing import Any
 from bot.commands import Command, Subcommand
 from bot.models import AuditEvent, Decision, Incident, IncidentEvent, Project
 from bot.services.decisions import Page
-from bot.services.incidents import SEVERITIES, Overview
+from bot.services.incident_stats import Overview
+from bot.services.incidents import SEVERITIES
+from support.access_samples import ACCESS_SAMPLES
 from support.gate_samples import GATE_SAMPLES
 from support.home_samples import HOME_SAMPLES
 from support.hypothesis_samples import HYPOTHESIS_SAMPLES, hypothesis
+from support.incident_samples import EXTRA_CARD_SAMPLES as INCIDENT_CARDS
+from support.incident_samples import INCIDENT_SAMPLES
 from support.promotion_samples import PROMOTION_SAMPLES
 from support.risk_samples import RISK_SAMPLES
 from support.ritual_samples import RITUAL_SAMPLES
@@ -42,7 +46,8 @@ def decision(text: str, number: int = 1, status: str = "proposed") -> Decision:
                  context=text, options=text, decision=text, consequences=text, status=status,
                  deciders=["U0123ABCD", "not-a-user-<!channel>"] if text else [],
                  source_permalink="https://acme.slack.com/archives/C1/p1" if text else None,
-                 created_by="U0123ABCD", created_at=NOW, updated_at=NOW)
+                 created_by="U0123ABCD", created_at=NOW, updated_at=NOW,
+                 model=text[:100] or None, version=text[:64] or None)
     return d
 
 
@@ -63,7 +68,8 @@ def _decision_modal() -> list[dict[str, Any]]:
         form = {"title": text[:150], "context": text[:3000], "options": text[:3000],
                 "decision": text[:3000], "consequences": text[:3000],
                 "deciders": ["U0123ABCD"] if text else [], "status": "accepted",
-                "hypotheses": ["H-1", "H-2"] if text else []}
+                "hypotheses": ["H-1", "H-2"] if text else [], "model": text[:100],
+                "version": text[:64]}
         contexts.append({"form": form, "metadata": json.dumps({"channel": "C1", "t": text[:500]}),
                          "ref": "D-12" if text else None, "permalink": text[:200] or None,
                          "statuses": ["proposed", "accepted", "rejected"],
@@ -95,7 +101,7 @@ def _decision_show() -> list[dict[str, Any]]:
 
 
 INCIDENT_KINDS = ["declared", "acknowledged", "update", "mitigated", "resolved", "channel",
-                  "alert", "alert_resolved", "something_new"]
+                  "alert", "alert_resolved", "severity", "lead", "silenced", "something_new"]
 
 
 def incident(text: str, number: int = 1, status: str = "declared") -> Incident:
@@ -122,7 +128,8 @@ def timeline(text: str, count: int = 9) -> list[IncidentEvent]:
 
 def _incident_card() -> list[dict[str, Any]]:
     return [{"i": incident(text, n, status)} for n, text in enumerate(HOSTILE, start=1)
-            for status in ("declared", "acknowledged", "mitigated", "resolved")]
+            for status in ("declared", "acknowledged", "mitigated", "resolved")] \
+        + INCIDENT_CARDS()
 
 
 def _incident_entry() -> list[dict[str, Any]]:
@@ -131,8 +138,10 @@ def _incident_entry() -> list[dict[str, Any]]:
 
 def _incident_summary() -> list[dict[str, Any]]:
     return [{"i": incident(text, n, "resolved"), "duration": timedelta(hours=2, minutes=5),
-             "tta": None if n % 2 else timedelta(minutes=4), "timeline": timeline(text, count)}
-            for n, text in enumerate(HOSTILE, start=1) for count in (0, 3, 75)]
+             "tta": None if n % 2 else timedelta(minutes=4), "timeline": timeline(text, count),
+             "follow_ups": []}
+            for n, text in enumerate(HOSTILE, start=1) for count in (0, 3, 75)] \
+        + INCIDENT_SAMPLES["incident/summary"]()
 
 
 def _incident_reminder() -> list[dict[str, Any]]:
@@ -191,14 +200,16 @@ SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "incident/list": _incident_list,
     "incident/declare_modal": _incident_declare_modal,
     "incident/update_modal": _incident_small_modal,
-    "incident/resolve_modal": _incident_small_modal,
     "common/error": _error,
     "common/help": _help,
     "common/notice": _notice,
 }
 SAMPLES.update(RISK_SAMPLES)
+SAMPLES["incident/resolve_modal"] = INCIDENT_SAMPLES["incident/resolve_modal"]
+SAMPLES["incident/follow_up_overdue"] = INCIDENT_SAMPLES["incident/follow_up_overdue"]
 SAMPLES.update(HYPOTHESIS_SAMPLES)
 SAMPLES.update(GATE_SAMPLES)
 SAMPLES.update(HOME_SAMPLES)
 SAMPLES.update(PROMOTION_SAMPLES)
 SAMPLES.update(RITUAL_SAMPLES)
+SAMPLES.update(ACCESS_SAMPLES)  # after GATE_SAMPLES: its admin/roles adds owners
