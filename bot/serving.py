@@ -69,8 +69,13 @@ def web_app(runtime: Runtime, *, background: bool) -> Any:
 
 
 def web_app_of_process() -> Any:
-    """The app factory each of the `--workers` processes calls (it rebuilds its own runtime)."""
-    runtime = Runtime.from_settings(load_settings())
+    """The app factory each of the `--workers` processes calls (it rebuilds its own runtime and,
+    being a fresh interpreter, sets up logging as `quorum` does)."""
+    from bot.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format)
+    runtime = Runtime.from_settings(settings)
     return web_app(runtime, background=os.environ.get(BACKGROUND_ENV) == "1")
 
 
