@@ -31,6 +31,7 @@ test: $(BIN)/quorum
 	@bash scripts/ensure_alertmanager.sh
 	@bash scripts/ensure_promtool.sh
 	@bash scripts/ensure_mlflow.sh
+	@bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest
 	$(BIN)/ruff check .
 

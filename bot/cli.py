@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     shell.add_argument("--channel", default="general", type=_name,
                        help="the channel you type in (default general)")
 
+    portal = commands.add_parser(
+        "portal", help="serve the portal's pages on loopback, signed in as a chosen person",
+        description="The web portal (/portal) for local use with no Slack: every page as "
+                    "NAME (a `quorum shell` name), on 127.0.0.1 only.")
+    portal.add_argument("--dev-user", required=True, type=_name, metavar="NAME",
+                        help="who you are (e.g. alice, as in `quorum shell --user alice`)")
+    portal.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--url", help="public https:// address of `quorum serve`")
     manifest.add_argument("--socket-mode", action="store_true",
@@ -277,6 +285,23 @@ def _shell(settings: Settings, args: argparse.Namespace) -> int:
         runtime.db.dispose()  # the last connection closing folds SQLite's WAL back in
 
 
+def _portal(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.config import ConfigError
+    from bot.portal.dev import dev_app
+
+    if not 1 <= args.port <= 65535:
+        raise ConfigError("--port: must be between 1 and 65535")
+    runtime = _database(settings, migrate=False)
+    app, person = dev_app(runtime, args.dev_user)
+    print(f"quorum portal: http://127.0.0.1:{args.port}/portal/ as {person.name} "
+          f"({person.user_id}); loopback only", file=sys.stderr)
+    # Loopback only, whatever HOST says: these pages have no sign-in.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def _manifest(settings: Settings, args: argparse.Namespace) -> int:
     from bot.config import ConfigError
     from bot.manifest import build_manifest, render
@@ -437,7 +462,8 @@ def _option(exc: Exception) -> str:
 
 
 # The function that runs each command (its parser is in `_parser`).
-COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "manifest": _manifest,
+COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "portal": _portal,
+            "manifest": _manifest,
             "db": _db, "export": _export, "gate": _gate, "announce": _announce}
 COMMANDS["worker"] = _worker
 

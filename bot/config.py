@@ -38,6 +38,9 @@ ENV_NAMES = {
     "slack_posts_per_minute": "QUORUM_SLACK_POSTS_PER_MINUTE",
     "log_format": "QUORUM_LOG_FORMAT",
     "host": "HOST",
+    "public_url": "QUORUM_PUBLIC_URL",
+    "slack_client_id": "SLACK_CLIENT_ID",
+    "slack_client_secret": "SLACK_CLIENT_SECRET",
     "port": "PORT",
     "alertmanager_url": "ALERTMANAGER_URL",
     "alertmanager_username": "ALERTMANAGER_USERNAME",
@@ -96,6 +99,11 @@ class Settings(BaseSettings):
     github_webhook_secret: str | None = Field(None, alias="GITHUB_WEBHOOK_SECRET", repr=False)
     github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL")
     host: str = Field("0.0.0.0", alias="HOST")
+    # The portal (`bot.portal`): where people reach Quorum (links on cards, the OpenID redirect)
+    # and the app's OAuth credentials for Sign in with Slack. Without the three, no portal.
+    public_url: str | None = Field(None, alias="QUORUM_PUBLIC_URL")
+    slack_client_id: str | None = Field(None, alias="SLACK_CLIENT_ID")
+    slack_client_secret: str | None = Field(None, alias="SLACK_CLIENT_SECRET", repr=False)
     port: int = Field(3000, alias="PORT", ge=1, le=65535)
     # Alertmanager's API v2, where silences made from an incident's card go (none: no buttons).
     alertmanager_url: str | None = Field(None, alias="ALERTMANAGER_URL")
@@ -155,6 +163,7 @@ class Settings(BaseSettings):
             raise ValueError("give either a bearer token or ALERTMANAGER_USERNAME/PASSWORD, "
                              "not both")
         return value
+
     @field_validator("mlflow_tracking_uri", "github_api_url")
     @classmethod
     def _http_url_shape(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -195,6 +204,15 @@ class Settings(BaseSettings):
         if not isinstance(key, RSAPrivateKey):
             raise ValueError("must be the App's RSA private key (GitHub signs with RS256)")
         return text
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or any(c in value for c in "?#<> "):
+            raise ValueError("must be an http(s) URL such as https://quorum.example.com")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
@@ -238,6 +256,11 @@ class Settings(BaseSettings):
     @cached_property
     def admins(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.admins_raw.split(",") if part.strip())
+
+    @property
+    def portal_enabled(self) -> bool:
+        """Sign in with Slack is configured: client id, client secret and public URL."""
+        return bool(self.slack_client_id and self.slack_client_secret and self.public_url)
 
     def require(self, *fields: str, purpose: str) -> None:
         """Stop with a ConfigError naming the first missing variable that `purpose` needs."""

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -196,6 +196,31 @@ class Database:
             return True
         except Exception:
             return False
+
+    def peek(self, query: Select[Any]) -> tuple[Any, ...] | None:
+        """The first row of a read-only `query`, asked on a bare driver connection as `ping`
+        does, so that it never queues behind a writer (SQLite's `BEGIN IMMEDIATE`)."""
+        compiled = query.compile(dialect=self.engine.dialect)
+        params = compiled.construct_params()
+        order = compiled.positiontup
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            connection = self.engine.raw_connection()
+        except driver_error as exc:  # the driver's own error: raise it as SQLAlchemy would
+            raise DBAPIError.instance(None, None, exc, driver_error) from exc
+        try:
+            cursor = connection.cursor()
+            cursor.execute(str(compiled), [params[name] for name in order]
+                           if order is not None else params)
+            row = cursor.fetchone()
+            cursor.close()
+            connection.rollback()
+            return tuple(row) if row is not None else None
+        except driver_error as exc:
+            connection.invalidate(exc)  # it may be broken: not back into the pool
+            raise DBAPIError.instance(str(compiled), params, exc, driver_error) from exc
+        finally:
+            connection.close()
 
     def upgrade(self, revision: str = "heads") -> None:
         """Apply the Alembic migrations up to `revision`.

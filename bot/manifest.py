@@ -40,13 +40,15 @@ BOT_SCOPES = {
                      "standup participants when nobody holds a role (conversations.members)",
     "groups:read": "the same for private channels, whose members alone see their records on the "
                    "Home tab and in reminders (conversations.info, conversations.members)",
-    "users:read": "people's names for exports instead of their ids (users.info)",
+    "users:read": "people's names for exports instead of their ids, and each person's time "
+                  "zone for standups held at their own time (users.info, user_change event)",
     "channels:manage": "open a dedicated incident channel and invite its people "
                        "(conversations.create, conversations.invite)",
+    "im:history": "read standup answers sent to Quorum in its DM (the message.im event)",
 }
 
 # Bolt's `app.message(...)` listens to messages in the channels Quorum works in.
-MESSAGE_EVENTS = ("message.channels", "message.groups")
+MESSAGE_EVENTS = ("message.channels", "message.groups", "message.im")
 
 
 @dataclass
@@ -179,7 +181,8 @@ def build_manifest(runtime: Runtime, url: str | None, socket_mode: bool = False
 
     features: dict[str, Any] = {
         "app_home": {"home_tab_enabled": "app_home_opened" in events,
-                     "messages_tab_enabled": False,
+                     # Standups held at each person's time are answered in the DM.
+                     "messages_tab_enabled": "message.im" in events,
                      "messages_tab_read_only_enabled": False},
         "bot_user": {"display_name": NAME, "always_online": True},
     }

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -251,6 +252,15 @@ class Renderer:
             plain=_plain, typed=_typed, json=_json_value, user=_user, channel=_channel,
             link=_link,
         )
+        # QUORUM_PUBLIC_URL when the portal is on (set by `bot.web`); cards then link to it.
+        self.public_url: str | None = None
+        self.json_env.globals["portal_url"] = self.portal_url
+
+    def portal_url(self, path: str) -> str:
+        """The portal page at `path` (`decisions/D-3`), or "" when there is no portal."""
+        if not self.public_url:
+            return ""
+        return f"{self.public_url}/portal/{quote(path, safe='/-')}"
 
     def _json(self, name: str, context: dict[str, Any]) -> Any:
         source = self.json_env.get_template(f"{name}.json.j2").render(**context)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.database import UNAVAILABLE, Database, database_outage
@@ -67,9 +68,11 @@ def command_key(trigger_id: str) -> str:
 
 
 def already_done(db: Database, team_id: str, key: str) -> bool:
-    with db.session() as session:
-        return session.get(ProcessedRequest, (team_id[:32], key[:idempotency.KEY_LIMIT])) \
-            is not None
+    """Was this key stored? Peeked at without a transaction: a session would first wait
+    (SQLite's `BEGIN IMMEDIATE`) for whatever write holds the database."""
+    table = ProcessedRequest.__table__
+    return db.peek(select(table.c.key).where(
+        table.c.team_id == team_id[:32], table.c.key == key[:idempotency.KEY_LIMIT])) is not None
 
 
 def track_commands(app: App, db: Database) -> None:

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -387,6 +387,17 @@ def _slack_context(bolt: BoltRequest) -> dict[str, str]:
     return {key: str(value)[:64] for key, value in found.items() if value}
 
 
+def _portal_routes(runtime: Runtime) -> list[Mount]:
+    """`/portal` (bot.portal) when Sign in with Slack is configured; links on cards follow."""
+    from bot.portal import create_portal_app
+    from bot.render import renderer
+
+    renderer.public_url = runtime.settings.public_url if runtime.settings.portal_enabled else None
+    if not runtime.settings.portal_enabled:
+        return []
+    return [Mount("/portal", app=create_portal_app(runtime))]
+
+
 def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                    scheduler: Scheduler | None = None, *, body_limit: int = BODY_LIMIT,
                    body_read_seconds: float = BODY_READ_SECONDS) -> Starlette:
@@ -674,6 +685,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/api/gates", _measured("/api/gates", api_gates), methods=["GET"]),
+            *_portal_routes(runtime),
         ],
         middleware=[Middleware(RequestLimits, limit=body_limit,
                                read_seconds=body_read_seconds)],

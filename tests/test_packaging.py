@@ -25,7 +25,8 @@ def test_wheel_contains_templates_migrations_and_license(tmp_path: Path) -> None
     archive = zipfile.ZipFile(wheel)
     names = set(archive.namelist())
     expected = [p.relative_to(ROOT).as_posix() for pattern in
-                ("templates/**/*.j2", "bot/migrations/**/*.py", "bot/migrations/*.mako")
+                ("templates/**/*.j2", "templates/**/*.css", "bot/migrations/**/*.py",
+                 "bot/migrations/*.mako")
                 for p in ROOT.glob(pattern)]
     assert expected and set(expected) <= names
     dist_info = f"quorum_slack-{bot.__version__}.dist-info"

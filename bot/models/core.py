@@ -131,7 +131,9 @@ class AuditEvent(Base):
     """One change to one register. Append-only: the database refuses updates and deletes."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_entity", "entity_type", "entity_id"),)
+    __table_args__ = (Index("ix_audit_events_entity", "entity_type", "entity_id"),
+                      # A project's audit log in the portal, newest first (migration 0018).
+                      Index("ix_audit_events_project_at", "project_id", "at", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     team_id: Mapped[str] = mapped_column(String(32), index=True)

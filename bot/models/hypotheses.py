@@ -46,6 +46,9 @@ class Hypothesis(Referenced, Base):
         Index("ix_hypotheses_created_by", "team_id", "created_by", "project_id"),
         # `/quorum trace <model> v<version>` finds the records about a model version.
         Index("ix_hypotheses_model_version", "team_id", "model", "version"),
+        # A project's hypotheses of one status, newest first: the portal's board and
+        # `/hypothesis list` (migration 0018).
+        Index("ix_hypotheses_project_status", "project_id", "status", "created_at", "id"),
     )
     ref_prefix = "H"
 

@@ -49,6 +49,7 @@ T = TypeVar("T")
 # at most 100 blocks: a gate takes two (its line and its buttons), other items one each.
 WAITING_SHOWN = 6
 ITEMS_SHOWN = 6
+ACTIONS_SHOWN = 5
 RECENT_DECISION_DAYS = 30
 # A static select holds at most 100 options; one is "All projects".
 PROJECT_CHOICES = 99
@@ -102,6 +103,8 @@ class Home:
     rituals: Section[Any]
     # Incident follow-ups the person owns (every project: the filter does not hide them).
     follow_ups: Section[Any] = field(default_factory=Section)
+    # Open retro action items the person owns (`bot.services.rituals.retros`).
+    retro_actions: Section[Any] = field(default_factory=Section)
 
 
 def home_key(team_id: str, user_id: str) -> str:
@@ -260,7 +263,16 @@ def build_home(session: Session, team_id: str, user_id: str,
                                                 Decision.number.desc())),
         rituals=next_rituals(session, team_id, user_id, ids, now),
         follow_ups=follow_ups,
+        retro_actions=Section(*retro_actions_of(session, team_id, user_id, ACTIONS_SHOWN)),
     )
+
+
+def retro_actions_of(session: Session, team_id: str, user_id: str,
+                     limit: int) -> tuple[list[Any], int]:
+    """The person's open retro action items (a section of its own, next to the rituals)."""
+    # Imported here: the rituals package's services import this module to refresh Homes.
+    from bot.services.rituals.retros import open_actions_of
+    return open_actions_of(session, team_id, user_id, limit)
 
 
 @dataclass(frozen=True)

@@ -363,19 +363,24 @@ def _route(session: Session, draft: PromotionDraft, default_channel: str | None)
 
 def _repeat_of(session: Session, team_id: str, project: Project | None, draft: PromotionDraft,
                since: datetime) -> Promotion | None:
-    """The promotion of the same model, version and target to the same place since `since`."""
+    """The promotion of the same model, version and target to the same place since `since`,
+    when it is still the target's latest move: `3 → 4 → 3` is a rollback, not a repeat, and so
+    is setting an alias again after it was deleted."""
     if draft.kind != PromotionKind.PROMOTION:
         return None
-    found = session.scalars(
+    latest = session.scalars(
         select(Promotion).where(
-            Promotion.team_id == team_id, Promotion.kind == PromotionKind.PROMOTION,
-            Promotion.model == draft.model, Promotion.version == draft.version,
-            Promotion.to_stage == draft.to,
+            Promotion.team_id == team_id,
+            Promotion.kind.in_((PromotionKind.PROMOTION, PromotionKind.ALIAS_DELETED)),
+            Promotion.model == draft.model, Promotion.to_stage == draft.to,
             Promotion.project_id == project.id if project is not None
             else Promotion.project_id.is_(None),
             Promotion.created_at >= since)
         .order_by(Promotion.id.desc()).limit(1)).unique().first()
-    return lock(session, found) if found is not None else None
+    if latest is None or latest.kind != PromotionKind.PROMOTION \
+            or latest.version != draft.version:
+        return None
+    return lock(session, latest)
 
 
 def _announce_again(session: Session, promotion: Promotion, draft: PromotionDraft, source: str,

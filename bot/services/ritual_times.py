@@ -1,10 +1,12 @@
 """When rituals happen: `<when>` (cron or plain words) to a schedule, time zones, occurrences.
 
-Occurrences are computed by APScheduler's `CronTrigger` on the *wall clock* of the schedule's
-time zone (the trigger runs in UTC over naive local times, which have no daylight-saving jumps),
-and each wall-clock time is then placed in the zone with `fold=0`. So a 09:30 standup stays at
-09:30 local across DST changes, an hour that happens twice (autumn) fires once, and a time that
-does not exist (spring) fires once, at the same instant an hour later on the clock.
+The cron form is read by `cronsim`, a maintained cron library, exactly as cron reads it: steps
+(`1-5/2`), ranges, names, `L`, `LW`, `5L`, `5#2`, and the rule that a restricted day of month
+and a restricted day of week are alternatives (`0 9 1 * 1`: the 1st *or* any Monday). Plain
+words (`weekdays 09:30`) become a cron expression with day names. Occurrences are computed on
+the schedule's time zone with cron's daylight-saving rules, as cronsim implements them: a
+09:30 standup stays at 09:30 local across changes, a time in the hour that happens twice
+(autumn) fires once, and a time that does not exist (spring) fires once, at the change.
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from bot.errors import InvalidInput
+from cronsim import CronSim, CronSimError
 
-if TYPE_CHECKING:  # imported where used: CLI commands such as `gate check` import this module
-    from apscheduler.triggers.cron import CronTrigger
+from bot.errors import InvalidInput
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_WORDS = {
@@ -29,9 +29,6 @@ DAY_WORDS = {
     "monday": "mon", "tuesday": "tue", "tues": "tue", "wednesday": "wed", "thursday": "thu",
     "thur": "thu", "thurs": "thu", "friday": "fri", "saturday": "sat", "sunday": "sun",
 }
-# Standard cron numbers days from Sunday = 0 (and 7); APScheduler from Monday = 0, so numeric
-# day-of-week fields are translated to names before APScheduler reads them.
-CRON_DAY_NUMBERS = {0: "sun", 1: "mon", 2: "tue", 3: "wed", 4: "thu", 5: "fri", 6: "sat", 7: "sun"}
 EXAMPLES = ('`weekdays 09:30`', '`mon,thu 10:00`', '`fridays 15:00`',
             '`every 2 weeks on friday 15:00`', '`"30 9 * * 1-5"` (cron)')
 TIME_WORD = re.compile(r"^(?:at\s+)?(\d{1,2})(?::(\d{2}))?\s*(am|pm)?$")
@@ -56,43 +53,27 @@ def _unparseable(raw: str, why: str = "") -> InvalidInput:
                         f"{', '.join(EXAMPLES)}.", field="when")
 
 
-def _cron_day(part: str) -> str:
-    """One element of a cron day-of-week field, numbers turned into APScheduler's day names."""
-    if re.fullmatch(r"\d", part):
-        return CRON_DAY_NUMBERS.get(int(part), part)
-    match = re.fullmatch(r"(\d)-(\d)(/\d+)?", part)
-    if match:
-        low, high, step = int(match[1]), int(match[2]), match[3] or ""
-        if low > 7 or high > 7 or low > high:
-            return part  # left for CronTrigger to refuse
-        if (low == 0 and high >= 6) or (low == 0 and high == 7):
-            return "*" + step
-        if low == 0:  # Sunday first: APScheduler's week starts on Monday
-            return f"sun,mon-{CRON_DAY_NUMBERS[high]}" if high > 1 else "sun,mon"
-        return f"{CRON_DAY_NUMBERS[low]}-{CRON_DAY_NUMBERS[min(high, 7)]}{step}"
-    return part.lower()
-
-
-def trigger_for(cron: str) -> CronTrigger:
-    """The trigger of a normalized cron expression, on the naive wall clock (see module doc)."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    minute, hour, day, month, day_of_week = cron.split()
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=day_of_week, timezone=UTC)
-
-
 def _from_cron(raw: str) -> When:
     fields = raw.split()
     if len(fields) != 5:
         raise _unparseable(raw, f"a cron expression has 5 fields, this has {len(fields)}")
-    fields[4] = ",".join(_cron_day(part) for part in fields[4].split(","))
-    cron = " ".join(fields)
+    cron = " ".join(field.lower() for field in fields)
     try:
-        trigger_for(cron)
-    except ValueError as exc:
-        raise _unparseable(raw, str(exc)) from None
+        CronSim(cron, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        if fields[3] != "*" and _valid_cron(" ".join([*fields[:3], "*", fields[4]])):
+            raise InvalidInput(f"`{raw[:80]}` never happens (no such date), so nothing would "
+                               f"ever be posted.", field="when") from None
+        raise _unparseable(raw, str(exc).lower()) from None
     return When(cron=cron, description=raw)
+
+
+def _valid_cron(cron: str) -> bool:
+    try:
+        CronSim(cron, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError:
+        return False
+    return True
 
 
 def _time_of(text: str, raw: str) -> tuple[int, int]:
@@ -162,7 +143,7 @@ def parse_when(raw: str) -> When:
         raise _unparseable(raw or "", "it is empty")
     if len(text) > 120:
         raise _unparseable(text, "it is too long")
-    if re.fullmatch(r"[\d*/,\-a-zA-Z]+(\s+[\d*/,\-a-zA-Z]+){4}", text) and \
+    if re.fullmatch(r"[\d*/,\-a-zA-Z#]+(\s+[\d*/,\-a-zA-Z#]+){4}", text) and \
             re.match(r"^[\d*]", text):
         return _from_cron(text)
     return _from_words(text)
@@ -209,19 +190,12 @@ def occurrences(cron: str, zone_name: str, every_weeks: int, anchor_week: date,
                 after: datetime, until: datetime) -> Iterator[datetime]:
     """The instants (UTC) in (`after`, `until`] at which the schedule fires, in order."""
     zone = ZoneInfo(zone_name)
-    trigger = trigger_for(cron)
-    # Wall-clock times may map out of order by an hour around a change: start a day early.
-    wall = after.astimezone(zone).replace(tzinfo=UTC) - timedelta(days=1)
-    last_wall = until.astimezone(zone).replace(tzinfo=UTC) + timedelta(days=1)
-    previous: datetime | None = None
-    while True:
-        fire = trigger.get_next_fire_time(previous, wall)
-        if fire is None or fire > last_wall:
+    for fire in CronSim(cron, after.astimezone(zone)):
+        instant = fire.astimezone(UTC)
+        if instant > until:
             return
-        instant = fire.replace(tzinfo=zone, fold=0).astimezone(UTC)
-        if after < instant <= until and week_matches(fire.date(), anchor_week, every_weeks):
+        if instant > after and week_matches(fire.date(), anchor_week, every_weeks):
             yield instant
-        previous, wall = fire, fire + timedelta(seconds=1)
 
 
 @lru_cache(maxsize=4096)
@@ -229,9 +203,8 @@ def first_after(cron: str, zone_name: str, every_weeks: int, anchor_week: date,
                 after: datetime) -> datetime | None:
     """The first instant after `after` at which the schedule fires (None past the horizon).
 
-    Cached: the ritual sweep asks it of every schedule on every tick, and working out a cron
-    trigger costs more than the rest of the sweep together; the answer only changes when the
-    schedule or its `checked_until` (`after`) does, and both are part of the key.
+    Cached: the ritual sweep asks it of every schedule on every tick; the answer only changes
+    when the schedule or its `checked_until` (`after`) does, and both are part of the key.
     """
     found = next_occurrences(cron, zone_name, every_weeks, anchor_week, after, count=1)
     return found[0] if found else None
@@ -241,12 +214,7 @@ def next_occurrences(cron: str, zone_name: str, every_weeks: int, anchor_week: d
                      now: datetime, count: int = 3) -> list[datetime]:
     """The next `count` instants after `now` (fewer only if the schedule never fires)."""
     found: list[datetime] = []
-    start = now
-    end = now + HORIZON
-    trigger = trigger_for(cron)
-    if trigger.get_next_fire_time(None, now.replace(tzinfo=UTC)) is None:
-        return []
-    for instant in occurrences(cron, zone_name, every_weeks, anchor_week, start, end):
+    for instant in occurrences(cron, zone_name, every_weeks, anchor_week, now, now + HORIZON):
         found.append(instant)
         if len(found) == count:
             break

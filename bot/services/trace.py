@@ -1,7 +1,8 @@
 """`/quorum trace <model> v<version>`: what one project knows about one model version.
 
 The records come from the caller's project and from the project the model is bound to
-(`/quorum model add`), never from another. Hypotheses and decisions belong to a version by
+(`/quorum model add`) when its records may be read from the caller's channel, never from
+another. Hypotheses and decisions belong to a version by
 their `model` and `version` fields (set in their forms or by `… for <model> v<version>`);
 hypotheses cited by those decisions come along.
 """
@@ -15,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.errors import InvalidInput
-from bot.models import Decision, Gate, Hypothesis, Incident, Project, Promotion
+from bot.models import Decision, Gate, Hypothesis, Incident, Project, Promotion, utcnow
+from bot.services import access
 from bot.services.gates import VERSION_PATTERN, normalize_version
 from bot.services.promotions import binding_for, check_model_name
 
@@ -46,11 +48,25 @@ def trace(session: Session, project: Project, model: str, version: str) -> Trace
                            field="version")
     binding = binding_for(session, project.team_id, model)
     bound = binding.project if binding is not None else None
-    projects = [project] + ([bound] if bound is not None and bound.id != project.id else [])
+    # The bound project's records come along only where they may be read (docs/access.md): a
+    # private channel's records never leave it.
+    shown = bound is not None and bound.id != project.id \
+        and access.can_read_from(bound, project.channel_id, utcnow())
+    projects = [project] + ([bound] if shown and bound is not None else [])
+    return trace_in(session, projects, model, normalized, bound)
+
+
+def trace_in(session: Session, projects: list[Project], model: str, version: str,
+             bound: Project | None = None) -> Trace:
+    """What `projects` (of one workspace) know about `model` `version` (already checked and
+    normalized): `/quorum trace` and the portal's version page, each choosing the projects its
+    reader may see."""
+    normalized = version
     ids = [p.id for p in projects]
+    team_id = projects[0].team_id if projects else ""
 
     def about(register: Any) -> list[Any]:
-        return [register.team_id == project.team_id, register.project_id.in_(ids),
+        return [register.team_id == team_id, register.project_id.in_(ids),
                 register.model == model]
 
     decisions = list(reversed(session.scalars(

@@ -7,9 +7,11 @@ import logging
 import threading
 
 import pytest
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
 
-from bot.database import Database, OutageLog
+from bot.database import UNAVAILABLE, Database, OutageLog
+from bot.models import Project
 from bot.services.projects import project_for_channel
 
 
@@ -31,6 +33,32 @@ def test_ping_answers_while_another_session_holds_the_writer_lock(db: Database) 
     try:
         assert writing.wait(30)
         assert db.ping() is True
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_peek_reads_committed_rows_while_another_session_holds_the_writer_lock(
+        db: Database) -> None:
+    """The replay check of every slash command (`bot.replays`) must not queue behind a write."""
+    with db.session() as session:
+        project_for_channel(session, "T1", "C1", "committed")
+    writing, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.session() as session:
+            project_for_channel(session, "T1", "C2", "uncommitted")
+            session.flush()
+            writing.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert writing.wait(30)
+        names = select(Project.name).where(Project.channel_id == bindparam("channel"))
+        assert db.peek(names.params(channel="C1")) == ("committed",)
+        assert db.peek(names.params(channel="C2")) is None
     finally:
         release.set()
         holder.join()
@@ -78,3 +106,14 @@ def test_an_outage_is_logged_once_with_its_traceback_then_counted_until_it_ends(
     fail(2)  # a new outage: its first failure has a traceback again
     assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
         ("request failed", True)]
+
+
+def test_peek_raises_sqlalchemy_errors_for_an_unreachable_database() -> None:
+    """A driver error escaping `peek` would be a 500 (Bolt middleware) instead of the polite
+    "database unavailable" that `UNAVAILABLE` handlers give."""
+    unreachable = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    try:
+        with pytest.raises(UNAVAILABLE):
+            unreachable.peek(select(Project.name))
+    finally:
+        unreachable.dispose()

@@ -150,7 +150,8 @@ def test_shortcut_urls_events_and_home(runtime: Runtime) -> None:
             "request_url": "https://q.example.com/slack/events", "bot_events": events}
     home = manifest["features"]["app_home"]
     assert home["home_tab_enabled"] == ("app_home_opened" in events)
-    assert home["messages_tab_enabled"] is False
+    assert home["messages_tab_enabled"] is ("message.im" in events)  # `each` standup answers
+    assert home["messages_tab_read_only_enabled"] is False
     assert settings["socket_mode_enabled"] is False
     info = manifest["display_information"]
     assert len(info["name"]) <= 35 and len(info["description"]) <= 140

@@ -289,7 +289,7 @@ def test_export_has_plain_fields_and_the_score_history(db: Database) -> None:
         out = io.StringIO()
         export(session, "risks", "md", out)
         markdown = out.getvalue()
-        assert "## R-1. Label | leakage" in markdown
+        assert "## R-1. Label \\| leakage" in markdown  # a `|` of the text shown as typed
         assert "* Score: 20 (critical) = likelihood 4 \N{MULTIPLICATION SIGN} impact 5" in markdown
         assert "| worse \\| much worse |" in markdown
         assert "* Closed: 2031-06-10 by U2: fixed" in markdown

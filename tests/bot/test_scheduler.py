@@ -112,7 +112,7 @@ def test_standups_due_together_post_in_one_tick_committed_in_chunks(
             schedule, _ = rituals.set_schedule(session, project, "U1", "standup",
                                                f"daily {now:%H:%M}", "UTC", now=now)
             schedule.checked_until = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
-    monkeypatch.setattr(rituals, "SCHEDULES_PER_TRANSACTION", 2)
+    monkeypatch.setattr(rituals.occurrences, "SCHEDULES_PER_TRANSACTION", 2)
     cards_after_each_commit: list[int] = []
 
     def count_cards(_: Session) -> None:

@@ -9,6 +9,7 @@ audit log, outbox) exactly as it was.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.manifest import command_definitions
 from bot.models import (
     AuditEvent,
     Gate,
@@ -41,6 +43,7 @@ from bot.services.projects import project_for_channel
 from bot.services.risks import RiskDraft, log_risk
 from support.db_snapshot import changed_tables, snapshot
 from support.fake_slack import FakeSlack
+from support.listeners import registered_listeners
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM, SlackSender
 from support.waiting import eventually
@@ -415,7 +418,12 @@ REF_COMMANDS = [
     ("/risk", "close {R} Mitigated", False),
     ("/incident", "update {INC} Rolled back", False),
     ("/incident", "resolve {INC} Rolled back", False),
+    ("/incident", "resolve {INC}", False),  # the resolve form
+    ("/incident", "severity {INC} sev1 Worse than we thought", False),
+    ("/incident", f"lead {{INC}} <@{EVE}>", False),
     ("/gate", "status {G}", True),
+    ("/gate", "withdraw {G} Not needed any more", False),
+    ("/retro", "done {A}", False),
 ]
 # Every button that names a record: (action id, value with {id}s).
 BUTTONS = [
@@ -429,7 +437,21 @@ BUTTONS = [
     ("gate_approve", "{G}"), ("gate_approve_as_1", "{G}:ds"), ("gate_request_changes", "{G}"),
     ("ritual_add_update", "{STANDUP}"), ("retro_went_well", "{RETRO}"),
     ("retro_to_improve", "{RETRO}"), ("retro_action", "{RETRO}"), ("retro_item_done", "{ITEM}"),
+    ("retro_vote", "{ITEM}"), ("retro_unvote", "{ITEM}"),
+    # A review's buttons, pressed on another project's ritual: the guard answers before the kind
+    # of ritual matters.
+    ("ritual_agenda_add", "{STANDUP}"), ("ritual_outcome", "{STANDUP}"),
+    ("incident_silence_1h", "{INC}"), ("incident_silence_4h", "{INC}"),
+    ("incident_silence_resolved", "{INC}"),
 ]
+# Buttons that name no record another project could own, and why they need no row above.
+NO_RECORD_BUTTONS = {
+    "decision_list_page": "pages through the clicking channel's own project",
+    "risk_list_page": "pages through the clicking channel's own project",
+    "home_project": "filters the clicker's own Home",
+    "incident_follow_up_done": "its owner's own item, on their Home (the service checks the "
+                               "owner)",
+}
 # Subcommands that list or search this channel's project only.
 LISTINGS = [("/decision", "list"), ("/decision", "search labels"), ("/hypothesis", "list"),
             ("/risk", "list"), ("/risk", "heatmap"), ("/incident", "list"), ("/gate", "list")]
@@ -472,7 +494,7 @@ def _seed_project(session: Session, channel: str, private: bool, members: list[s
         due_date=now.date() + timedelta(days=7)), now=now)
     session.flush()
     refs = {"D": decision.ref, "H": hypothesis.ref, "R": risk.ref, "INC": incident.ref,
-            "G": gate.ref}
+            "G": gate.ref, "A": item.ref}
     ids = {"D": str(decision.id), "H": str(hypothesis.id), "R": str(risk.id),
            "INC": str(incident.id), "G": str(gate.id), "STANDUP": str(standup.id),
            "RETRO": str(retro.id), "ITEM": str(item.id)}
@@ -697,3 +719,16 @@ def test_private_projects_reach_their_members_only_at_home_and_in_reminders(
     assert any("standup" in text.lower() for text in dms.get(BOB, [])), dms
     assert any(f"Review secret of {BOB}" in text for text in dms.get(BOB, [])), dms
     assert public.refs["G"]  # Eve holds no role there: nothing of it was hers to be reminded of
+
+
+def test_every_button_and_record_subcommand_has_a_cross_project_row(
+        make_settings: Callable[..., Any]) -> None:
+    """A new button or a new subcommand naming a record fails here until the matrix above
+    has its row (or the button says why it needs none)."""
+    listed = {re.sub(r"_\d+$", "_*", action) for action, _ in BUTTONS}
+    assert registered_listeners(make_settings).actions == listed | set(NO_RECORD_BUTTONS)
+    naming = {(command.name, sub.pattern.split()[0])
+              for command in command_definitions().values() for sub in command.subcommands
+              if "-n>" in sub.pattern}
+    rows = {(command, template.split()[0]) for command, template, _ in REF_COMMANDS}
+    assert naming - rows == set(), "a subcommand naming a record has no row in REF_COMMANDS"

@@ -131,7 +131,9 @@ def _furnish(world: World) -> None:
                           ("/decision", "Setup"),
                           ("/hypothesis", "Setup"), ("/gate", "request launch roles ds"),
                           ("/risk", "Setup"), ("/incident", "declare sev2 Setup"),
-                          ("/standup", "now"), ("/retro", "now")]:
+                          ("/standup", "now"), ("/retro", "now"),
+                          ("/standup", "schedule weekdays 09:30"), ("/standup", "questions"),
+                          ("/ritual", "now review")]:
         assert slack.command(command, text).status_code == 200
     for command in ("/decision", "/hypothesis", "/gate", "/risk", "/incident"):
         assert slack.command(command).status_code == 200
@@ -512,8 +514,11 @@ def _texts(value: Any) -> list[str]:
 def test_a_hostile_thread_reply_is_stored_without_what_no_database_takes(
         world: World, text: str) -> None:
     delivered = Delivered(world)
-    ts = f"{int(time.time())}.{next(_unique):06d}"
-    event = {"type": "message", "channel": CHANNEL, "user": BOB, "ts": ts,
+    number = next(_unique)
+    ts = f"{int(time.time())}.{number:06d}"
+    user = f"U0H{number:06d}"  # each example by someone new: one update per person
+    text = f"today: {text} (done)"  # labelled, so it answers the standup
+    event = {"type": "message", "channel": CHANNEL, "user": user, "ts": ts,
              "thread_ts": world.standup_ts, "text": payloads.as_slack_sends(text)}
     response = world.slack.event(event)
     assert response.status_code == 200, response.text[:300]
@@ -521,10 +526,11 @@ def test_a_hostile_thread_reply_is_stored_without_what_no_database_takes(
     def stored() -> list[RitualUpdate]:
         with world.db.session() as session:
             return list(session.scalars(select(RitualUpdate).where(
-                RitualUpdate.message_ts == ts)))
+                RitualUpdate.user_id == user)))
 
     [update] = eventually(stored)
-    assert update.text == storable(text).strip()[:REPLY_LIMIT]
+    assert update.message_ts == ts
+    assert update.parts[ts] == update.text == storable(text).strip()[:REPLY_LIMIT]
     delivered.check()
 
 

@@ -8,7 +8,6 @@ shortcut without a case in the tables below fails `test_every_listener_has_an_id
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from slack_bolt import App
 from sqlalchemy import func, select
 
 from bot import slack_payloads as payloads
@@ -31,16 +29,19 @@ from bot.models import (
     OutboxStatus,
     ProcessedRequest,
     RetroItem,
+    RetroVote,
     Risk,
     RitualOccurrence,
     RitualUpdate,
+    utcnow,
 )
 from bot.render import slack_unescape
-from bot.runtime import Runtime
-from bot.slack_app import build_app
+from bot.services.projects import project_for_channel
+from bot.services.rituals import run_now
 from support.fake_slack import Call, FakeSlack
+from support.listeners import registered_listeners
 from support.quorum_server import QuorumServer
-from support.slack_requests import SlackSender
+from support.slack_requests import TEAM, SlackSender
 from support.waiting import eventually
 
 CHANNEL = "C0CHURN01"
@@ -49,7 +50,7 @@ ALICE, BOB, CAROL, DAVE, FRANK = ("U0ALICE01", "U0BOB0001", "U0CAROL01", "U0DAVE
 
 # Buttons that change a record: a second click changes nothing and gets an ephemeral answer.
 CHANGING_BUTTONS = {"gate_approve", "gate_approve_as_*", "hypothesis_start", "incident_ack",
-                    "incident_mitigate", "retro_item_done"}
+                    "incident_mitigate", "retro_item_done", "retro_vote", "retro_unvote"}
 # Buttons that open a form, page a list or filter the Home: no record changes, ever.
 VIEWING_BUTTONS = {
     "decision_add_details", "decision_list_page", "gate_request_changes",
@@ -57,6 +58,7 @@ VIEWING_BUTTONS = {
     "incident_add_update", "incident_resolve", "incident_add_risk", "incident_log_decision",
     "risk_reassess", "risk_add_details", "risk_close", "risk_list_page", "ritual_add_update",
     "retro_went_well", "retro_to_improve", "retro_action", "home_project",
+    "ritual_agenda_add", "ritual_outcome",
 }
 # Changing buttons whose double click (one after the other and at the same moment) is tested
 # where their peer runs: a silence needs a real Alertmanager, a follow-up's Done is on the Home.
@@ -69,67 +71,17 @@ CLICKED_TWICE_ELSEWHERE = {
 MODALS = {"decision_modal", "hypothesis_modal", "hypothesis_conclude_modal",
           "gate_request_modal", "gate_changes_modal", "risk_modal", "risk_reassess_modal",
           "risk_close_modal", "incident_declare_modal", "incident_update_modal",
-          "incident_resolve_modal", "ritual_update_modal", "retro_item_modal"}
-EVENTS = {"app_home_opened", "message"}
+          "incident_resolve_modal", "ritual_update_modal", "retro_item_modal",
+          "ritual_questions_modal", "ritual_agenda_modal", "ritual_outcome_modal"}
+EVENTS = {"app_home_opened", "message", "user_change"}
 SHORTCUTS = {"log_decision"}
 
 
 # ---------------------------------------------------------------------------- what is registered
 
 
-@dataclass
-class Listeners:
-    actions: set[str] = field(default_factory=set)
-    views: set[str] = field(default_factory=set)
-    events: set[str] = field(default_factory=set)
-    shortcuts: set[str] = field(default_factory=set)
-
-
-def _name(constraint: Any) -> str:
-    """An action id or callback id; a pattern (`gate_approve_as_\\d+`) as `gate_approve_as_*`."""
-    if isinstance(constraint, re.Pattern):
-        return re.sub(r"\\d\+\$$", "*", constraint.pattern).lstrip("^")
-    if isinstance(constraint, dict):
-        return _name(constraint.get("action_id") or constraint.get("callback_id")
-                     or constraint.get("type"))
-    return str(constraint)
-
-
-class RecordingApp(App):
-    """The Bolt app, noting every button, modal, event and shortcut listened to."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.seen = Listeners()
-        super().__init__(*args, **kwargs)
-
-    def action(self, constraints: Any, *args: Any, **kwargs: Any) -> Any:
-        self.seen.actions.add(_name(constraints))
-        return super().action(constraints, *args, **kwargs)
-
-    def view(self, constraints: Any, *args: Any, **kwargs: Any) -> Any:
-        self.seen.views.add(_name(constraints))
-        return super().view(constraints, *args, **kwargs)
-
-    def event(self, event: Any, *args: Any, **kwargs: Any) -> Any:
-        self.seen.events.add(_name(event))
-        return super().event(event, *args, **kwargs)
-
-    def shortcut(self, constraints: Any, *args: Any, **kwargs: Any) -> Any:
-        self.seen.shortcuts.add(_name(constraints))
-        return super().shortcut(constraints, *args, **kwargs)
-
-    def message(self, *args: Any, **kwargs: Any) -> Any:
-        self.seen.events.add("message")
-        return super().message(*args, **kwargs)
-
-
 def test_every_listener_has_an_idempotency_case(make_settings: Callable[..., Any]) -> None:
-    runtime = Runtime.from_settings(make_settings())
-    try:
-        app = build_app(runtime, app_class=RecordingApp)
-    finally:
-        runtime.db.dispose()
-    seen = app.seen  # type: ignore[attr-defined]
+    seen = registered_listeners(make_settings)
     assert seen.actions == CHANGING_BUTTONS | VIEWING_BUTTONS | set(CLICKED_TWICE_ELSEWHERE), \
         "a button without a double-click case here: add it to CHANGING_ or VIEWING_BUTTONS " \
         "and to SETUPS"
@@ -249,6 +201,7 @@ class World:
     fake: FakeSlack
     made: int = 0
     rituals: dict[str, int] = field(default_factory=dict)
+    reviews: int = 0
     roles_given: bool = False
 
     def command(self, command: str, text: str = "", user: str = ALICE) -> dict[str, Any]:
@@ -312,6 +265,26 @@ class World:
                                           "owner": BOB, "due_date": due})
         assert not answer.content.strip(b"{}"), answer.text
         return last_id(self.quorum, RetroItem)
+
+    def retro_vote(self, voted: bool) -> int:
+        """A fresh item of the retro, with Alice's vote on it or not."""
+        occurrence = self.ritual("retro")
+        view = self.open_form(lambda: self.slack.click("retro_to_improve", str(occurrence)))
+        answer = self.slack.submit(view, {"text": self.fresh("Flaky CI")})
+        assert not answer.content.strip(b"{}"), answer.text
+        item = last_id(self.quorum, RetroItem)
+        if voted:
+            self.slack.click("retro_vote", str(item))
+            eventually(lambda: count(self.quorum, RetroVote) >= 1)
+        return item
+
+    def review(self) -> int:
+        """A fresh design review (each its own, one second apart)."""
+        self.reviews += 1
+        with self.quorum.runtime.db.session() as session:
+            project = project_for_channel(session, TEAM, CHANNEL, "churn-model")
+            return run_now(session, project, ALICE, "review",
+                           utcnow() + timedelta(seconds=self.reviews)).id
 
     def open_form(self, click: Callable[[], Any]) -> dict[str, Any]:
         """The modal a click or command opens, as Slack stored it (with its view id)."""
@@ -413,18 +386,24 @@ SETUPS: dict[str, Callable[[World], Click]] = {
     "retro_to_improve": lambda w: opens_form("retro_to_improve", w.ritual("retro")),
     "retro_action": lambda w: opens_form("retro_action", w.ritual("retro")),
     "home_project": _home,
+    "retro_vote": lambda w: button("retro_vote", w.retro_vote(False)),
+    "retro_unvote": lambda w: button("retro_unvote", w.retro_vote(True)),
+    "ritual_agenda_add": lambda w: opens_form("ritual_agenda_add", w.review()),
+    "ritual_outcome": lambda w: opens_form("ritual_outcome", w.review()),
 }
 
 # What the first click on a changing button writes to the audit log, and the second says.
 FIRST_CLICK = {"gate_approve": "gate.approved", "gate_approve_as_*": "gate.approved",
                "hypothesis_start": "hypothesis.started", "incident_ack": "incident.acknowledged",
                "incident_mitigate": "incident.mitigated",
-               "retro_item_done": "retro.action_done"}
+               "retro_item_done": "retro.action_done", "retro_vote": "retro.vote_cast",
+               "retro_unvote": "retro.vote_taken"}
 SECOND_CLICK = {"gate_approve": "already approved", "gate_approve_as_*": "already approved",
                 "hypothesis_start": "is already running",
                 "incident_ack": "was already acknowledged",
                 "incident_mitigate": "is already marked as mitigated",
-                "retro_item_done": "is already done"}
+                "retro_item_done": "is already done", "retro_vote": "already voted for",
+                "retro_unvote": "no vote on"}
 
 
 def answers(fake: FakeSlack, method: str, since: int, count_: int) -> list[Call]:
@@ -568,6 +547,15 @@ MODAL_CASES: dict[str, ModalCase] = {
                                      {"today": "Ship the retrain"}, (BOB, CAROL)),
     "retro_item_modal": ModalCase(_form_of("retro_went_well", lambda w: w.ritual("retro")),
                                   {"text": "Fast eval loop"}),
+    "ritual_questions_modal": ModalCase(
+        # The standup of the other cases is held first: it keeps the default questions.
+        lambda w: (w.ritual("standup"), w.command("/standup", "schedule weekdays 09:30"),
+                   w.open_form(lambda: w.slack.command("/standup", "questions")))[-1],
+        {"question_1": "What did you ship?", "required_1": ["yes"]}),
+    "ritual_agenda_modal": ModalCase(_form_of("ritual_agenda_add", World.review),
+                                     {"text": "Latency budget"}),
+    "ritual_outcome_modal": ModalCase(_form_of("ritual_outcome", World.review),
+                                      {"outcome": "Approved", "decisions": "Adopt the budget"}),
 }
 
 

@@ -250,12 +250,13 @@ def test_dst_changes_neither_shift_nor_duplicate(
     schedule(slack, "standup", "daily 02:30 tz Europe/Paris")
     set_created(quorum, datetime(2026, 3, 27, 12, 0, tzinfo=UTC))
     # Spring forward (29 March: 02:00 → 03:00) and fall back (25 October: 03:00 → 02:00).
+    # 02:30 does not exist on 29 March: cron (and cronsim) run it at the change, 03:00 CEST.
     for day in range(28, 31):
         quorum.scheduler.run_due(datetime(2026, 3, day, 3, 0, tzinfo=UTC))
     spring = [(o.local_date, o.scheduled_for) for o in occurrences(quorum)]
     assert spring == [
         (date(2026, 3, 28), datetime(2026, 3, 28, 1, 30, tzinfo=UTC)),
-        (date(2026, 3, 29), datetime(2026, 3, 29, 1, 30, tzinfo=UTC)),  # 03:30 on the clock
+        (date(2026, 3, 29), datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),  # 03:00 on the clock
         (date(2026, 3, 30), datetime(2026, 3, 30, 0, 30, tzinfo=UTC)),
     ]
     with quorum.runtime.db.session() as session:

@@ -22,6 +22,7 @@ from support.slack_requests import SlackSender
 MODEL = "churn-model"
 CHURN, FRAUD, PLATFORM = ("C0CHURN01", "churn-model"), ("C0FRAUD01", "fraud"), \
     ("C0PLATF01", "ml-platform")
+SECRET = ("G0SECRET1", "launch-room")
 
 
 def say(slack: SlackSender, where: tuple[str, str], command: str, text: str) -> dict[str, Any]:
@@ -88,6 +89,20 @@ def test_trace_shows_the_callers_project_and_the_bound_project_only(
     say(slack, PLATFORM, "/quorum", f"model remove {MODEL}")  # unbound: each project alone
     alone = trace(slack, CHURN, f"{MODEL} v3")
     assert "*D-2*" in alone and "D-1" not in alone and "D-3" not in alone
+
+
+def test_a_private_bound_project_stays_out_of_other_channels_traces(
+        slack: SlackSender, quorum: QuorumServer, fake_slack: FakeSlack) -> None:
+    fake_slack.private_channels.add(SECRET[0])
+    say(slack, SECRET, "/quorum", f"model add {MODEL}")  # bound to a private channel
+    say(slack, SECRET, "/decision", f"Secret launch plan for {MODEL} v3")    # D-1
+    say(slack, CHURN, "/decision", f"Churn team ships it for {MODEL} v3")    # D-2
+
+    from_churn = trace(slack, CHURN, f"{MODEL} v3")
+    assert "*D-2* Churn team" in from_churn
+    assert "D-1" not in from_churn and "Secret" not in from_churn
+    assert SECRET[0] not in from_churn
+    assert "*D-1* Secret launch plan" in trace(slack, SECRET, f"{MODEL} v3")
 
 
 def test_the_forms_set_model_and_version_and_cards_show_them(

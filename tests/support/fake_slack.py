@@ -11,10 +11,13 @@ reference data in ``shared/slack-api/methods.json`` and can inject faults::
 
 from __future__ import annotations
 
+import base64
 import bisect
 import contextlib
 import copy
 import functools
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
@@ -42,6 +45,8 @@ TS_EPOCH = 1_700_000_000
 BOT_ID = "B0001"
 APP_ID = "A0001"
 RESPONSE_URL_PREFIX = "/response_url/"
+# Slack's "Sign in with Slack" page, beside the API (`https://slack.com/openid/connect/authorize`).
+AUTHORIZE_PATH = "/openid/connect/authorize"
 API_PREFIX = "/api/"
 # Fields that form-encoded clients send as JSON strings.
 JSON_FIELDS = frozenset(
@@ -271,6 +276,16 @@ class FakeSlack:
         # every answer closes its connection (HTTP/1.0).
         self.keep_alive = False
         self.connections = 0  # TCP connections accepted
+        # Sign in with Slack: the apps' OAuth credentials (client id → secret), who is signed
+        # in to Slack in "the browser" (None: the person cancels), codes and user tokens handed
+        # out.
+        self.oauth_clients: dict[str, str] = {}
+        self.signed_in_user: str | None = None
+        self.signed_in_team: str = self.team_id
+        self._codes: dict[str, dict[str, Any]] = {}
+        self._user_tokens: dict[str, dict[str, Any]] = {}
+        # False: openid.connect.token answers without an `id_token` (userInfo must say who).
+        self.issue_id_tokens = True
         self._faults: list[_Fault] = []
         self._post_limits: PostLimits | None = None
         self._in_flight: dict[str, int] = {}
@@ -421,10 +436,12 @@ class FakeSlack:
             self.private_channels.clear()
             self.channel_members.clear()
             self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
-        # Keep connections open between requests (HTTP/1.1), as Slack does; off by default, so
-        # every answer closes its connection (HTTP/1.0).
-        self.keep_alive = False
-        self.connections = 0  # TCP connections accepted
+            self.oauth_clients.clear()
+            self.signed_in_user = None
+            self.signed_in_team = self.team_id
+            self._codes.clear()
+            self._user_tokens.clear()
+            self.issue_id_tokens = True
 
     # ------------------------------------------------------------------ faults
 
@@ -536,6 +553,8 @@ class FakeSlack:
         try:
             if method.startswith("apps.connections."):
                 self._check_auth(token, self.app_token)
+            elif method == "openid.connect.userInfo":
+                args["_user_token"] = token  # a user's token from openid.connect.token
             elif "token" in spec.get("args", ["token"]):
                 self._check_auth(token)
             self._check_args(method, spec, args)
@@ -704,11 +723,18 @@ class FakeSlack:
 
     def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
         """A channel's members: those the test declared (`channel_members`), else the reference's
-        example; one page."""
+        example; `limit` (default 100) at a time from `cursor`, as Slack pages them."""
         channel = str(args["channel"])
         example = self.methods["conversations.members"].get("success_example") or {}
         members = self.channel_members.get(channel, example.get("members") or [])
-        return {"ok": True, "members": list(members), "response_metadata": {"next_cursor": ""}}
+        try:
+            limit = min(1000, max(1, int(args.get("limit") or 100)))
+            start = int(str(args.get("cursor") or "page_0").removeprefix("page_"))
+        except ValueError:
+            raise SlackError("invalid_cursor") from None
+        more = start + limit < len(members)
+        return {"ok": True, "members": list(members[start:start + limit]),
+                "response_metadata": {"next_cursor": f"page_{start + limit}" if more else ""}}
 
     def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
         """Join a channel, so chat.postMessage / chat.update work there."""
@@ -816,7 +842,88 @@ class FakeSlack:
             "bot_id": BOT_ID,
         }
 
+    # ------------------------------------------------------------ Sign in with Slack (OIDC)
+
+    def _authorize(self, args: dict[str, Any]) -> _Reply:
+        """`GET /openid/connect/authorize`: what Slack's consent page does once the person (the
+        `signed_in_user`) agrees: back to `redirect_uri` with a one-time `code` and the `state`;
+        `error=access_denied` when nobody is signed in (they cancelled)."""
+        client_id = str(args.get("client_id", ""))
+        redirect_uri = str(args.get("redirect_uri", ""))
+        if client_id not in self.oauth_clients:
+            return _Reply(400, {"ok": False, "error": "invalid_client_id"})
+        if not redirect_uri.startswith(("http://", "https://")):
+            return _Reply(400, {"ok": False, "error": "bad_redirect_uri"})
+        separator = "&" if "?" in redirect_uri else "?"
+        state = {"state": str(args.get("state", ""))}
+        scopes = str(args.get("scope", "")).split()
+        if args.get("response_type") != "code" or "openid" not in scopes:
+            query = urlencode({"error": "invalid_scope", **state})
+            return _Reply(302, headers={"Location": f"{redirect_uri}{separator}{query}"})
+        if self.signed_in_user is None:
+            query = urlencode({"error": "access_denied", **state})
+            return _Reply(302, headers={"Location": f"{redirect_uri}{separator}{query}"})
+        code = f"code-{self._new_id('')}-{os.urandom(6).hex()}"
+        self._codes[code] = {"client_id": client_id, "redirect_uri": redirect_uri,
+                             "user": self.signed_in_user, "team": self.signed_in_team,
+                             "nonce": args.get("nonce"), "scopes": scopes}
+        query = urlencode({"code": code, **state})
+        return _Reply(302, headers={"Location": f"{redirect_uri}{separator}{query}"})
+
+    def _claims(self, grant: dict[str, Any], client_id: str) -> dict[str, Any]:
+        user = grant["user"]
+        profile = self.users.get(user, {})
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": "https://slack.com", "sub": user, "aud": client_id, "exp": now + 3600,
+            "iat": now, "auth_time": now, "ok": True,
+            "https://slack.com/user_id": user, "https://slack.com/team_id": grant["team"],
+            "name": profile.get("real_name", f"User {user}"),
+            "email": profile.get("email", f"{user.lower()}@example.com"),
+            "email_verified": True, "locale": "en-US",
+        }
+        if grant.get("nonce"):
+            claims["nonce"] = grant["nonce"]
+        return claims
+
+    def _openid_connect_token(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Exchange a code for an ID token (a JWT signed with the client secret, HS256) and a
+        user token, checking client id, secret, code and redirect URI as Slack does."""
+        client_id = str(args.get("client_id", ""))
+        if client_id not in self.oauth_clients:
+            raise SlackError("invalid_client_id")
+        if str(args.get("client_secret", "")) != self.oauth_clients[client_id]:
+            raise SlackError("bad_client_secret")
+        grant_type = args.get("grant_type") or "authorization_code"
+        if grant_type != "authorization_code":
+            raise SlackError("unsupported_grant_type")
+        grant = self._codes.pop(str(args.get("code", "")), None)  # one use only
+        if grant is None or grant["client_id"] != client_id:
+            raise SlackError("invalid_code")
+        if str(args.get("redirect_uri", "")) != grant["redirect_uri"]:
+            raise SlackError("bad_redirect_uri")
+        claims = self._claims(grant, client_id)
+        token = f"xoxp-{self._new_id('')}-{os.urandom(8).hex()}"
+        self._user_tokens[token] = claims
+        answer = {"ok": True, "access_token": token, "token_type": "Bearer"}
+        if self.issue_id_tokens:
+            answer["id_token"] = _jwt(claims, self.oauth_clients[client_id])
+        return answer
+
+    def _openid_connect_user_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The signed-in person's claims, for the user token of openid.connect.token."""
+        token = args.pop("_user_token", None)
+        if not token:
+            raise SlackError("not_authed")
+        claims = self._user_tokens.get(str(token))
+        if claims is None:
+            raise SlackError("invalid_auth")
+        return {key: value for key, value in claims.items()
+                if key not in ("iss", "aud", "exp", "iat", "auth_time", "nonce")}
+
     _HANDLERS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
+        "openid.connect.token": _openid_connect_token,
+        "openid.connect.userInfo": _openid_connect_user_info,
         "chat.postMessage": _chat_post_message,
         "chat.update": _chat_update,
         "chat.delete": _chat_delete,
@@ -847,6 +954,18 @@ class FakeSlack:
             reply.status = 400
             return reply
         return _Reply(200, {"ok": True})
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt(claims: dict[str, Any], secret: str) -> str:
+    """A compact JWT (HS256) of `claims`."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256)
+    return f"{header}.{payload}.{_b64url(signature.digest())}"
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
@@ -919,6 +1038,20 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             body = _read_body(self)
             args = _parse_args(parts.query, self.headers.get("Content-Type", ""), body)
+            if parts.path == AUTHORIZE_PATH:
+                with fake._cond:
+                    reply = fake._authorize(args)
+                fake._record(seq, epoch, Call("openid.connect.authorize", args, None,
+                                              reply.status, reply.body, at))
+                self._send(reply)
+                return
+            basic = self.headers.get("Authorization", "")
+            if basic.lower().startswith("basic "):  # client id and secret, as slack_sdk sends
+                with contextlib.suppress(ValueError, UnicodeDecodeError):
+                    pair = base64.b64decode(basic[6:].strip()).decode()
+                    client_id, _, client_secret = pair.partition(":")
+                    args.setdefault("client_id", unquote(client_id))
+                    args.setdefault("client_secret", unquote(client_secret))
             if parts.path.startswith(RESPONSE_URL_PREFIX):
                 method, token = "response_url", None
                 payload = args.get("payload")

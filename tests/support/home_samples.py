@@ -75,7 +75,15 @@ def home(text: str, *, total: int = 400, project_count: int = 150, chosen: bool 
                                     "America/Argentina/ComodRivadavia")
                          for n in range(shown)] if rituals else [], total if rituals else 0),
         follow_ups=Section(_follow_ups(text, shown), total),
+        retro_actions=Section([_action(text, n) for n in range(5)] if rituals else [],
+                              total if rituals else 0),
     )
+
+
+def _action(text: str, n: int) -> Any:
+    from support.ritual_samples import item
+
+    return item(text, "action", n)
 
 
 def _follow_ups(text: str, count: int) -> list[Any]:

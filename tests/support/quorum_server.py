@@ -22,9 +22,11 @@ class QuorumServer:
     """`quorum serve` in a thread: the same app object graph, bound to port 0."""
 
     def __init__(self, settings: Settings, header_seconds: float = HEADER_READ_SECONDS,
-                 *, with_edge_jobs: bool = False, **web_options: Any) -> None:
-        """`web_options` go to `create_web_app` (body limit, read deadline); `with_edge_jobs`
-        makes `scheduler.run_due` also run the edge jobs (silence expiry, Slack names)."""
+                 port: int = 0, *, with_edge_jobs: bool = False, **web_options: Any) -> None:
+        """`web_options` go to `create_web_app` (body limit, read deadline); `port` 0 is any
+        free one (a fixed one when the URL must be known first: QUORUM_PUBLIC_URL);
+        `with_edge_jobs` makes `scheduler.run_due` also run the edge jobs (silence expiry, Slack
+        names)."""
         self.settings = settings
         self.runtime = Runtime.from_settings(settings)
         self.worker = OutboxWorker(self.runtime.db, web_client(self.runtime, timeout=3),
@@ -35,7 +37,7 @@ class QuorumServer:
                                    jobs=edge_jobs(self.runtime) if with_edge_jobs else ())
         self.bolt = build_app(self.runtime)
         self.web = create_web_app(self.runtime, self.bolt, self.worker, **web_options)
-        config = uvicorn.Config(self.web, host="127.0.0.1", port=0, log_level="warning",
+        config = uvicorn.Config(self.web, host="127.0.0.1", port=port, log_level="warning",
                                 lifespan="on", http=header_deadline_protocol(header_seconds))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -19,13 +19,24 @@ from bot.models import (
     Incident,
     Project,
     RetroItem,
+    RetroVote,
     Risk,
     RitualAway,
     RitualOccurrence,
+    RitualPrompt,
     RitualSchedule,
     RitualUpdate,
 )
-from bot.services.rituals import Digest, Status, Summary
+from bot.services.rituals.retros import Digest
+from bot.services.rituals.retros import Summary as RetroSummary
+from bot.services.rituals.schedules import Status
+from bot.services.rituals.standups import (
+    DEFAULT_QUESTIONS,
+    Answer,
+    PersonUpdate,
+    Question,
+    Summary,
+)
 from support.promotion_samples import promotion
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -60,11 +71,20 @@ def update(text: str, n: int = 0) -> RitualUpdate:
                         text=text, created_at=NOW)
 
 
+def questions(text: str) -> list[Question]:
+    return [Question(f"q{n}", (text[:150] or "x") + " blocked" * (n == 6), n % 2 == 1)
+            for n in range(1, 7)]
+
+
 def item(text: str, kind: str, n: int = 0) -> RetroItem:
-    return RetroItem(id=n, occurrence_id=7, project_id=1, kind=kind, text=text[:3000] or "x",
-                     owner=PEOPLE[n % 60] if kind == "action" else None,
-                     due_date=TODAY if kind == "action" else None,
-                     state="done" if n % 2 else "open", created_by=PEOPLE[0], created_at=NOW)
+    found = RetroItem(id=n, occurrence_id=7, project_id=1, kind=kind, text=text[:3000] or "x",
+                      owner=PEOPLE[n % 60] if kind == "action" else None,
+                      due_date=TODAY if kind == "action" else None, number=n + 1000000,
+                      state="done" if n % 2 else "open", created_by=PEOPLE[0], created_at=NOW,
+                      anonymous=n % 3 == 0)
+    found.votes = [RetroVote(user_id=p) for p in PEOPLE[:n % 7]]
+    found.occurrence = occurrence("retro")
+    return found
 
 
 def digest(text: str, many: int = 1) -> Digest:
@@ -98,7 +118,13 @@ def _cards(kind: str) -> Callable[[], list[dict[str, Any]]]:
             for count in (0, 1, 500):
                 context: dict[str, Any] = {"o": occurrence(kind, status), "project": project(),
                                            "count": count}
-                if kind == "retro":
+                if kind == "standup":
+                    for text in HOSTILE:
+                        found.append({**context, "questions": questions(text)})
+                    each = occurrence(kind, status)
+                    each.mode = "each"
+                    found.append({**context, "o": each, "questions": list(DEFAULT_QUESTIONS)})
+                elif kind == "retro":
                     for text in HOSTILE:
                         found.append({**context, "digest": digest(text, 30 if text else 0)})
                 else:
@@ -114,10 +140,12 @@ def _reminder() -> list[dict[str, Any]]:
 def _standup_summary() -> list[dict[str, Any]]:
     contexts = []
     for text in HOSTILE:
-        updates = [update(text, n) for n in range(60)]
+        asked = questions(text)
+        updates = [PersonUpdate(PEOPLE[n], [Answer(q, text[:3000] or "x") for q in asked[:5]],
+                                [text[:3000] or "x"]) for n in range(60)]
         contexts.append({"o": occurrence(status="closed"), "s": Summary(
-            updates=updates, blockers=[(u.user_id, u.blockers) for u in updates],
-            missing=PEOPLE)})
+            updates=updates, blockers=[(u.user, u.blockers[0]) for u in updates],
+            missing=PEOPLE, away=PEOPLE)})
     contexts.append({"o": occurrence(status="closed"), "s": Summary()})
     return contexts
 
@@ -125,16 +153,25 @@ def _standup_summary() -> list[dict[str, Any]]:
 def _retro_summary() -> list[dict[str, Any]]:
     contexts = []
     for text in HOSTILE:
-        contexts.append({"o": occurrence("retro", "closed"), "s": Summary(
+        contexts.append({"o": occurrence("retro", "closed"), "s": RetroSummary(
             went_well=[item(text, "went_well", n) for n in range(40)],
             to_improve=[item(text, "to_improve", n) for n in range(40)],
-            actions=[item(text, "action", n) for n in range(40)])})
-    contexts.append({"o": occurrence("retro", "closed"), "s": Summary()})
+            actions=[item(text, "action", n) for n in range(40)], voters=60)})
+    contexts.append({"o": occurrence("retro", "closed"), "s": RetroSummary()})
     return contexts
 
 
 def _update() -> list[dict[str, Any]]:
-    return [{"u": update(text)} for text in HOSTILE]
+    found = []
+    for text in HOSTILE:
+        asked = questions(text)
+        u = update(text)
+        u.answers = {q.key: text[:3000] for q in asked}
+        found.append({"u": u, "questions": asked})
+        d = update(text)
+        d.answers = {"yesterday": text[:3000], "today": text[:3000], "blockers": ""}
+        found.append({"u": d, "questions": list(DEFAULT_QUESTIONS)})
+    return found
 
 
 def _item() -> list[dict[str, Any]]:
@@ -143,9 +180,71 @@ def _item() -> list[dict[str, Any]]:
 
 
 def _update_modal() -> list[dict[str, Any]]:
-    return [{"o": occurrence(), "metadata": json.dumps({"occurrence_id": 7}),
-             "form": {"yesterday": text[:3000], "today": text[:3000], "blockers": text[:3000]}}
-            for text in HOSTILE]
+    found: list[dict[str, Any]] = [
+        {"o": occurrence(), "metadata": json.dumps({"occurrence_id": 7}),
+         "questions": list(DEFAULT_QUESTIONS),
+         "form": {"yesterday": text[:3000], "today": text[:3000], "blockers": text[:3000]}}
+        for text in HOSTILE]
+    found += [{"o": occurrence(), "metadata": json.dumps({"occurrence_id": 7}),
+               "questions": questions(text), "form": {f"q{n}": text[:3000] for n in range(7)}}
+              for text in HOSTILE]
+    return found
+
+
+def _questions_modal() -> list[dict[str, Any]]:
+    return [{"questions": asked, "metadata": json.dumps({"project_id": 1})}
+            for asked in ([*questions(t)] for t in HOSTILE)] + \
+        [{"questions": list(DEFAULT_QUESTIONS), "metadata": "{}"}]
+
+
+def _prompt() -> list[dict[str, Any]]:
+    found = []
+    for text in HOSTILE:
+        o = occurrence()
+        o.mode = "each"
+        prompt = RitualPrompt(occurrence_id=7, user_id=PEOPLE[3], timezone="Asia/Kolkata",
+                              prompt_at=NOW, closes_at=NOW + timedelta(hours=3))
+        found.append({"o": o, "p": prompt, "project": project(), "questions": questions(text),
+                      "closes_local": NOW.astimezone(ZoneInfo("Asia/Kolkata"))})
+    return found
+
+
+def _overdue() -> list[dict[str, Any]]:
+    return [{"i": item(text, "action", 2), "project": project()} for text in HOSTILE]
+
+
+def _meeting_context(text: str, kind: str = "review", status: str = "open") -> dict[str, Any]:
+    o = occurrence(kind, status)
+    o.items = [item(text, "agenda", n) for n in range(40)]
+    o.outcome = text[:3000] or None
+    o.outcome_by = PEOPLE[1]
+    o.outcome_decisions = [f"D-{n}" for n in range(10)] if text else []
+    return {"o": o, "project": project(), "ritual_name": "Design review" if kind == "review" else
+            "Sprint demo", "agenda": list(o.items)}
+
+
+def _meetings() -> list[dict[str, Any]]:
+    return [_meeting_context(text, kind, status) for text in HOSTILE
+            for kind in ("review", "demo") for status in ("open", "closed")]
+
+
+def _outcome() -> list[dict[str, Any]]:
+    found = []
+    for text in HOSTILE:
+        context = _meeting_context(text)
+        context["decisions"] = [Decision(id=n, team_id="T1", number=n, title=text[:150] or "x")
+                                for n in range(10)]
+        found.append(context)
+    return found
+
+
+def _agenda_item() -> list[dict[str, Any]]:
+    return [{"i": item(text, "agenda", 1)} for text in HOSTILE]
+
+
+def _plain_modal() -> list[dict[str, Any]]:
+    return [{"metadata": json.dumps({"occurrence_id": 7}), "ritual_name": name}
+            for name in ("Design review", "Sprint demo")]
 
 
 def _item_modal() -> list[dict[str, Any]]:
@@ -193,4 +292,14 @@ RITUAL_SAMPLES: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "ritual/item_modal": _item_modal,
     "ritual/status": _status,
     "ritual/scheduled": _scheduled,
+    "ritual/questions_modal": _questions_modal,
+    "ritual/prompt": _prompt,
+    "ritual/action_overdue": _overdue,
+    "ritual/meeting": _meetings,
+    "ritual/meeting_start": _meetings,
+    "ritual/outcome_prompt": _meetings,
+    "ritual/outcome": _outcome,
+    "ritual/agenda_item": _agenda_item,
+    "ritual/agenda_modal": _plain_modal,
+    "ritual/outcome_modal": _plain_modal,
 }
