@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve", help="run the HTTP app (Slack events, webhooks, health, metrics)")
+    # --workers / --no-worker: see bot/serving.py for how the work is split into processes.
+    serve.add_argument("--workers", type=_process_count, default=1, metavar="N",
+                       help="HTTP processes to start (default 1; PostgreSQL only, SQLite "
+                            "keeps 1)")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="answer HTTP only: leave the outbox and the scheduler to "
+                            "`quorum worker`")
+    worker = commands.add_parser(
+        "worker", help="deliver the outbox to Slack and run the scheduler, with no HTTP "
+                       "server (pair with `quorum serve --no-worker`)")
+    _no_migrate_option(worker)
     _no_migrate_option(serve)
 
     socket = commands.add_parser(
@@ -177,30 +188,30 @@ def _database(settings: Settings, *, migrate: bool) -> Runtime:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
-    import uvicorn
-
-    from bot.delivery import OutboxWorker
-    from bot.edge import edge_jobs
-    from bot.pacing import pacer_for
-    from bot.scheduler import Scheduler
-    from bot.slack_app import build_app, web_client
-    from bot.web import HeaderDeadlineProtocol, create_web_app
+    from bot.serving import serve
 
     settings.require("slack_bot_token", purpose="to talk to Slack")
     settings.require("slack_signing_secret", purpose="to verify requests from Slack")
     runtime = _database(settings, migrate=args.migrate)
-    worker = OutboxWorker(runtime.db, web_client(runtime),
-                          lease=timedelta(seconds=settings.outbox_lease_seconds),
-                          pacer=pacer_for(runtime.db, settings))
-    web = create_web_app(runtime, build_app(runtime), worker,
-                         Scheduler(runtime.db, settings.scheduler_tick_seconds, settings,
-                                   jobs=edge_jobs(runtime)))
-    # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).
-    # log_config=None: uvicorn's lines go through Quorum's logging (QUORUM_LOG_FORMAT).
-    uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", log_config=None,
-                access_log=False, timeout_graceful_shutdown=10, http=HeaderDeadlineProtocol)
+    serve(runtime, workers=args.workers, background=not args.no_worker)
+    return 0
+
+
+def _process_count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of processes (1 to 64)")
+    return int(value)
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.serving import run_background
+
+    settings.require("slack_bot_token", purpose="to talk to Slack")
+    runtime = _database(settings, migrate=args.migrate)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_background(runtime, stop)
     return 0
 
 
@@ -454,6 +465,7 @@ def _option(exc: Exception) -> str:
 COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "portal": _portal,
             "manifest": _manifest,
             "db": _db, "export": _export, "gate": _gate, "announce": _announce}
+COMMANDS["worker"] = _worker
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,10 +1,14 @@
 """The outbox delivery worker: posts queued calls to Slack, honouring rate limits and retrying.
 
-Each `quorum serve` process runs one worker thread. Rows are leased in short transactions (see
-`bot.outbox.claim`), so several replicas share the work and a crashed worker's lease runs out.
-Before each call the worker renews the row's lease, and it waits on Slack for at most a third
-of the lease (a post whose earlier attempt is unanswered costs a look-up and a post), so a live
-delivery always ends before anyone else may take the row over.
+Each `quorum serve` process (unless `--no-worker`) and each `quorum worker` runs one worker
+thread. A batch of rows is leased in one statement (see `bot.outbox.claim`), so several
+replicas share the work and a crashed worker's lease runs out. Before each call the worker
+renews the row's lease and notes that the call is out, in one fenced statement (a row taken
+over after its call went out is looked up in Slack before it is posted again; one never sent is
+simply posted), and it waits on Slack for at most a third of the lease (a post whose earlier
+attempt is unanswered costs a look-up and a post), so a live delivery always ends before anyone
+else may take the row over. The calls Slack accepted are recorded together, at the end of the
+batch or within a sixth of the lease, whichever comes first.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +47,10 @@ MAX_BACKOFF_SECONDS = 300.0
 # An unanswered post is looked for among this many of the channel's latest messages.
 LOOKUP_PAGE_SIZE = 200
 LOOKUP_PAGES = 5
+
+
+# `Session.info` key: the deliveries a transaction recorded (forgotten once it commits).
+SENT_RECORDED = "outbox_sent_recorded"
 
 
 class TakenOver:
@@ -98,6 +107,14 @@ class OutboxWorker:
         # What a failed database left undone: outcomes to record, leased rows never tried.
         self._unrecorded: list[Callable[[Session], object]] = []
         self._untried: list[outbox.Claimed] = []
+        # Calls Slack accepted, recorded together in the next transaction (the next call's lease
+        # renewal, or the end of the batch): within one call's time, well inside their lease.
+        self._sent: list[outbox.Sent] = []
+        self._sent_since = 0.0  # when the oldest of them was sent (time.monotonic)
+        # Deliveries wait at most this long to be recorded: their leases, renewed just before
+        # each call, then still have most of their time to run.
+        self._record_within = lease.total_seconds() / 6
+        self._posted: dict[str, tuple[str, str]] = {}
         self._held: dict[tuple[str, str, str | None], datetime] = {}
         # Workspaces whose calls failed since the last success: the next success wakes their
         # backed-off calls.
@@ -143,6 +160,11 @@ class OutboxWorker:
         self._settle()
         with self.db.session() as session:
             batch = outbox.claim(session, limit=self.batch, lease=self.lease)
+            # Where the batch's keyed messages were posted, in one query: nobody else can post
+            # under these keys meanwhile (per-key order; this worker holds the leases).
+            self._posted = outbox.posted_messages(session, sorted(
+                {key for row in batch for key in (row.key, row.payload.get("thread_key"))
+                 if key}))
         # What Slack rate-limited during this batch; the database holds it for later batches.
         self._held = {}
         for index, row in enumerate(batch):
@@ -157,11 +179,13 @@ class OutboxWorker:
                 # The database failed: the rest of the batch is handed back once it answers.
                 self._untried.extend(batch[index + 1:])
                 raise
+        self._record_sent()
         return len(batch)
 
     def _settle(self, due: datetime | None = None, reason: str | None = None) -> None:
         """Record what a failed database left unrecorded and hand back rows never tried (each
         only if this worker still holds its lease)."""
+        self._record_sent()
         while self._unrecorded:
             with self.db.session() as session:
                 self._unrecorded[0](session)
@@ -172,6 +196,20 @@ class OutboxWorker:
                 outbox.release(session, row.id, due or utcnow(), attempts=row.attempts,
                                reason=reason)
             self._untried.pop(0)
+
+    def _record_sent(self, session: Session | None = None) -> None:
+        """Record the deliveries not yet recorded, in `session` or a transaction of their own;
+        kept for the next try if the database fails."""
+        if not self._sent:
+            return
+        sent = list(self._sent)
+        if session is None:
+            with self.db.session() as own:
+                outbox.mark_sent_batch(own, sent)
+            del self._sent[:len(sent)]
+        else:
+            outbox.mark_sent_batch(session, sent)
+            session.info.setdefault(SENT_RECORDED, []).extend(sent)
 
     def _record(self, outcome: Callable[[Session], object]) -> None:
         """Write a call's outcome; if the database fails, keep it to write on the next pass."""
@@ -187,10 +225,15 @@ class OutboxWorker:
         try:
             self._pace(row)
             with self.db.session() as session:
-                if not outbox.renew(session, row.id, row.attempts, self.lease):
-                    log.info("outbox call %s was taken over by another worker", row.id)
-                    return
-                method = self._prepare(session, row, payload)
+                if self._sent and time.monotonic() - self._sent_since > self._record_within:
+                    self._record_sent(session)
+                renewed = outbox.renew(session, row.id, row.attempts, self.lease)
+                method = self._prepare(session, row, payload) if renewed else None
+            recorded = session.info.pop(SENT_RECORDED, [])
+            del self._sent[:len(recorded)]
+            if not renewed:
+                log.info("outbox call %s was taken over by another worker", row.id)
+                return
         except SQLAlchemyError:
             self._untried.append(row)  # nothing went out
             raise
@@ -213,14 +256,13 @@ class OutboxWorker:
         keyed_post = method == "chat.postMessage" and "thread_key" not in row.payload
         recovered = row.team_id in self._failing
 
-        def sent(session: Session) -> None:
-            outbox.mark_sent(session, row.id, channel=response.get("channel"),
-                             ts=response.get("ts"), key=row.key if keyed_post else None,
-                             attempts=row.attempts)
-            if recovered:
-                outbox.wake_backed_off(session, row.team_id)
-
-        self._record(sent)
+        if not self._sent:
+            self._sent_since = time.monotonic()
+        self._sent.append(outbox.Sent(row.id, row.attempts, row.key if keyed_post else None,
+                                      response.get("channel"), response.get("ts")))
+        if recovered:
+            self._record_sent()
+            self._record(lambda session: outbox.wake_backed_off(session, row.team_id))
         self._failing.discard(row.team_id)
         metrics.outbox_delivered.labels(method).inc()
 
@@ -238,19 +280,19 @@ class OutboxWorker:
         payload.pop(outbox.MAYBE_SENT_FLAG, None)
         thread_key = payload.pop("thread_key", None)
         if thread_key:
-            parent = outbox.posted_message(session, thread_key)
+            parent = self._posted.get(thread_key)
             if parent is None:
                 return self._give_up(session, row, f"no message was posted under {thread_key}")
-            payload["thread_ts"] = parent.ts
+            payload["thread_ts"] = parent[1]
         if row.method == "chat.update":
-            posted = outbox.posted_message(session, row.key or "")
+            posted = self._posted.get(row.key or "")
             if posted is None:
                 return self._give_up(session, row, f"no message was posted under {row.key}")
-            payload["channel"], payload["ts"] = posted.channel, posted.ts
+            payload["channel"], payload["ts"] = posted
         elif row.method == "chat.postMessage" and row.key and not thread_key:
-            posted = outbox.posted_message(session, row.key)
+            posted = self._posted.get(row.key)
             if posted is not None:  # posted before a lost reply: edit it rather than repeat it
-                payload["channel"], payload["ts"] = posted.channel, posted.ts
+                payload["channel"], payload["ts"] = posted
                 return "chat.update"
         if row.method == "chat.postMessage":
             payload.setdefault("metadata", {"event_type": METADATA_TYPE,

@@ -5,14 +5,15 @@ Queuing lives here and has no Slack imports; `bot.delivery` posts what is queued
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, cast, exists, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.models import OutboxMessage, OutboxStatus, SlackMessage, utcnow
+from bot.services.refs import carries_refs
 
 WAKE_FLAG = "outbox_queued"
 # Notes the worker keeps in a payload between attempts (never sent to Slack):
@@ -34,6 +35,7 @@ def enqueue(
     """Queue one Web API call; calls that share `key` are delivered in the order queued."""
     row = OutboxMessage(team_id=team_id, method=method, payload=payload, message_key=key)
     session.add(row)
+    carries_refs(session, row)
     session.info[WAKE_FLAG] = True
     return row
 
@@ -92,17 +94,45 @@ def claim(session: Session, limit: int = 20, lease: timedelta = DEFAULT_LEASE) -
     PostgreSQL the rows are locked with SKIP LOCKED, so replicas never lease the same row.
     `attempts` is the lease's fencing token: every claim increments it, so a worker whose row was
     taken over can tell (see `renew` and the `mark_*` functions).
+
+    One statement leases the batch (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)
+    RETURNING`); only rows taken over from a worker that died mid-call are touched again.
     """
     now = utcnow()
     _drop_stale_updates(session)
+    connection = session.connection()
+    claimed = [Claimed(*row) for row in connection.execute(
+        _claim_statement(connection.dialect.name),
+        {"now": now, "until_": now + lease, "limit": limit})]
+    claimed.sort(key=lambda row: row.id)
+    for index, row in enumerate(claimed):
+        # Only a row whose call was out under an earlier lease still carries the flag (every
+        # outcome and hand-back removes it): Slack may have acted on that call.
+        if row.payload.get(IN_FLIGHT_FLAG):
+            payload = {**_without(row.payload, IN_FLIGHT_FLAG), MAYBE_SENT_FLAG: True}
+            session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
+                            .values(payload=payload)
+                            .execution_options(synchronize_session=False))
+            claimed[index] = replace(row, payload=payload)
+    return claimed
+
+
+_CLAIM: dict[str, Any] = {}
+
+
+def _claim_statement(dialect: str) -> Any:
+    """The batch lease, built once per dialect (its plan is then cached by SQLAlchemy)."""
+    if dialect in _CLAIM:
+        return _CLAIM[dialect]
     earlier = aliased(OutboxMessage)
     blocked_by_earlier = exists().where(
         earlier.message_key == OutboxMessage.message_key,
         earlier.id < OutboxMessage.id,
         earlier.status.in_(UNFINISHED),
     )
-    rows = session.scalars(
-        select(OutboxMessage)
+    now = bindparam("now", type_=OutboxMessage.next_attempt_at.type)
+    due = (
+        select(OutboxMessage.id)
         .where(
             or_(
                 OutboxMessage.status == OutboxStatus.PENDING,
@@ -113,21 +143,20 @@ def claim(session: Session, limit: int = 20, lease: timedelta = DEFAULT_LEASE) -
             or_(OutboxMessage.message_key.is_(None), ~blocked_by_earlier),
         )
         .order_by(OutboxMessage.id)
-        .limit(limit)
+        .limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=OutboxMessage)
-    ).all()
-    claimed = []
-    for row in rows:
-        if row.status == OutboxStatus.SENDING and row.payload.get(IN_FLIGHT_FLAG):
-            row.payload = {**_without(row.payload, IN_FLIGHT_FLAG), MAYBE_SENT_FLAG: True}
-        row.status = OutboxStatus.SENDING
-        row.claimed_until = now + lease
-        row.attempts += 1
-        claimed.append(
-            Claimed(row.id, row.team_id, row.method, dict(row.payload), row.message_key,
-                    row.attempts, row.created_at)
-        )
-    return claimed
+    )
+    rows: Any = OutboxMessage.__table__
+    _CLAIM[dialect] = statement = (
+        update(rows)
+        .where(rows.c.id.in_(due.scalar_subquery()))
+        .values(status=OutboxStatus.SENDING,
+                claimed_until=bindparam("until_", type_=rows.c.claimed_until.type),
+                attempts=rows.c.attempts + 1)
+        .returning(rows.c.id, rows.c.team_id, rows.c.method, rows.c.payload,
+                   rows.c.message_key, rows.c.attempts, rows.c.created_at)
+    )
+    return statement
 
 
 def _drop_stale_updates(session: Session) -> None:
@@ -173,13 +202,100 @@ def renew(session: Session, row_id: int, attempts: int, lease: timedelta) -> boo
 
     The worker keeps every call to well within the lease, so nobody takes over a row while its
     call may still reach Slack; a row taken over after its call went out is looked up first.
+    One fenced statement: the lease and the flag change only if the caller's token still holds.
     """
-    row = _leased(session, row_id, attempts)
-    if row is None:
-        return False
-    row.claimed_until = utcnow() + lease
-    row.payload = {**row.payload, IN_FLIGHT_FLAG: True}
-    return True
+    connection = session.connection()
+    return connection.execute(_statements(connection.dialect.name).renew, {
+        "row_id": row_id, "token": attempts, "until_": utcnow() + lease}).first() is not None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A call Slack accepted, to be recorded (see `mark_sent_batch`)."""
+
+    id: int
+    attempts: int
+    key: str | None = None  # a keyed post: remember where it landed
+    channel: str | None = None
+    ts: str | None = None
+
+
+def mark_sent_batch(session: Session, sent: list[Sent]) -> set[int]:
+    """Record several deliveries in one statement (and where keyed posts landed in one more);
+    the ids recorded. A row whose lease the caller lost meanwhile is left to its new owner."""
+    if not sent:
+        return set()
+    connection = session.connection()
+    statements = _statements(connection.dialect.name)
+    recorded = set(connection.execute(statements.mark_sent, {
+        "now_": utcnow(), "tokens": [(row.id, row.attempts) for row in sent]}).scalars())
+    landed = [{"key": row.key, "channel": row.channel, "ts": row.ts, "created_at": utcnow()}
+              for row in sent if row.id in recorded and row.key and row.channel and row.ts]
+    if landed:
+        connection.execute(statements.remember_post, landed)
+    return recorded
+
+
+def posted_messages(session: Session, keys: list[str]) -> dict[str, tuple[str, str]]:
+    """Where the messages queued under `keys` were posted (channel, ts), for those that were:
+    one query for a whole batch."""
+    if not keys:
+        return {}
+    connection = session.connection()
+    return {key: (channel, ts) for key, channel, ts in connection.execute(
+        _statements(connection.dialect.name).posted, {"keys": keys})}
+
+
+@dataclass(frozen=True)
+class _Statements:
+    renew: Any
+    mark_sent: Any
+    remember_post: Any
+    posted: Any
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(dialect: str) -> _Statements:
+    """The worker's per-call statements, built once per dialect on the tables themselves (run
+    on the session's connection: the ORM's statement machinery cost more than the SQL)."""
+    if dialect in _STATEMENTS:
+        return _STATEMENTS[dialect]
+    rows: Any = OutboxMessage.__table__
+    messages: Any = SlackMessage.__table__
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+
+        flagged = rows.c.payload.op("||")(
+            cast(func.jsonb_build_object(IN_FLIGHT_FLAG, True), JSONB))
+        unflagged = rows.c.payload.op("-")(literal(IN_FLIGHT_FLAG))
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+
+        flagged = func.json_set(rows.c.payload, f"$.{IN_FLIGHT_FLAG}", func.json("true"))
+        unflagged = func.json_remove(rows.c.payload, f"$.{IN_FLIGHT_FLAG}")
+    held = and_(rows.c.status == OutboxStatus.SENDING,
+                tuple_(rows.c.id, rows.c.attempts).in_(bindparam("tokens", expanding=True)))
+    _STATEMENTS[dialect] = statements = _Statements(
+        renew=update(rows)
+        .where(rows.c.id == bindparam("row_id"), rows.c.status == OutboxStatus.SENDING,
+               rows.c.attempts == bindparam("token"))
+        .values(claimed_until=bindparam("until_", type_=rows.c.claimed_until.type),
+                payload=flagged)
+        .returning(rows.c.id),
+        mark_sent=update(rows).where(held)
+        .values(status=OutboxStatus.SENT,
+                delivered_at=bindparam("now_", type_=rows.c.delivered_at.type),
+                claimed_until=None, last_error=None, payload=unflagged)
+        .returning(rows.c.id),
+        remember_post=dialect_insert(messages).on_conflict_do_nothing(
+            index_elements=[messages.c.key]),
+        posted=select(messages.c.key, messages.c.channel, messages.c.ts)
+        .where(messages.c.key.in_(bindparam("keys", expanding=True))),
+    )
+    return statements
 
 
 def mark_sent(session: Session, row_id: int, *, channel: str | None = None,

@@ -14,6 +14,7 @@ from bot.models.core import (
     Referenced,
     RoleAssignment,
     UTCDateTime,
+    pending_ref,
     utcnow,
 )
 from bot.models.decisions import (
@@ -136,5 +137,6 @@ __all__ = [
     "StandupMode",
     "UTCDateTime",
     "decision_hypotheses",
+    "pending_ref",
     "utcnow",
 ]

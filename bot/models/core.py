@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -102,6 +103,16 @@ class RefCounter(Base):
     last_value: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# Marks the placeholder reference of a record whose number is not taken yet (see
+# `bot.services.refs`); random per process, so no text a person types can pass for one.
+PENDING_MARK = "q" + secrets.token_hex(4)
+
+
+def pending_ref(prefix: str, provisional: int) -> str:
+    """The placeholder that stands for a record's reference until its number is taken."""
+    return f"{prefix}-{PENDING_MARK}{-provisional}x"
+
+
 class Referenced:
     """Mixin of records with a per-workspace short reference such as `D-12`."""
 
@@ -111,6 +122,8 @@ class Referenced:
 
     @property
     def ref(self) -> str:
+        if self.number < 0:  # provisional: the reference is put in place at commit
+            return pending_ref(self.ref_prefix, self.number)
         return f"{self.ref_prefix}-{self.number}"
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.models import AuditEvent, Project, Referenced
+from bot.services.refs import holds_audit
 
 
 def record_event(
@@ -32,7 +33,8 @@ def record_event(
         before=before,
         after=after,
     )
-    session.add(event)
+    if not holds_audit(session, event):  # held while a record's number is being taken
+        session.add(event)
     return event
 
 

@@ -31,7 +31,7 @@ from bot.services.audit import record_event, snapshot
 from bot.services.hypotheses import resolve_for_decision
 from bot.services.model_versions import clean_model_version
 from bot.services.records import find_by_id, find_by_ref, lock
-from bot.services.refs import next_number
+from bot.services.refs import number_at_commit, pending, settle
 
 TITLE_LIMIT = 150
 TEXT_LIMIT = 3000
@@ -184,11 +184,18 @@ def render_card(decision: Decision) -> dict[str, Any]:
 def log_decision(session: Session, project: Project, actor: str, draft: DecisionDraft,
                  supersedes: Decision | None = None) -> Decision:
     """Record a new decision, audit it and queue its card for the project's channel."""
+    decision = _new_decision(session, project, actor, draft, supersedes)
+    settle(session)  # last: the workspace's counter row is held from here to the commit
+    return decision
+
+
+def _new_decision(session: Session, project: Project, actor: str, draft: DecisionDraft,
+                  supersedes: Decision | None) -> Decision:
     draft = draft.validated()
     hypotheses = resolve_for_decision(session, project, draft.hypotheses or [])
     decision = Decision(
         team_id=project.team_id,
-        number=next_number(session, project.team_id, Decision.ref_prefix),
+        number=number_at_commit(session, Decision, project.team_id),
         project=project,
         title=draft.title,
         context=draft.context,
@@ -205,6 +212,7 @@ def log_decision(session: Session, project: Project, actor: str, draft: Decision
         created_by=actor,
     )
     session.add(decision)
+    pending(session, decision)
     session.flush()
     # Nothing can supersede a record that did not exist a moment ago; saying so spares a query.
     set_committed_value(decision, "superseded_by", None)
@@ -258,13 +266,14 @@ def supersede(session: Session, old: Decision, actor: str, title: str,
     # The successor is about the same model version as the decision it replaces.
     draft = DecisionDraft(title=title, model=old.model, version=old.version).validated()
     before = _snapshot(old)
-    new = log_decision(session, project or old.project, actor, draft, supersedes=old)
+    new = _new_decision(session, project or old.project, actor, draft, supersedes=old)
     old.status = DecisionStatus.SUPERSEDED
     session.flush()
     session.refresh(old, ["superseded_by"])
     record_event(session, actor=actor, action="decision.superseded", entity=old,
                  project_id=old.project_id, before=before, after=_snapshot(old))
     outbox.update_message(session, old.team_id, card_key(old), render_card(old))
+    settle(session)
     return new
 
 

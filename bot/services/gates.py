@@ -38,7 +38,7 @@ from bot.services import access, home
 from bot.services import roles as role_service
 from bot.services.audit import record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref
-from bot.services.refs import next_number
+from bot.services.refs import number_at_commit, pending, settle
 
 # A milestone is one or more words (`launch`, `offline eval sign-off`), stored in lower case.
 MILESTONE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:/+#&' -]{0,79}$")
@@ -458,7 +458,7 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
                            f"{gate.passed_at:%Y-%m-%d}.")
     gate = Gate(
         team_id=project.team_id,
-        number=next_number(session, project.team_id, Gate.ref_prefix),
+        number=number_at_commit(session, Gate, project.team_id),
         project=project,
         milestone=draft.milestone,
         model=draft.model,
@@ -477,6 +477,7 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
         updated_at=now,
     )
     session.add(gate)
+    pending(session, gate)
     session.flush()
     session.refresh(gate, ["signoffs"])
     record_event(session, actor=actor, action="gate.requested", entity=gate,
@@ -496,6 +497,7 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
     only_requester = [] if project.allow_self_approval else [
         role for role in required
         if actor in holders[role] and len(holders[role]) - 1 < counts[role]]
+    settle(session)  # last: the workspace's counter row is held from here to the commit
     return Requested(gate, earlier, only_requester)
 
 

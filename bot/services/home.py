@@ -40,6 +40,7 @@ from bot.models import (
 )
 from bot.render import renderer
 from bot.services import access
+from bot.services.refs import settle
 from bot.services.ritual_times import next_occurrences
 
 T = TypeVar("T")
@@ -352,5 +353,8 @@ def queue_home_refresh(session: Session, team_id: str, user_ids: Iterable[str | 
     opened = session.scalars(
         select(HomeTab.user_id).where(HomeTab.team_id == team_id, HomeTab.user_id.in_(wanted))
     ).all()
+    if opened:
+        # A record created in this transaction must be listed under its number, in its place.
+        settle(session)
     for user_id in sorted(opened):
         publish_home(session, team_id, user_id)

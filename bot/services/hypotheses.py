@@ -21,7 +21,7 @@ from bot.render import renderer
 from bot.services.audit import changed_fields, history, record_event, snapshot
 from bot.services.model_versions import clean_model_version
 from bot.services.records import find_by_id, find_by_ref, lock
-from bot.services.refs import next_number
+from bot.services.refs import number_at_commit, pending, settle
 
 STATEMENT_LIMIT = 300
 TEXT_LIMIT = 3000
@@ -199,7 +199,7 @@ def log_hypothesis(session: Session, project: Project, actor: str, draft: Hypoth
         before_cited = _snapshot(cites)  # before the new record joins its `reopened_by`
     hypothesis = Hypothesis(
         team_id=project.team_id,
-        number=next_number(session, project.team_id, Hypothesis.ref_prefix),
+        number=number_at_commit(session, Hypothesis, project.team_id),
         project=project,
         statement=draft.statement,
         metric=draft.metric,
@@ -215,6 +215,7 @@ def log_hypothesis(session: Session, project: Project, actor: str, draft: Hypoth
         created_by=actor,
     )
     session.add(hypothesis)
+    pending(session, hypothesis)
     session.flush()
     record_event(session, actor=actor, action="hypothesis.created", entity=hypothesis,
                  project_id=project.id, after=_snapshot(hypothesis))
@@ -225,6 +226,7 @@ def log_hypothesis(session: Session, project: Project, actor: str, draft: Hypoth
                      project_id=cites.project_id, before=before_cited, after=_snapshot(cites))
         _update_card(session, cites)
         _reply_in_thread(session, cites, "hypothesis/reopened", new=hypothesis, actor=actor)
+    settle(session)  # last: the workspace's counter row is held from here to the commit
     return hypothesis
 
 

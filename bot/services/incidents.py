@@ -28,7 +28,7 @@ from bot.scheduler import claim_once, sweep
 from bot.services import home
 from bot.services.audit import record_event, snapshot
 from bot.services.records import find_by_id, find_by_ref
-from bot.services.refs import next_number
+from bot.services.refs import number_at_commit, pending, settle
 
 SEVERITIES = INCIDENT_SEVERITIES
 DEFAULT_SEVERITY = "sev3"
@@ -379,7 +379,7 @@ def declare(session: Session, project: Project | None, actor: str, draft: Incide
         raise ValueError("an incident needs a project or a team")
     now = now or utcnow()
     incident = Incident(
-        team_id=team, number=next_number(session, team, Incident.ref_prefix), project=project,
+        team_id=team, number=number_at_commit(session, Incident, team), project=project,
         title=draft.title, severity=draft.severity, status=IncidentStatus.DECLARED,
         commander=draft.commander, model=draft.model, model_version=draft.model_version,
         description=draft.description, source=source, started_at=min(started_at or now, now),
@@ -390,6 +390,7 @@ def declare(session: Session, project: Project | None, actor: str, draft: Incide
         alert_labels=alert_labels or None, silenceable=bool(silenceable and alert_labels),
     )
     session.add(incident)
+    pending(session, incident)
     session.flush()
     _record(session, incident, Kind.DECLARED, actor, draft.description, at=incident.started_at,
             post=False)
@@ -398,6 +399,7 @@ def declare(session: Session, project: Project | None, actor: str, draft: Incide
         outbox.post_message(session, team, project.channel_id, render_card(incident),
                             key=card_key(incident))
     home.queue_home_refresh(session, team, [incident.commander])
+    settle(session)  # last: the workspace's counter row is held from here to the commit
     return incident
 
 

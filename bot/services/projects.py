@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,12 +47,16 @@ def privacy_known(privacy: ChannelPrivacy | None) -> Iterator[None]:
     finally:
         _KNOWN.reset(token)
 
+# Built once: every slash command looks its channel's project up.
+CHANNEL_PROJECT = select(Project).where(Project.team_id == bindparam("team_id"),
+                                        Project.channel_id == bindparam("channel_id"))
+
 
 def project_for_channel(
     session: Session, team_id: str, channel_id: str, channel_name: str | None = None
 ) -> Project:
     """Return the channel's project, creating it the first time the channel uses Quorum."""
-    query = select(Project).where(Project.team_id == team_id, Project.channel_id == channel_id)
+    query = CHANNEL_PROJECT.params(team_id=team_id, channel_id=channel_id)
     project = session.scalars(query).one_or_none()
     if project is not None:
         return project

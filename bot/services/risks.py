@@ -22,7 +22,7 @@ from bot.scheduler import claim_once, sweep
 from bot.services import access, home
 from bot.services.audit import record_event
 from bot.services.records import find_by_id, find_by_ref
-from bot.services.refs import next_number
+from bot.services.refs import number_at_commit, pending, settle
 
 TITLE_LIMIT = 150
 TEXT_LIMIT = 3000
@@ -247,7 +247,7 @@ def log_risk(session: Session, project: Project, actor: str, draft: RiskDraft, *
     assessed = draft.likelihood is not None
     risk = Risk(
         team_id=project.team_id,
-        number=next_number(session, project.team_id, Risk.ref_prefix),
+        number=number_at_commit(session, Risk, project.team_id),
         project=project,
         title=draft.title,
         description=draft.description,
@@ -264,6 +264,7 @@ def log_risk(session: Session, project: Project, actor: str, draft: RiskDraft, *
     _score(risk, int(draft.likelihood or DEFAULT_RATING), int(draft.impact or DEFAULT_RATING),
            actor, "" if assessed else DEFAULT_NOTE, now)
     session.add(risk)
+    pending(session, risk)
     session.flush()
     record_event(session, actor=actor, action="risk.created", entity=risk,
                  project_id=project.id, after=_snapshot(risk))
@@ -271,6 +272,7 @@ def log_risk(session: Session, project: Project, actor: str, draft: RiskDraft, *
                         key=card_key(risk))
     _announce_if_critical(session, risk, actor, None)
     home.queue_home_refresh(session, risk.team_id, [risk.owner])
+    settle(session)  # last: the workspace's counter row is held from here to the commit
     return risk
 
 

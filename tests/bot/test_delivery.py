@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 
 from bot import metrics, outbox
@@ -439,15 +439,15 @@ def test_an_outcome_the_database_failed_to_record_is_recorded_on_the_next_pass(
     with db.session() as session:
         outbox.post_message(session, TEAM, CHANNEL, message("first"), key="card:11")
         outbox.post_message(session, TEAM, CHANNEL, message("second"))
-    real_mark_sent = outbox.mark_sent
+    real_mark_sent = outbox.mark_sent_batch
     failures = iter([True])
 
-    def mark_sent_while_the_database_drops(*args: Any, **kwargs: Any) -> bool:
+    def mark_sent_while_the_database_drops(*args: Any, **kwargs: Any) -> set[int]:
         if next(failures, False):
             raise OperationalError("UPDATE outbox", {}, Exception("server closed the connection"))
         return real_mark_sent(*args, **kwargs)
 
-    monkeypatch.setattr(outbox, "mark_sent", mark_sent_while_the_database_drops)
+    monkeypatch.setattr(outbox, "mark_sent_batch", mark_sent_while_the_database_drops)
     with pytest.raises(OperationalError):
         worker.run_once()
     assert [r.status for r in rows(db)] == [OutboxStatus.SENDING, OutboxStatus.SENDING]
@@ -578,3 +578,84 @@ def test_an_unanswered_post_is_found_below_a_page_of_newer_messages(
     assert len(fake_slack.calls_to("conversations.history")) == 2
     with db.session() as session:
         assert session.get(SlackMessage, "card:12") is not None
+
+
+@pytest.fixture
+def statements(db: Database) -> Iterator[list[str]]:
+    """Every SQL statement the database runs while the test goes on."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_a_batch_is_leased_in_one_statement_and_recorded_in_one(
+        db: Database, fake_slack: FakeSlack, worker: OutboxWorker,
+        statements: list[str]) -> None:
+    with db.session() as session:
+        for n in range(10):
+            outbox.post_message(session, TEAM, CHANNEL, message(f"plain {n}"))
+    with db.session() as session:
+        statements.clear()
+        batch = outbox.claim(session)
+    assert [row.payload["text"] for row in batch] == [f"plain {n}" for n in range(10)]
+    leases = [s for s in statements if "RETURNING" in s]
+    assert len(leases) == 1
+    assert "SKIP LOCKED" in leases[0] or db.is_sqlite
+    # The lease and the coalescing of superseded edits; nothing per row.
+    assert len([s for s in statements if s.lstrip().upper().startswith(("UPDATE", "SELECT"))]) \
+        == 2
+    with db.session() as session:
+        statements.clear()
+        recorded = outbox.mark_sent_batch(
+            session, [outbox.Sent(row.id, row.attempts) for row in batch])
+    assert recorded == {row.id for row in batch}
+    assert len([s for s in statements if s.lstrip().upper().startswith("UPDATE")]) == 1
+    assert all(row.status == OutboxStatus.SENT and row.delivered_at for row in rows(db))
+
+
+def test_deliveries_recorded_together_skip_rows_another_worker_took_over(
+        db: Database, fake_slack: FakeSlack) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("mine"), key="card:20")
+        outbox.post_message(session, TEAM, CHANNEL, message("taken over"), key="card:21")
+    with db.session() as session:
+        mine, stale = outbox.claim(session)
+    with db.session() as session:
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == stale.id)
+                        .values(claimed_until=utcnow() - timedelta(seconds=1)))
+    with db.session() as session:
+        [current] = outbox.claim(session)
+    assert current.id == stale.id and current.attempts == stale.attempts + 1
+    with db.session() as session:
+        recorded = outbox.mark_sent_batch(session, [
+            outbox.Sent(mine.id, mine.attempts, "card:20", CHANNEL, "1.000100"),
+            outbox.Sent(stale.id, stale.attempts, "card:21", CHANNEL, "1.000200")])
+    assert recorded == {mine.id}
+    by_id = {row.id: row for row in rows(db)}
+    assert by_id[mine.id].status == OutboxStatus.SENT
+    assert by_id[stale.id].status == OutboxStatus.SENDING
+    with db.session() as session:
+        assert session.get(SlackMessage, "card:20").ts == "1.000100"
+        assert session.get(SlackMessage, "card:21") is None  # its new owner records it
+
+
+def test_a_renewal_marks_the_call_out_and_recording_clears_the_mark(
+        db: Database, fake_slack: FakeSlack) -> None:
+    with db.session() as session:
+        outbox.post_message(session, TEAM, CHANNEL, message("out"))
+    with db.session() as session:
+        [row] = outbox.claim(session)
+    with db.session() as session:
+        assert outbox.renew(session, row.id, row.attempts, timedelta(seconds=60))
+    [stored] = rows(db)
+    assert stored.payload == {**message("out"), "channel": CHANNEL, outbox.IN_FLIGHT_FLAG: True}
+    assert (stored.claimed_until - utcnow()).total_seconds() > 55
+    with db.session() as session:
+        assert outbox.mark_sent_batch(session, [outbox.Sent(row.id, row.attempts)]) == {row.id}
+    [stored] = rows(db)
+    assert stored.payload == {**message("out"), "channel": CHANNEL}

@@ -272,6 +272,10 @@ class FakeSlack:
         self.channel_members: dict[str, list[str]] = {}
         # What apps.connections.open hands out: set it to a local Socket Mode server's URL.
         self.socket_mode_url = "wss://wss.fake.slack.com/link/?ticket=1"
+        # Keep connections open between requests (HTTP/1.1), as Slack does; off by default, so
+        # every answer closes its connection (HTTP/1.0).
+        self.keep_alive = False
+        self.connections = 0  # TCP connections accepted
         # Sign in with Slack: the apps' OAuth credentials (client id → secret), who is signed
         # in to Slack in "the browser" (None: the person cancels), codes and user tokens handed
         # out.
@@ -421,6 +425,8 @@ class FakeSlack:
             self._seqs.clear()
             self._faults.clear()
             self._post_limits = None
+            self.keep_alive = False
+            self.connections = 0
             self.messages.clear()
             self.missing_channels.clear()
             self.not_joined_channels.clear()
@@ -1002,6 +1008,17 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
         """Serve /api/<method> and /response_url/<key> for one FakeSlack."""
 
         server_version = "FakeSlack/1.0"
+        # The headers and the body leave in two writes: on a kept-alive connection Nagle's
+        # algorithm would hold the body back for the client's delayed ACK (~40 ms).
+        disable_nagle_algorithm = True
+
+        def setup(self) -> None:
+            """Speak HTTP/1.1 (connections kept open) when the fake keeps connections alive."""
+            super().setup()
+            with fake._cond:
+                fake.connections += 1
+            if fake.keep_alive:
+                self.protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
             """Stay quiet."""
@@ -1099,8 +1116,9 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, reply: _Reply) -> None:
             """Write the reply, or drop the connection for a disconnect fault."""
-            self.close_connection = True
+            self.close_connection = not fake.keep_alive or reply.disconnect
             if reply.disconnect:
+                self.close_connection = True
                 return
             data = json.dumps(reply.body).encode("utf-8")
             try:

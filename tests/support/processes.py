@@ -62,10 +62,11 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
 
 @contextmanager
 def quorum_serve(database_url: str, slack_api_url: str, slack_token: str, log_path: Path,
+                 *, args: Sequence[str] = (), ready_timeout: float = 90,
                  **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A real `quorum serve` process on a free port, talking to the fake Slack at
     `slack_api_url`; yields the process and its base URL. `settings` are extra environment
-    variables (e.g. QUORUM_OUTBOX_LEASE_SECONDS="3")."""
+    variables (e.g. QUORUM_OUTBOX_LEASE_SECONDS="3"); `args` go to `serve` (`--no-worker`)."""
     base = {key: value for key, value in os.environ.items()
             if not key.startswith(("SLACK_", "QUORUM_", "DATABASE_URL", "PORT", "HOST"))}
     port = free_port()
@@ -73,6 +74,7 @@ def quorum_serve(database_url: str, slack_api_url: str, slack_token: str, log_pa
            "SLACK_API_URL": slack_api_url, "DATABASE_URL": database_url, "HOST": "127.0.0.1",
            "PORT": str(port), "PYTHONPATH": str(ROOT), **settings}
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=ROOT, timeout=90,
+    with running([sys.executable, "-m", "bot.cli", "serve", *args], env=env, cwd=ROOT,
+                 timeout=ready_timeout,
                  ready_url=f"{url}/healthz", log_path=log_path) as process:
         yield process, url
