@@ -370,6 +370,7 @@ def _refresh_names(runtime: Runtime) -> None:
 def _gate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.errors import QuorumError
     from bot.render import renderer
+    from bot.services.directory import Names
     from bot.services.gate_check import check, reason_not_passed
     from bot.services.gates import role_states
 
@@ -377,11 +378,14 @@ def _gate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with runtime.db.session() as session:
             result = check(session, args.model, args.version, args.milestone)
+            # People by name, from the names `quorum serve` caches (the id where none is known).
+            names = Names.load(session)
             if args.json:
-                print(json.dumps(result.as_record(), indent=2, ensure_ascii=False))
+                print(json.dumps(names.annotate(result.as_record()), indent=2,
+                                 ensure_ascii=False))
             else:
                 print(renderer.text("gate/check.txt.j2", result=result, states=role_states,
-                                    why_not=reason_not_passed), end="")
+                                    why_not=reason_not_passed, person=names.display), end="")
     except QuorumError as exc:
         print(f"quorum: {exc.message}", file=sys.stderr)
         return 2

@@ -14,7 +14,15 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.export import export
-from bot.models import AuditEvent, Gate, GateSignoff, OutboxMessage, RoleAssignment
+from bot.models import (
+    AuditEvent,
+    Gate,
+    GateSignoff,
+    OutboxMessage,
+    RoleAssignment,
+    SlackName,
+    utcnow,
+)
 from bot.render import slack_unescape
 from support.cli import run_quorum
 from support.fake_slack import Call, FakeSlack
@@ -708,13 +716,16 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, database_url: str, *argv: str) -> t
 
 
 def test_cli_gate_check_exit_codes(passed_gate: Gate, monkeypatch: pytest.MonkeyPatch,
-                                   database_url: str) -> None:
+                                   database_url: str, quorum: QuorumServer) -> None:
+    with quorum.runtime.db.session() as session:  # the names `quorum serve` has cached
+        session.add(SlackName(team_id=TEAM, slack_id=BOB, kind="user", name="bob.ds",
+                              fetched_at=utcnow()))
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
                         "--version", "v3")
     assert code == 0, out
     assert out.startswith("PASSED: churn v3 passed its gate")
     assert "G-1 launch gate for churn v3 is passed" in out
-    assert f"ds: approved by {BOB}" in out and f"pm: approved by {DAVE}" in out
+    assert f"ds: approved by @bob.ds ({BOB})" in out and f"pm: approved by {DAVE}" in out
     assert f"project: churn-model ({CHANNEL})" in out
 
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
@@ -732,6 +743,7 @@ def test_cli_gate_check_exit_codes(passed_gate: Gate, monkeypatch: pytest.Monkey
         ("G-1", "launch", CHANNEL)]
     assert [(a["role"], a["user"]) for a in record["gates"][0]["approvers"]] == [
         ("ds", BOB), ("eng", CAROL), ("pm", DAVE)]
+    assert record["gates"][0]["approvers"][0]["user_name"] == "bob.ds"
     code, out = run_cli(monkeypatch, database_url, "gate", "check", "--model", "churn",
                         "--version", "4", "--json")
     assert code == 1 and json.loads(out)["gates"][0]["why_not"] == "waiting for ds, eng, pm"
