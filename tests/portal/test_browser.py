@@ -25,6 +25,7 @@ selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -123,6 +124,8 @@ def test_sign_in_and_browse_every_page_type(browser: webdriver.Chrome,
     assert browser.current_url.endswith(f"/portal/hypotheses/{seeded.refs['hypothesis']}")
     # Signing out ends the session: the next page asks to sign in again.
     browser.find_element(By.CSS_SELECTOR, "header form button").click()
+    # The sign-out POST lands on the sign-in page; only then is the session cookie gone.
+    WebDriverWait(browser, 10).until(lambda driver: "/portal/login" in driver.current_url)
     browser.get(f"{portal_server.url}/portal/")
     assert "/portal/login" in browser.current_url
 
