@@ -7,8 +7,6 @@ posted to its v2 API opens an incident, and the same alert resolved closes it wi
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,8 +19,8 @@ from sqlalchemy import select
 from bot.models import Incident, utcnow
 from bot.render import slack_unescape
 from bot.services.projects import project_for_channel
+from support.alertmanager import running_alertmanager
 from support.fake_slack import FakeSlack
-from support.processes import free_port, running
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM
 
@@ -30,24 +28,6 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "real-alertmanager-token"
 CHANNEL = "C0CHURN01"
-BINARY = "prometheus-alertmanager"
-CONFIG = """\
-route:
-  receiver: quorum
-  group_by: [alertname, project]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: quorum
-    webhook_configs:
-      - url: {url}/hooks/alertmanager
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {token}
-"""
 
 
 @pytest.fixture
@@ -62,21 +42,7 @@ def quorum_for_alerts(make_settings: Callable[..., Any]) -> Iterator[QuorumServe
 @pytest.fixture
 def alertmanager(quorum_for_alerts: QuorumServer, tmp_path: Path) -> Iterator[str]:
     """Alertmanager on a loopback port, its webhook receiver pointing at Quorum."""
-    binary = shutil.which(BINARY) or (f"/usr/bin/{BINARY}"
-                                      if os.access(f"/usr/bin/{BINARY}", os.X_OK) else None)
-    if binary is None:
-        pytest.fail(f"{BINARY} is not installed: run scripts/ensure_alertmanager.sh "
-                    f"(make test does)")
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(CONFIG.format(url=quorum_for_alerts.url, token=TOKEN))
-    (tmp_path / "data").mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
-               "--cluster.listen-address=", "--log.level=warn"]
-    with running(command, ready_url=f"{url}/-/ready", log_path=tmp_path / "alertmanager.log",
-                 timeout=15):
+    with running_alertmanager(quorum_for_alerts.url, TOKEN, tmp_path) as url:
         yield url
 
 

@@ -9,8 +9,6 @@ resolved it, on the scheduler's next tick).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,8 +23,9 @@ from sqlalchemy import select
 from bot.models import Incident, IncidentSilence, utcnow
 from bot.render import slack_unescape
 from bot.services.projects import project_for_channel
+from support.alertmanager import running_alertmanager
 from support.fake_slack import FakeSlack
-from support.processes import free_port, running
+from support.processes import free_port
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM, SlackSender
 from support.waiting import eventually
@@ -36,24 +35,6 @@ pytestmark = pytest.mark.slow
 TOKEN = "silences-webhook-token"
 CHANNEL = "C0CHURN01"
 BOB = "U0BOB0001"
-BINARY = "prometheus-alertmanager"
-CONFIG = """\
-route:
-  receiver: quorum
-  group_by: [alertname, project]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: quorum
-    webhook_configs:
-      - url: {url}/hooks/alertmanager
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {token}
-"""
 LABELS = {"alertname": "ChurnLatencyHigh", "severity": "critical", "project": "churn-model",
           "instance": "scorer-1"}
 
@@ -63,15 +44,6 @@ class Stack:
     quorum: QuorumServer
     alertmanager: str
     slack: SlackSender
-
-
-def _binary() -> str:
-    binary = shutil.which(BINARY) or (f"/usr/bin/{BINARY}"
-                                      if os.access(f"/usr/bin/{BINARY}", os.X_OK) else None)
-    if binary is None:
-        pytest.fail(f"{BINARY} is not installed: run scripts/ensure_alertmanager.sh "
-                    f"(make test does)")
-    return binary
 
 
 @pytest.fixture
@@ -84,16 +56,9 @@ def stack(make_settings: Callable[..., Any], fake_slack: FakeSlack,
                           with_edge_jobs=True).start()
     with server.runtime.db.session() as session:
         project_for_channel(session, TEAM, CHANNEL, "churn-model")
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(CONFIG.format(url=server.url, token=TOKEN))
-    (tmp_path / "data").mkdir()
-    command = [_binary(), f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
-               "--cluster.listen-address=", "--log.level=warn"]
     sender = SlackSender(server.url, fake_slack.response_url(), team=TEAM)
     try:
-        with running(command, ready_url=f"{url}/-/ready", log_path=tmp_path / "am.log",
-                     timeout=15):
+        with running_alertmanager(server.url, TOKEN, tmp_path, port):
             yield Stack(server, url, sender)
     finally:
         sender.close()
