@@ -466,10 +466,9 @@ def _option(exc: Exception) -> str:
 
 
 # The function that runs each command (its parser is in `_parser`).
-COMMANDS = {"serve": _serve, "socket": _socket, "shell": _shell, "portal": _portal,
-            "manifest": _manifest,
-            "db": _db, "export": _export, "gate": _gate, "announce": _announce}
-COMMANDS["worker"] = _worker
+COMMANDS = {"serve": _serve, "socket": _socket, "worker": _worker, "shell": _shell,
+            "portal": _portal, "manifest": _manifest, "db": _db, "export": _export,
+            "gate": _gate, "announce": _announce}
 
 if __name__ == "__main__":
     sys.exit(main())
