@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from bot.errors import Conflict, Forbidden, NotFound
 from bot.models import Project, ProjectOwner
 from bot.services.audit import record_event
+from bot.services.records import lock
 
 # How long Slack's answer about a channel's privacy is trusted before it is asked again.
 PRIVACY_TTL = timedelta(days=1)
@@ -198,6 +199,9 @@ def admit_configuration(session: Session, project: Project, actor: str,
                         what: str = "change roles and settings") -> None:
     """Before a project admin's act: refuse unless `actor` is a project admin, and make the first
     person to configure a project without owners its owner."""
+    # The project's row first: two first configurations at once (three `role add` in the same
+    # second) queue here, so the first makes its owner and the others are judged against it.
+    lock(session, project)
     require_project_admin(session, project, actor, workspace_admins, what)
     if not owners(session, project):
         _add_owner(session, project, actor, actor)

@@ -3,6 +3,7 @@ from elsewhere, owners and project admins (docs/access.md)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from bot.database import Database
 from bot.errors import Conflict, Forbidden, NotFound
 from bot.models import AuditEvent, Base, Project
-from bot.services import access
+from bot.services import access, roles
 from bot.services.projects import project_for_channel
 
 TEAM = "T0ACCESS1"
@@ -111,6 +112,44 @@ def test_the_first_to_configure_a_project_owns_it_and_owners_add_owners(db: Data
             access.remove_owner(session, project, BOB, BOB, frozenset())
         assert [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
                 ] == ["project.owner_added", "project.owner_added", "project.owner_removed"]
+
+
+def test_first_configurations_at_the_same_moment_make_one_owner_and_lose_no_role(
+        db: Database) -> None:
+    """Three `role add` by one person in the same second (and one by another person) on a new
+    project: the first makes its owner, the owner's other adds go through, the other person is
+    refused (the replica test found the owner's adds refused as "already owns")."""
+    with db.session() as session:
+        project_id = _project(session, "C0RACE001", False).id
+    barrier = threading.Barrier(4)
+    outcomes: dict[str, str] = {}
+
+    def configure(actor: str, user: str) -> None:
+        barrier.wait()
+        try:
+            with db.session() as session:
+                project = session.get_one(Project, project_id)
+                roles.add_role(session, project, actor, user, "ds", frozenset())
+            outcomes[user] = actor
+        except Forbidden:
+            outcomes[user] = "refused"
+
+    jobs = [(ALICE, "U0ONE0001"), (ALICE, "U0TWO0001"), (ALICE, "U0THREE01"), (EVE, "U0FOUR001")]
+    threads = [threading.Thread(target=configure, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with db.session() as session:
+        project = session.get_one(Project, project_id)
+        owners = access.owners(session, project)
+        held = sorted(user for user, actor in outcomes.items() if actor != "refused")
+    assert len(outcomes) == 4
+    if owners == [ALICE]:
+        assert held == ["U0ONE0001", "U0THREE01", "U0TWO0001"] and outcomes["U0FOUR001"] == \
+            "refused"
+    else:  # Eve came first: Alice's three are refused
+        assert owners == [EVE] and held == ["U0FOUR001"]
 
 
 def test_workspace_admins_administer_every_project_and_only_they_start_one(db: Database) -> None:
