@@ -301,7 +301,7 @@ async def read_json_object(request: Request) -> dict[str, object] | JSONResponse
     return data
 
 
-def _late_command_answer(payload: dict[str, Any]) -> Response | None:
+def _late_command_answer(payload: dict[str, Any], waited: float) -> Response | None:
     """What a (verified) slash command gets when its listener is still busy (say, on a database
     that accepts connections but does not answer): a polite ephemeral before Slack gives up at
     3 s, instead of Slack's own error. None for anything else, which waits for Bolt as before."""
@@ -309,7 +309,7 @@ def _late_command_answer(payload: dict[str, Any]) -> Response | None:
     if not isinstance(command, str):  # only a slash command's form has one
         return None
     log.warning("%s did not finish within %ss; answered that it may not be saved",
-                command[:40], ANSWER_WITHIN)
+                command[:40], waited)
     return JSONResponse(error_message(TOO_SLOW))
 
 
@@ -400,8 +400,11 @@ def _portal_routes(runtime: Runtime) -> list[Mount]:
 
 def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                    scheduler: Scheduler | None = None, *, body_limit: int = BODY_LIMIT,
-                   body_read_seconds: float = BODY_READ_SECONDS) -> Starlette:
-    """The ASGI app; starts and stops the outbox worker and the scheduler with the server."""
+                   body_read_seconds: float = BODY_READ_SECONDS,
+                   answer_within: float = ANSWER_WITHIN) -> Starlette:
+    """The ASGI app; starts and stops the outbox worker and the scheduler with the server.
+    `answer_within`: how long a Slack request may take before a slash command is told it may
+    not be saved (and a health check counts the database as down)."""
 
     listeners = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="quorum-listener")
     verifier = SignatureVerifier(runtime.settings.slack_signing_secret or "")
@@ -434,9 +437,9 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             context.update(_slack_context(bolt))
         answer = asyncio.ensure_future(dispatch_until_ack(bolt_app, bolt, listeners))
         try:
-            bolt_response = await asyncio.wait_for(asyncio.shield(answer), ANSWER_WITHIN)
+            bolt_response = await asyncio.wait_for(asyncio.shield(answer), answer_within)
         except TimeoutError:
-            late = _late_command_answer(bolt.body)
+            late = _late_command_answer(bolt.body, answer_within)
             if late is not None:
                 # The listener runs on; whatever it answers later is not wanted any more.
                 answer.add_done_callback(lambda task: task.cancelled() or task.exception())
@@ -614,7 +617,7 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
     async def healthz(_: Request) -> Response:
         try:  # a database that hangs is as down as one that refuses
             healthy = await asyncio.wait_for(asyncio.shield(run_in_threadpool(runtime.db.ping)),
-                                             ANSWER_WITHIN)
+                                             answer_within)
         except TimeoutError:
             healthy = False
         return JSONResponse({"ok": healthy, "database": "up" if healthy else "down"},

@@ -8,8 +8,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.database import database_outage
+from bot.web import ANSWER_WITHIN
 from handlers.common import TOO_SLOW
+from support.fake_slack import FakeSlack
 from support.quorum_server import QuorumServer
 from support.slack_requests import SlackSender
 
@@ -25,7 +28,7 @@ from support.slack_requests import SlackSender
 def test_an_unreachable_database_gets_a_polite_reply_in_time(make_settings) -> None:  # type: ignore[no-untyped-def]
     server = QuorumServer(make_settings(
         DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
-        QUORUM_WEBHOOK_TOKEN="hook-token")).start()
+        QUORUM_WEBHOOK_TOKEN="hook-token"), answer_within=ANSWER_WITHIN).start()
     try:
         sender = SlackSender(server.url, "http://127.0.0.1:9/unused")
         started = time.monotonic()
@@ -104,10 +107,13 @@ def test_no_free_database_connection_gets_the_polite_database_reply(
 
 
 def test_a_command_stuck_on_the_database_is_answered_before_slack_gives_up(
-        slack: SlackSender, quorum: QuorumServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        make_settings: Callable[..., Any], fake_slack: FakeSlack,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A database that accepts connections but never answers: the person gets a polite
     ephemeral (it may or may not be saved) instead of Slack's own time-out error; a health
     check says 503 instead of hanging."""
+    quorum = QuorumServer(make_settings(), answer_within=ANSWER_WITHIN).start()
+    slack = SlackSender(quorum.url, fake_slack.response_url())
     thawed = threading.Event()
 
     @contextmanager
@@ -123,6 +129,8 @@ def test_a_command_stuck_on_the_database_is_answered_before_slack_gives_up(
         health = httpx.get(f"{quorum.url}/healthz", timeout=10)
     finally:
         thawed.set()
+        slack.close()
+        quorum.stop()
     assert response.status_code == 200 and response.json()["response_type"] == "ephemeral"
     assert response.json()["text"] == TOO_SLOW
     assert health.status_code == 503 and health.json()["database"] == "down"
