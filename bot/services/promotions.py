@@ -624,9 +624,11 @@ def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: st
                                        default_channel=default_channel, delivery_id=delivery_id,
                                        occurred_at=_mlflow_time(payload.get("timestamp")),
                                        repeat_window=repeat_window, now=now)
-            if outcome.repeated and outcome.promotion is not None and not first_time(
-                    session, outcome.promotion.team_id, f"mlflow-delivery:{delivery_id}"):
-                # MLflow's retry of a repeat that was already counted: undo this count.
+            if outcome.repeated and outcome.promotion is not None and (
+                    outcome.promotion.delivery_id == delivery_id or not first_time(
+                        session, outcome.promotion.team_id, f"mlflow-delivery:{delivery_id}")):
+                # This very delivery, stored by a copy that committed meanwhile, or MLflow's
+                # retry of a repeat that was already counted: undo this count.
                 raise _AlreadyCounted(outcome)
             return outcome
     except _AlreadyCounted as counted:
