@@ -17,6 +17,7 @@ from bot.models import AuditEvent, Incident, IncidentEvent, IncidentFollowUp, ut
 from bot.render import slack_unescape
 from support.db_snapshot import changed_tables, snapshot
 from support.fake_slack import Call, FakeSlack
+from support.incident_steps import buttons, card_of, thread_texts
 from support.quorum_server import QuorumServer
 from support.slack_requests import TEAM, SlackSender
 from support.waiting import eventually
@@ -30,26 +31,6 @@ ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
 def incidents(quorum: QuorumServer) -> list[Incident]:
     with quorum.runtime.db.session() as session:
         return list(session.scalars(select(Incident).order_by(Incident.number)).unique())
-
-
-def card_of(fake: FakeSlack, ref: str, channel: str = CHANNEL) -> dict[str, Any]:
-    for message in fake.messages.get(channel, {}).values():
-        header = message.get("blocks", [{}])[0]
-        if header.get("type") == "header" and header["text"]["text"].startswith(f"{ref} "):
-            return message
-    raise AssertionError(f"no card for {ref} in {channel}")
-
-
-def buttons(message: dict[str, Any]) -> dict[str, str]:
-    return {element["action_id"]: element["value"] for block in message.get("blocks", [])
-            if block["type"] == "actions" for element in block["elements"]}
-
-
-def thread_texts(fake: FakeSlack, card: dict[str, Any], channel: str = CHANNEL) -> list[str]:
-    replies = [m for m in fake.messages.get(channel, {}).values()
-               if m.get("thread_ts") == card["ts"]]
-    return [slack_unescape(json.dumps(m["blocks"], ensure_ascii=False)) for m in sorted(replies,
-                                                                   key=lambda m: m["ts"])]
 
 
 def summary_of(fake: FakeSlack, ref: str) -> Call:

@@ -20,6 +20,7 @@ from bot.models import (
 )
 from bot.render import slack_unescape
 from support.fake_slack import Call, FakeSlack
+from support.incident_steps import buttons, card_of, thread_texts
 from support.quorum_server import QuorumServer
 from support.slack_requests import SlackSender
 from support.waiting import eventually
@@ -42,28 +43,6 @@ def timeline(quorum: QuorumServer, number: int = 1) -> list[str]:
         return list(session.scalars(
             select(IncidentEvent.kind).join(Incident).where(Incident.number == number)
             .order_by(IncidentEvent.id)))
-
-
-def card_of(fake: FakeSlack, ref: str, channel: str = CHANNEL) -> dict[str, Any]:
-    """The current state in Slack of the incident card whose header starts with `ref`."""
-    for message in fake.messages.get(channel, {}).values():
-        header = message.get("blocks", [{}])[0]
-        if header.get("type") == "header" and header["text"]["text"].startswith(f"{ref} "):
-            return message
-    raise AssertionError(f"no card for {ref} in {channel}")
-
-
-def buttons(message: dict[str, Any]) -> dict[str, str]:
-    """`{action_id: value}` of the message's buttons."""
-    return {element["action_id"]: element["value"] for block in message.get("blocks", [])
-            if block["type"] == "actions" for element in block["elements"]}
-
-
-def thread_texts(fake: FakeSlack, card: dict[str, Any], channel: str = CHANNEL) -> list[str]:
-    replies = [m for m in fake.messages.get(channel, {}).values()
-               if m.get("thread_ts") == card["ts"]]
-    return [slack_unescape(json.dumps(m["blocks"])) for m in sorted(replies,
-                                                                   key=lambda m: m["ts"])]
 
 
 def wait_for_replies(fake: FakeSlack, number: int) -> list[Call]:
