@@ -17,7 +17,7 @@ from bot.render import renderer
 from bot.services.audit import changed_fields
 from bot.services.decisions import export_records as decision_records
 from bot.services.directory import Names
-from bot.services.gates import as_record as gate_record
+from bot.services.gate_state import as_record as gate_record
 from bot.services.hypotheses import as_record as hypothesis_record
 from bot.services.hypotheses import history_records as hypothesis_history
 from bot.services.incidents import as_record as incident_record

@@ -18,6 +18,7 @@ from bot.services import access
 from bot.services import gates as service
 from bot.services import roles as role_service
 from bot.services.audit import history
+from bot.services.gate_state import role_states
 from bot.services.projects import project_for_channel
 from handlers.common import (
     ephemeral,
@@ -74,7 +75,7 @@ def status_view(session: Session, gate: Gate) -> dict[str, Any]:
                 roles[event.id] = signoff["role"]
                 if signoff.get("reason"):
                     reasons[event.id] = signoff["reason"]
-    return renderer.message("gate/status", g=gate, states=service.role_states(gate),
+    return renderer.message("gate/status", g=gate, states=role_states(gate),
                             history=events, roles=roles, reasons=reasons)
 
 
@@ -178,7 +179,7 @@ def register(app: App, runtime: Runtime) -> None:
                 return renderer.message("gate/choose_role", g=gate, roles=waiting)
             signed = service.sign(session, gate_id, team, user, SignoffDecision.APPROVE,
                                   role or waiting[0])
-            still = [s.role for s in service.role_states(signed.gate) if s.state == "waiting"]
+            still = [s.role for s in role_states(signed.gate) if s.state == "waiting"]
             return renderer.message("gate/signed", signed=signed, waiting=still)
 
     @app.action("gate_approve")

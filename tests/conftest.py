@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
 from bot.database import Database
-from bot.models import Base
+from bot.models import schema
 from support.fake_slack import FakeSlack
 from support.quorum_server import QuorumServer
 from support.slack_requests import SIGNING_SECRET, TEAM, SlackSender
@@ -81,7 +81,7 @@ def new_database(sqlite_template: Path, postgres_schema: str) -> Callable[[str, 
             return f"sqlite:///{path}"
         url = _in_schema(POSTGRES_URL, postgres_schema)
         engine = create_engine(url)
-        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        tables = ", ".join(table.name for table in schema().sorted_tables)
         with engine.begin() as connection:
             connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         engine.dispose()

@@ -3,10 +3,10 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from bot.models import Base
+from bot.models import schema
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = schema()
 
 
 def run_migrations() -> None:

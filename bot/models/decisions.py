@@ -81,3 +81,7 @@ class Decision(Referenced, Base):
         secondary="decision_hypotheses", back_populates="decisions",
         order_by="Hypothesis.number",
     )
+
+
+# Decision.hypotheses maps through the hypotheses module's table: import it with this one.
+from bot.models import hypotheses as _hypotheses  # noqa: E402,F401

@@ -94,3 +94,7 @@ decision_hypotheses = Table(
     Column("decision_id", BigId, ForeignKey("decisions.id"), primary_key=True),
     Column("hypothesis_id", BigId, ForeignKey("hypotheses.id"), primary_key=True, index=True),
 )
+
+
+# Hypothesis.decisions is mapped to Decision: import its module with this one.
+from bot.models import decisions as _decisions  # noqa: E402,F401

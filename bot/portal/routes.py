@@ -35,7 +35,6 @@ from bot.portal.auth import Person, SignInError
 from bot.render import TEMPLATE_DIR
 from bot.runtime import Runtime
 from bot.services import decisions as decision_service
-from bot.services import gates as gate_service
 from bot.services import hypotheses as hypothesis_service
 from bot.services import incident_stats
 from bot.services import incidents as incident_service
@@ -44,6 +43,8 @@ from bot.services import risks as risk_service
 from bot.services import rituals as ritual_service
 from bot.services import trace as trace_service
 from bot.services.audit import changed_fields, history
+from bot.services.gate_state import role_states
+from bot.services.model_versions import normalize_version
 from bot.services.records import find_by_ref
 
 CSS_PATH = Path(TEMPLATE_DIR) / "portal" / "portal.css"
@@ -285,14 +286,14 @@ class Portal:
     def gates(self, request: Request, session: Session, viewer: Viewer, csrf: str) -> Response:
         project = self.project(session, viewer, request)
         page = queries.gates_page(session, project, *self.cursors(request))
-        states = {gate.id: gate_service.role_states(gate) for gate in page.items}
+        states = {gate.id: role_states(gate) for gate in page.items}
         return render("gates", viewer=viewer, csrf=csrf, project=project, page=page,
                       states=states, tab="gates")
 
     def gate(self, request: Request, session: Session, viewer: Viewer, csrf: str) -> Response:
         g = self.record(session, viewer, Gate, request.path_params["ref"], "gate")
         return render("gate", viewer=viewer, csrf=csrf, project=g.project, g=g,
-                      states=gate_service.role_states(g), history=history(session, g),
+                      states=role_states(g), history=history(session, g),
                       tab="gates")
 
     def risks(self, request: Request, session: Session, viewer: Viewer, csrf: str) -> Response:
@@ -380,7 +381,7 @@ class Portal:
         # The decisions naming the model are looked for in its project only (its binding's;
         # unbound, the projects of the version's gates, promotions and incidents): a page
         # cannot read a million-decision workspace.
-        normalized = gate_service.normalize_version(version) or version
+        normalized = normalize_version(version) or version
         within = {binding.project_id} if binding is not None else queries.projects_of_version(
             session, viewer.person.team_id, name, normalized)
         projects = [p for p in session.scalars(select(Project).where(Project.id.in_(within)))
@@ -414,7 +415,7 @@ class Portal:
         return render("version", viewer=viewer, csrf=csrf, name=name, version=trace.version,
                       hypotheses=hypotheses, decisions=decisions, gates=gates,
                       promotions=promotions, incidents=incidents, diagram=diagram,
-                      states={g.id: gate_service.role_states(g) for g in gates},
+                      states={g.id: role_states(g) for g in gates},
                       project=binding.project if binding else None)
 
 

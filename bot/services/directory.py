@@ -18,35 +18,31 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from bot.models import (
-    Decision,
-    Gate,
-    GateSignoff,
-    Hypothesis,
-    Incident,
-    IncidentFollowUp,
-    Project,
-    Promotion,
-    Risk,
-    SlackName,
-)
+from bot import models
+from bot.models import SlackName
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,20}$")
 MENTION = re.compile(r"<([@#])([UWCG][A-Z0-9]{2,20})(?:\|[^>]*)?>")
 REFRESH_AFTER = timedelta(days=1)
-# Which columns name a person or a channel, per register (with the workspace column).
-REFERENCES: list[tuple[Any, Any]] = [
-    (Project.team_id, Project.channel_id),
-    (Incident.team_id, Incident.commander), (Incident.team_id, Incident.created_by),
-    (Incident.team_id, Incident.channel_id),
-    (IncidentFollowUp.team_id, IncidentFollowUp.owner),
-    (Decision.team_id, Decision.created_by),
-    (Hypothesis.team_id, Hypothesis.owner), (Hypothesis.team_id, Hypothesis.created_by),
-    (Risk.team_id, Risk.owner), (Risk.team_id, Risk.created_by),
-    (Gate.team_id, Gate.requested_by),
-    (Promotion.team_id, Promotion.actor),
-]
+
+
+def _reference_columns() -> list[tuple[Any, Any]]:
+    """Which columns name a person or a channel, per register (with the workspace column); built
+    when collecting, so that reading names (`Names`, `quorum gate check`) loads no register."""
+    return [
+        (models.Project.team_id, models.Project.channel_id),
+        (models.Incident.team_id, models.Incident.commander),
+        (models.Incident.team_id, models.Incident.created_by),
+        (models.Incident.team_id, models.Incident.channel_id),
+        (models.IncidentFollowUp.team_id, models.IncidentFollowUp.owner),
+        (models.Decision.team_id, models.Decision.created_by),
+        (models.Hypothesis.team_id, models.Hypothesis.owner),
+        (models.Hypothesis.team_id, models.Hypothesis.created_by),
+        (models.Risk.team_id, models.Risk.owner), (models.Risk.team_id, models.Risk.created_by),
+        (models.Gate.team_id, models.Gate.requested_by),
+        (models.Promotion.team_id, models.Promotion.actor),
+    ]
 
 
 def kind_of(slack_id: str) -> str | None:
@@ -58,13 +54,14 @@ def kind_of(slack_id: str) -> str | None:
 
 
 def _referenced(session: Session) -> Iterator[tuple[str, str]]:
-    for team, column in REFERENCES:
+    for team, column in _reference_columns():
         yield from session.execute(select(team, column).where(column.is_not(None)).distinct())
+    gate, signoff = models.Gate, models.GateSignoff
     yield from session.execute(
-        select(Gate.team_id, GateSignoff.user_id)
-        .join(Gate, Gate.id == GateSignoff.gate_id).distinct())
+        select(gate.team_id, signoff.user_id).join(gate, gate.id == signoff.gate_id).distinct())
+    decision = models.Decision
     for team, deciders in session.execute(
-            select(Decision.team_id, Decision.deciders).execution_options(yield_per=2000)):
+            select(decision.team_id, decision.deciders).execution_options(yield_per=2000)):
         for user in deciders or []:
             yield team, user
 

@@ -16,15 +16,15 @@ from sqlalchemy.orm import Session
 
 from bot.errors import InvalidInput
 from bot.models import Gate, GateStatus, Project
-from bot.services.gates import (
+from bot.services.gate_state import (
     RETIRED,
     as_record,
-    normalize_version,
     owning_project,
     signers,
     signoff_record,
     waiting_roles,
 )
+from bot.services.model_versions import normalize_version
 
 
 def counted_gates(session: Session, model: str, version: str, milestone: str | None = None,

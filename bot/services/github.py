@@ -41,6 +41,8 @@ from bot.services import access
 from bot.services import gates as gate_service
 from bot.services.audit import record_event
 from bot.services.gate_check import counted_gates
+from bot.services.gate_state import signers
+from bot.services.model_versions import VERSION_PATTERN, normalize_version
 from bot.services.promotions import check_model_name
 
 log = logging.getLogger("quorum.github")
@@ -207,11 +209,11 @@ def parse_event(payload: Mapping[str, Any]) -> ProtectionRuleEvent:
 def version_of(event: ProtectionRuleEvent) -> str | None:
     """The deployed model version: the deployment's payload says it, or a ref like `v3`."""
     if event.payload_version:
-        return gate_service.normalize_version(event.payload_version)
+        return normalize_version(event.payload_version)
     if event.ref:
         tail = event.ref.rsplit("/", 1)[-1]
-        version = gate_service.normalize_version(tail)
-        if version and version[0].isdigit() and gate_service.VERSION_PATTERN.match(version):
+        version = normalize_version(tail)
+        if version and version[0].isdigit() and VERSION_PATTERN.match(version):
             return version
     return None
 
@@ -355,7 +357,7 @@ def decide(session: Session, deployment: GithubDeployment, now: datetime | None 
                 "Rejected in Quorum. " + "; ".join(lines), now)
     elif gates and all(g.status == GateStatus.PASSED for g in gates):
         lines = [f"{g.ref} {g.milestone} passed, approved by "
-                 + ", ".join(f"{s.user_id} ({s.role})" for s in gate_service.signers(g))
+                 + ", ".join(f"{s.user_id} ({s.role})" for s in signers(g))
                  for g in gates]
         _decide(session, deployment, DeploymentState.APPROVE,
                 "Approved in Quorum. " + "; ".join(lines), now)

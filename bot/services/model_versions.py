@@ -1,13 +1,26 @@
-"""The model version a hypothesis or decision is about: validated once, for every register.
+"""Model names and versions as Quorum writes them, and the model version a record is about,
+validated once for every register.
 
-`v3` and `3` name the same version (`gates.normalize_version`); a record names both the model
+`v3` and `3` name the same version (`normalize_version`); a record names both the model
 and its version, or neither.
 """
 
 from __future__ import annotations
 
+import re
+
 from bot.errors import InvalidInput
-from bot.services.gates import MODEL_PATTERN, VERSION_PATTERN, normalize_version
+
+MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def normalize_version(raw: str | None) -> str | None:
+    """`v3` and `3` name the same version; tags such as `1.2.0` or `rc1` stay as typed."""
+    version = (raw or "").strip()
+    if len(version) > 1 and version[0] in "vV" and version[1].isdigit():
+        version = version[1:]
+    return version or None
 
 
 def clean_model_version(model: str | None, version: str | None) -> tuple[str, str]:

@@ -35,15 +35,9 @@ from bot.render import renderer
 from bot.services import access
 from bot.services.audit import record_event, snapshot
 from bot.services.gate_check import check, counted_gates
-from bot.services.gates import (
-    ACTIVE,
-    MODEL_PATTERN,
-    VERSION_PATTERN,
-    normalize_version,
-    signers,
-    waiting_roles,
-)
+from bot.services.gate_state import ACTIVE, signers, waiting_roles
 from bot.services.idempotency import first_time
+from bot.services.model_versions import MODEL_PATTERN, VERSION_PATTERN, normalize_version
 from bot.services.records import lock
 from bot.services.refs import next_number
 from bot.services.routing import Route, route

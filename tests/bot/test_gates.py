@@ -19,6 +19,7 @@ from bot.services import access
 from bot.services import gates as service
 from bot.services import roles as role_service
 from bot.services.gate_check import check
+from bot.services.model_versions import normalize_version
 from bot.services.projects import project_for_channel
 from bot.services.promotions import gate_record
 from support.waiting import eventually
@@ -55,7 +56,7 @@ def new_gate(db: Database, roles: str = "ds,eng,pm", **draft: Any) -> int:
     ("rc1", "rc1"), ("vintage", "vintage"), ("", None), (None, None),
 ])
 def test_versions_are_normalized(raw: str | None, expected: str | None) -> None:
-    assert service.normalize_version(raw) == expected
+    assert normalize_version(raw) == expected
 
 
 def test_draft_normalizes_its_fields() -> None:

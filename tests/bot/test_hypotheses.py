@@ -8,8 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from sqlalchemy import func, select
@@ -20,7 +18,7 @@ from bot.commands import Command, Subcommand, UsageError
 from bot.database import Database
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.export import export
-from bot.models import AuditEvent, Base, Hypothesis, Project
+from bot.models import AuditEvent, Hypothesis, Project
 from bot.render import renderer
 from bot.services import decisions as decision_service
 from bot.services import hypotheses as service
@@ -413,14 +411,3 @@ def test_every_template_is_valid_block_kit_with_hostile_input(db: Database) -> N
         reopen = handlers.modal(channel=here.channel_id, cites=old, reopen_choices=choices)
         assert _block(reopen, "cites")["element"]["initial_option"] == \
             _block(reopen, "cites")["element"]["options"][0]
-
-
-# ---------------------------------------------------------------- the schema
-
-
-def test_migration_matches_the_models(db: Database) -> None:
-    with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        diffs = compare_metadata(context, Base.metadata)
-    # Only this feature's tables: 0001's full-text extras are deliberately outside the models.
-    assert [d for d in diffs if "hypothes" in repr(d)] == []

@@ -814,12 +814,13 @@ def test_every_gate_template_is_valid_block_kit(passed_gate: Gate, fake_slack: F
 
     from bot.render import renderer
     from bot.services import gates as service
+    from bot.services.gate_state import role_states
 
     hostile = "<!channel> & <@U0BOB0001> *bold* " + "x" * 400
     with quorum.runtime.db.session() as session:
         gate = session.get(Gate, passed_gate.id)
         gate.criteria = [hostile] * 20
-        states = service.role_states(gate)
+        states = role_states(gate)
         messages = [
             service.render_card(gate),
             renderer.message("gate/status", g=gate, states=states, history=[], roles={},

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.database import Database
-from bot.models import Base
+from bot.models import schema
 
 
 def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
@@ -16,7 +16,7 @@ def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
         return {
             table.name: [tuple(row) for row in connection.execute(
                 select(table).order_by(*table.primary_key.columns))]
-            for table in Base.metadata.sorted_tables
+            for table in schema().sorted_tables
         }
 
 

@@ -23,14 +23,13 @@ from bot.models import (
     Project,
     SignoffDecision,
 )
+from bot.services.gate_state import role_states, signers
 from bot.services.gates import (
     CRITERIA_LINES,
     CRITERION_LIMIT,
     REASON_LIMIT,
     Requested,
     Signed,
-    role_states,
-    signers,
 )
 from bot.services.roles import DEFAULT_ROLES, settings_of
 from handlers.admin import all_commands
