@@ -121,6 +121,18 @@ def _channel(channel_id: Any) -> Raw:
     return Raw(_shown(channel_id))
 
 
+def _mentioning(text: Any, mentions: tuple[str, ...] = ()) -> Raw:
+    """`text` escaped like any user text, except its `<@U…>` and `<#C…>` of the ids in
+    `mentions`, which stay mentions and channel links."""
+    shown = _shown("" if text is None else str(text))
+    for slack_id in mentions:
+        sigil = "@" if USER_ID.fullmatch(slack_id) else "#" if CHANNEL_ID.fullmatch(slack_id) \
+            else None
+        if sigil:
+            shown = shown.replace(f"&lt;{sigil}{slack_id}&gt;", f"<{sigil}{slack_id}>")
+    return Raw(shown)
+
+
 def _link(url: Any, label: Any = None) -> Raw:
     url = str(url or "")
     label_text = slack_escape(displayable(str(label) if label else url))
@@ -250,7 +262,7 @@ class Renderer:
         self.text_env.filters.update(markdown_inert=markdown_records)
         self.json_env.filters.update(
             plain=_plain, typed=_typed, json=_json_value, user=_user, channel=_channel,
-            link=_link,
+            link=_link, mentioning=_mentioning,
         )
         # QUORUM_PUBLIC_URL when the portal is on (set by `bot.web`); cards then link to it.
         self.public_url: str | None = None

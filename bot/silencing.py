@@ -38,7 +38,8 @@ def _check_not_silenced(session: object, incident: object, request: silences.Sil
     if running is not None and running.ends_at >= request.ends_at - SAME_WINDOW:
         until = "until it is resolved" if running.until_resolved else \
             f"until {running.ends_at:%Y-%m-%d %H:%M} UTC"
-        raise Conflict(f"{request.ref} is already silenced {until} (by <@{running.created_by}>).")
+        raise Conflict(f"{request.ref} is already silenced {until} (by <@{running.created_by}>).",
+                       mentions=[running.created_by])
 
 
 def silence_incident(db: Database, client: AlertmanagerClient | None, team_id: str,

@@ -30,8 +30,11 @@ def ephemeral(message: dict[str, Any]) -> dict[str, Any]:
     return {"response_type": "ephemeral", **message}
 
 
-def error_message(message: str, usage: list[str] | None = None) -> dict[str, Any]:
-    return ephemeral(renderer.message("common/error", message=message, usage=usage or []))
+def error_message(message: str, usage: list[str] | None = None,
+                  mentions: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ephemeral warning; `mentions` are the ids in `message` shown as mentions/links."""
+    return ephemeral(renderer.message("common/error", message=message, usage=usage or [],
+                                      mentions=mentions))
 
 
 def notice(text: str, emoji: str = ":white_check_mark:", person: str = "") -> dict[str, Any]:
@@ -122,7 +125,7 @@ def guarded(listener: Callable[..., None]) -> Callable[..., None]:
         except UsageError as exc:
             _reply_error(kwargs, exc.message, exc.usage)
         except QuorumError as exc:
-            _reply_error(kwargs, exc.message, None, field=exc.field)
+            _reply_error(kwargs, exc.message, None, field=exc.field, mentions=exc.mentions)
         except UNAVAILABLE:
             database_outage.failed(log, "database error in %s", listener.__name__)
             _reply_error(kwargs, DATABASE_DOWN, None)
@@ -134,7 +137,7 @@ def guarded(listener: Callable[..., None]) -> Callable[..., None]:
 
 
 def _reply_error(kwargs: dict[str, Any], message: str, usage: list[str] | None,
-                 field: str | None = None) -> None:
+                 field: str | None = None, mentions: tuple[str, ...] = ()) -> None:
     body = kwargs.get("body") or {}
     ack = kwargs.get("ack")
     acked = ack is not None and getattr(ack, "response", None) is not None
@@ -145,7 +148,7 @@ def _reply_error(kwargs: dict[str, Any], message: str, usage: list[str] | None,
         if target:
             ack(response_action="errors", errors={target: message[:150]})
             return
-    reply = error_message(message, usage)
+    reply = error_message(message, usage, mentions)
     if ack is not None and not acked:
         ack(**reply)
         return

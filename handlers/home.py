@@ -43,14 +43,15 @@ def refusals_on_home(db: Database, body: dict[str, Any]) -> Iterator[None]:
     try:
         yield
     except QuorumError as exc:
-        notify_home(db, body, exc.message, ok=False)
+        notify_home(db, body, exc.message, ok=False, mentions=exc.mentions)
 
 
-def notify_home(db: Database, body: dict[str, Any], text: str, ok: bool = True) -> None:
+def notify_home(db: Database, body: dict[str, Any], text: str, ok: bool = True,
+                mentions: tuple[str, ...] = ()) -> None:
     """Re-publish the clicker's Home with a one-line note at the top."""
     with db.session() as session:
         service.publish_home(session, team_id_of(body), user_id_of(body),
-                             service.Notice(text, ok=ok))
+                             service.Notice(text, ok=ok, mentions=mentions))
 
 
 def register(app: App, runtime: Runtime) -> None:

@@ -156,7 +156,8 @@ def require_changeable(project: Project, channel_id: str, ref: str,
         return
     require_readable(project, channel_id, ref, now)
     raise Forbidden(f"{ref} belongs to <#{project.channel_id}>: it can be changed only from "
-                    f"there (its channel, its card's buttons or your Home tab).")
+                    f"there (its channel, its card's buttons or your Home tab).",
+                    mentions=[project.channel_id])
 
 
 # ------------------------------------------------------------------ owners and admins
@@ -214,7 +215,7 @@ def _add_owner(session: Session, project: Project, actor: str, user_id: str) -> 
         with session.begin_nested():
             session.add(owner)
     except IntegrityError:
-        raise Conflict(f"<@{user_id}> already owns this project.") from None
+        raise Conflict(f"<@{user_id}> already owns this project.", mentions=[user_id]) from None
     record_event(session, actor=actor, action="project.owner_added", entity=project,
                  project_id=project.id, after={"owner": user_id})
     return owner

@@ -50,7 +50,7 @@ def complete(session: Session, team_id: str, follow_up_id: int, actor: str,
         raise Conflict(f"Follow-up {item.ref} is already done.")
     if item.owner and item.owner != actor:
         raise Conflict(f"Follow-up {item.ref} belongs to <@{item.owner}>: only they can mark "
-                       f"it done.")
+                       f"it done.", mentions=[item.owner])
     before = follow_up_record(item)
     item.status = FollowUpStatus.DONE
     item.done_at, item.done_by = now or utcnow(), actor

@@ -297,7 +297,8 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
     owner = owning_project(session, project.team_id, draft.model)
     if owner is not None and owner.id != project.id:
         raise Forbidden(f"`{draft.model}` is bound to <#{owner.channel_id}>, so its gates are "
-                        f"requested and signed there; a gate here would not count.")
+                        f"requested and signed there; a gate here would not count.",
+                        mentions=[owner.channel_id])
     zone = _zone(project)
     due = draft.due_date if isinstance(draft.due_date, date) else None
     if due is not None and due < now.astimezone(zone).date():

@@ -92,7 +92,8 @@ def map_environment(session: Session, project: Project, actor: str, repo: str, e
     if existing is not None:
         if existing.project_id != project.id:
             raise Conflict(f"{repo} `{environment}` already waits for the gates of "
-                           f"<#{existing.project.channel_id}>; unmap it there first.")
+                           f"<#{existing.project.channel_id}>; unmap it there first.",
+                           mentions=[existing.project.channel_id])
         before = {"repo": repo, "environment": environment, "model": existing.model}
         existing.model = model
         session.flush()

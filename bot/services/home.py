@@ -85,6 +85,7 @@ class Notice:
 
     text: str
     ok: bool = False
+    mentions: tuple[str, ...] = ()  # ids in `text` shown as mentions (see QuorumError)
 
 
 @dataclass(frozen=True)

@@ -520,7 +520,7 @@ def change_lead(session: Session, incident: Incident, actor: str, lead: str,
         raise InvalidInput("Name the new lead: `@someone`.", field="user")
     _require_open(incident)
     if incident.commander == lead:
-        raise Conflict(f"<@{lead}> already leads {incident.ref}.")
+        raise Conflict(f"<@{lead}> already leads {incident.ref}.", mentions=[lead])
     now = now or utcnow()
     before = _snapshot(incident)
     _engage(incident, actor, now)

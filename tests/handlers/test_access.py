@@ -88,10 +88,27 @@ def test_a_public_channel_is_read_from_elsewhere_with_where_it_lives(
     before = settled(quorum)
     shown = reply_text(slack.command("/decision", "show D-1", channel=ELSEWHERE))
     assert f":round_pushpin: From <#{OPEN}>" in shown and "Use fresh labels" in shown
-    refused = reply_text(slack.command("/decision", "supersede D-1 Use old labels",
-                                       channel=ELSEWHERE))
-    assert f"D-1 belongs to <#{OPEN}>: it can be changed only from there" in refused
+    answer = slack.command("/decision", "supersede D-1 Use old labels", channel=ELSEWHERE)
+    assert f"D-1 belongs to <#{OPEN}>: it can be changed only from there" in reply_text(answer)
+    # On the wire the channel is a link Slack draws as #open, not the escaped text `<#C…>`.
+    [section] = [b for b in answer.json()["blocks"] if b["type"] == "section"]
+    assert section["text"]["text"].startswith(f":warning: D-1 belongs to <#{OPEN}>: it can ")
     assert changed_tables(before, quorum.runtime.db) == []
+
+
+def test_an_error_links_only_the_ids_it_declares_and_keeps_typed_text_inert() -> None:
+    from bot.errors import Conflict
+    from handlers.common import error_message
+
+    typed = "<!channel> <@U0BOSS001> <#C0OTHER01> & <https://evil.example|click>"
+    error = Conflict(f"`{typed}`: <@{ALICE}> already leads it, see <#{OPEN}>.",
+                     mentions=[ALICE, OPEN, None])
+    reply = error_message(error.message, mentions=error.mentions)
+    shown = reply["blocks"][0]["text"]["text"]
+    assert shown == (f":warning: `&lt;!channel&gt; &lt;@U0BOSS001&gt; &lt;#C0OTHER01&gt; &amp; "
+                     f"&lt;https://evil.example|click&gt;`: <@{ALICE}> already leads it, see "
+                     f"<#{OPEN}>.")
+    assert reply["text"] == shown.removeprefix(":warning: ")
 
 
 def test_a_private_id_needs_no_question_to_slack(

@@ -134,6 +134,7 @@ def test_a_silence_from_slack_is_made_in_alertmanager_and_expired_on_resolve(
     stack.slack.click("incident_silence_4h", actions["incident_silence_4h"], message=card)
     again = fake_slack.wait_for("response_url", count=2)[1].args
     assert "already silenced until it is resolved" in again["text"]
+    assert f"(by <@{BOB}>)" in again["text"]  # a mention, not the escaped `&lt;@…&gt;`
     assert len(silences_in(stack.alertmanager)) == 1 and len(stored_silences(stack.quorum)) == 1
 
     answer = stack.slack.command("/incident", "resolve INC-1 Scaled the scorer out")
