@@ -25,6 +25,7 @@ from bot.services import (
     rituals,
     roles,
 )
+from bot.services.gate_drafts import GateDraft
 from support.fake_slack import FakeSlack
 from support.quorum_server import QuorumServer
 
@@ -115,7 +116,7 @@ def seed(db: Database, team: str, hostile: str = "") -> Seeded:
             hypotheses=[hyp.ref], model="churn-model", version="3"))
         new = decisions.supersede(session, old, ALICE, f"Use a calibrated GBM for churn-model{h}")
         roles.add_role(session, public, ALICE, "U0DSPERSN", "ds", admins=())
-        gate = gates.request_gate(session, public, ALICE, gates.GateDraft(
+        gate = gates.request_gate(session, public, ALICE, GateDraft(
             milestone="launch", model="churn-model", version="3", roles=["ds"],
             criteria=[f"AUC above 0.8{h}"])).gate
         gates.sign(session, gate.id, team, "U0DSPERSN", "approve", "ds")
