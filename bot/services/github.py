@@ -43,8 +43,8 @@ from bot.services.audit import record_event
 from bot.services.gate_check import counted_gates
 from bot.services.gate_drafts import GateDraft
 from bot.services.gate_state import signers
+from bot.services.model_bindings import check_model_name
 from bot.services.model_versions import VERSION_PATTERN, normalize_version
-from bot.services.promotions import check_model_name
 
 log = logging.getLogger("quorum.github")
 

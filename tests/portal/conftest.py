@@ -20,6 +20,7 @@ from bot.services import (
     gates,
     hypotheses,
     incidents,
+    model_bindings,
     promotions,
     risks,
     rituals,
@@ -129,7 +130,7 @@ def seed(db: Database, team: str, hostile: str = "") -> Seeded:
             model_version="3", description=f"desc{h}"), started_at=now - timedelta(hours=3))
         incidents.acknowledge(session, incident, ALICE, now=now - timedelta(hours=2))
         incidents.resolve(session, incident, ALICE, f"Backfilled{h}", now=now - timedelta(hours=1))
-        promotions.bind_model(session, public, ALICE, "churn-model", admins=())
+        model_bindings.bind_model(session, public, ALICE, "churn-model", admins=())
         promotion = promotions.record_promotion(session, promotions.PromotionDraft(
             model="churn-model", version="3", to="production", actor=ALICE,
             url=HOSTILE_URL if h else "https://ci.example/run/9", note=f"note{h}"),
