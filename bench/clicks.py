@@ -44,6 +44,7 @@ from ack import database, server, uptime  # noqa: E402
 from bot.database import Database  # noqa: E402
 from bot.render import renderer  # noqa: E402
 from bot.services import gates, rituals, roles  # noqa: E402
+from bot.services.gate_drafts import GateDraft  # noqa: E402
 from bot.services.projects import project_for_channel  # noqa: E402
 from handlers.common import write_metadata  # noqa: E402
 from support.fake_slack import FakeSlack  # noqa: E402
@@ -72,7 +73,7 @@ def seed_gates(db: Database, team: str, channel: str, tag: str) -> list[int]:
     for number in range(PEOPLE):
         with db.session() as session:
             project = project_for_channel(session, team, channel)
-            requested = gates.request_gate(session, project, ADMIN, gates.GateDraft(
+            requested = gates.request_gate(session, project, ADMIN, GateDraft(
                 milestone=f"{tag}m{number}", roles=["eng"]))
             ids.append(requested.gate.id)
     return ids

@@ -45,7 +45,7 @@ from bot.logs import request_context
 from bot.render import UNSTORABLE
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
-from bot.services import alertmanager, github, promotions
+from bot.services import alertmanager, github, mlflow_webhook, promotions
 from bot.services.gate_check import check
 from bot.slack_app import bolt_request
 from handlers.common import TOO_SLOW, error_message
@@ -501,26 +501,26 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                             "Quorum refuses every MLflow webhook.")
         body = await request.body()  # the raw bytes: the signature covers exactly these
         delivery_id = request.headers.get("x-mlflow-delivery-id", "").strip()
-        reason = promotions.verify_mlflow_signature(
+        reason = mlflow_webhook.verify_mlflow_signature(
             secret, delivery_id, request.headers.get("x-mlflow-timestamp", "").strip(), body,
             request.headers.get("x-mlflow-signature", "").strip(), time.time())
         if reason is not None:
             return _refusal(401, "invalid_signature", reason)
-        if len(delivery_id) > promotions.DELIVERY_ID_LIMIT:
+        if len(delivery_id) > mlflow_webhook.DELIVERY_ID_LIMIT:
             return _refusal(400, "invalid_payload", "X-MLflow-Delivery-Id is too long.",
                             field="X-MLflow-Delivery-Id")
         data = await read_json_object(request)
         if isinstance(data, JSONResponse):
             return data
         try:
-            promotions.mlflow_draft(data)  # validate before touching the database
+            mlflow_webhook.mlflow_draft(data)  # validate before touching the database
         except InvalidInput as exc:
             return _refusal(400, "invalid_payload", exc.message, field=exc.field)
         settings = runtime.settings
 
         def apply() -> dict[str, object]:
             with runtime.db.session() as session:
-                return promotions.receive_mlflow(
+                return mlflow_webhook.receive_mlflow(
                     session, data, delivery_id, default_channel=settings.default_channel,
                     repeat_window=settings.promotion_repeat_window).as_json()
 

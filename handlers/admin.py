@@ -16,7 +16,7 @@ from bot.render import renderer
 from bot.runtime import Runtime
 from bot.services import access
 from bot.services import github as github_service
-from bot.services import promotions as promotion_service
+from bot.services import model_bindings as binding_service
 from bot.services import roles as role_service
 from bot.services import trace as trace_service
 from handlers.common import ephemeral, notice
@@ -112,24 +112,24 @@ def register(app: App, runtime: Runtime) -> None:
                           "Requesters can no longer approve their own gates in this project.")
         if subcommand == "settings new-versions":
             enabled = args["value"] == "on"
-            promotion_service.set_new_versions(session, project, user, enabled, admins)
+            binding_service.set_new_versions(session, project, user, enabled, admins)
             return notice("New MLflow model versions will be announced in this channel."
                           if enabled else
                           "New MLflow model versions will no longer be announced here; "
                           "promotions still are.")
         if subcommand == "model add":
-            binding, created = promotion_service.bind_model(session, project, user,
-                                                            args["name"], admins)
+            binding, created = binding_service.bind_model(session, project, user,
+                                                          args["name"], admins)
             return notice(f"`{binding.model}` is now bound to this channel: its promotions "
                           f"and alerts are announced here." if created else
                           f"`{binding.model}` was already bound to this channel.")
         if subcommand == "model remove":
-            promotion_service.unbind_model(session, project, user, args["name"], admins)
+            binding_service.unbind_model(session, project, user, args["name"], admins)
             return notice(f"`{args['name']}` is no longer bound to this channel.")
         if subcommand == "models":
             return ephemeral(renderer.message(
                 "promotion/models", project=project,
-                bindings=promotion_service.bindings(session, project)))
+                bindings=binding_service.bindings(session, project)))
         if subcommand == "github map":
             mapping, created = github_service.map_environment(
                 session, project, user, args["repo"], args["environment"], args.get("model"),

@@ -18,6 +18,7 @@ from bot.services import access
 from bot.services import gates as service
 from bot.services import roles as role_service
 from bot.services.audit import history
+from bot.services.gate_drafts import GateDraft
 from bot.services.gate_state import role_states
 from bot.services.projects import project_for_channel
 from handlers.common import (
@@ -122,7 +123,7 @@ def register(app: App, runtime: Runtime) -> None:
     def _answer(session: Session, subcommand: str, args: dict[str, Any], project: Project,
                 user: str, records: Guard) -> dict[str, Any]:
         if subcommand == "request":
-            draft = service.GateDraft(milestone=args["milestone"], model=args.get("model"),
+            draft = GateDraft(milestone=args["milestone"], model=args.get("model"),
                                       version=args.get("version"), roles=args.get("roles"),
                                       due_date=args.get("due"), wait_seconds=args.get("wait"),
                                       promote_alias=args.get("alias"))
@@ -147,7 +148,7 @@ def register(app: App, runtime: Runtime) -> None:
     def on_request_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                           client: WebClient) -> None:
         values, meta = form_values(view), read_metadata(view)
-        draft = service.GateDraft(
+        draft = GateDraft(
             milestone=values.get("milestone") or "", model=values.get("model"),
             version=values.get("version"), roles=values.get("roles") or "",
             criteria=values.get("criteria") or "", due_date=values.get("due_date"),

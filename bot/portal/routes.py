@@ -38,12 +38,12 @@ from bot.services import decisions as decision_service
 from bot.services import hypotheses as hypothesis_service
 from bot.services import incident_stats
 from bot.services import incidents as incident_service
-from bot.services import promotions as promotion_service
 from bot.services import risks as risk_service
 from bot.services import rituals as ritual_service
 from bot.services import trace as trace_service
 from bot.services.audit import changed_fields, history
 from bot.services.gate_state import role_states
+from bot.services.model_bindings import check_model_name
 from bot.services.model_versions import normalize_version
 from bot.services.records import find_by_ref
 
@@ -386,8 +386,7 @@ class Portal:
             session, viewer.person.team_id, name, normalized)
         projects = [p for p in session.scalars(select(Project).where(Project.id.in_(within)))
                     if viewer.can_see(p)]
-        trace = trace_service.trace_in(session, projects, promotion_service.check_model_name(name),
-                                       normalized)
+        trace = trace_service.trace_in(session, projects, check_model_name(name), normalized)
 
         def shown(records: list[Any]) -> list[Any]:
             return [r for r in records if r.project is None or viewer.can_see(r.project)]

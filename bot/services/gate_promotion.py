@@ -60,7 +60,7 @@ def attempt(session: Session, gate: Gate, registry: Registry, now: datetime) -> 
     if gate.status != GateStatus.PASSED or gate.promotion_state != PromotionState.PENDING:
         return
     assert gate.model and gate.version and gate.promote_alias
-    before = gate_service._snapshot(gate)
+    before = gate_service.gate_snapshot(gate)
     try:
         registry.set_alias(gate.model, gate.promote_alias, gate.version)
     except RegistryError as exc:
@@ -70,8 +70,8 @@ def attempt(session: Session, gate: Gate, registry: Registry, now: datetime) -> 
         session.flush()
         record_event(session, actor=QUORUM, action="gate.promotion_failed", entity=gate,
                      project_id=gate.project_id, before=before,
-                     after=gate_service._snapshot(gate))
-        gate_service._refresh_card(session, gate)
+                     after=gate_service.gate_snapshot(gate))
+        gate_service.refresh_card(session, gate)
         if gate.promotion_attempts == LOUD_AFTER:
             outbox.post_message(session, gate.team_id, gate.project.channel_id,
                                 renderer.message("gate/promotion_failing", g=gate,
@@ -83,9 +83,9 @@ def attempt(session: Session, gate: Gate, registry: Registry, now: datetime) -> 
     gate.promotion_error = None
     session.flush()
     record_event(session, actor=QUORUM, action="gate.promoted", entity=gate,
-                 project_id=gate.project_id, before=before, after=gate_service._snapshot(gate))
-    gate_service._refresh_card(session, gate)
-    gate_service._in_thread(session, gate, "gate/promoted")
+                 project_id=gate.project_id, before=before, after=gate_service.gate_snapshot(gate))
+    gate_service.refresh_card(session, gate)
+    gate_service.post_in_thread(session, gate, "gate/promoted")
     draft = promotions.PromotionDraft(
         model=gate.model, version=gate.version, to=gate.promote_alias,
         note=f"Quorum moved the MLflow alias when {gate.ref} passed.",

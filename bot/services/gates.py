@@ -1,21 +1,23 @@
-"""Milestone gates: request, sign by role, pass, remind, expire, and the CI check.
+"""Milestone gates' actions: request, sign by role, pass, withdraw; the gate's card, and who is
+asked to sign.
 
 A gate passes when every required role has approved. Signing locks the gate's row
 (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` serializes writers anyway), so
 two people clicking at the same moment never lose each other's approval, and the unique
 `(gate_id, role)` sign-off makes a double click sign once.
+
+What a request says is checked by `gate_drafts`; the clock (digests, waits, expiry) is
+`gate_sweeps`; what only reads a gate uses `gate_state`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,17 +27,16 @@ from bot.models import (
     Gate,
     GateSignoff,
     GateStatus,
-    JobClaim,
     Project,
     PromotionState,
     SignoffDecision,
     utcnow,
 )
 from bot.render import renderer
-from bot.scheduler import claim_once, sweep
-from bot.services import access, home
+from bot.services import home
 from bot.services import roles as role_service
 from bot.services.audit import record_event, snapshot
+from bot.services.gate_drafts import GateDraft
 from bot.services.gate_state import (
     ACTIVE,
     approvals_complete,
@@ -46,143 +47,11 @@ from bot.services.gate_state import (
     signers,
     waiting_roles,
 )
-from bot.services.model_versions import MODEL_PATTERN, VERSION_PATTERN, normalize_version
 from bot.services.records import find_by_id, find_by_ref
 from bot.services.refs import number_at_commit, pending, settle
 
-# A milestone is one or more words (`launch`, `offline eval sign-off`), stored in lower case.
-MILESTONE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:/+#&' -]{0,79}$")
-ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-MAX_APPROVALS_PER_ROLE = 10
-MAX_WAIT_SECONDS = 30 * 86400
-CRITERIA_LINES = 20
-CRITERION_LIMIT = 300
 REASON_LIMIT = 2000
 LIST_LIMIT = 20
-BULLET = re.compile(r"^(?:[-*•]\s+|\[\s?[xX ]?\]\s*|\d+[.)]\s+)")
-# Claim keys looked up per query by the reminder sweep (well within any bind-parameter limit).
-CLAIM_LOOKUP_CHUNK = 500
-
-
-def _split_roles(raw: Sequence[str] | str | None) -> list[str]:
-    if raw is None:
-        return list(role_service.DEFAULT_ROLES)
-    items = re.split(r"[,\s]+", raw) if isinstance(raw, str) else list(raw)
-    return [item for item in (i.strip() for i in items) if item]
-
-
-def parse_roles(raw: Sequence[str] | str | None) -> dict[str, int]:
-    """`ds:2,eng` → {"ds": 2, "eng": 1}: each required role and how many distinct people of it
-    must approve, in the order given."""
-    counts: dict[str, int] = {}
-    for item in _split_roles(raw):
-        name, colon, number = item.partition(":")
-        role = role_service.normalize_role(name, field="roles")
-        count = 1
-        if colon:
-            if not number.isdigit() or not 1 <= int(number) <= MAX_APPROVALS_PER_ROLE:
-                raise InvalidInput(f"`{item[:40]}`: write a role and how many approvals it "
-                                   f"needs, from 1 to {MAX_APPROVALS_PER_ROLE}, like `ds:2`.",
-                                   field="roles")
-            count = int(number)
-        counts[role] = max(counts.get(role, 0), count)
-    return counts
-
-
-def _criteria_lines(raw: Sequence[str] | str | None) -> list[str]:
-    lines = raw.splitlines() if isinstance(raw, str) else list(raw or [])
-    return [BULLET.sub("", line.strip()).strip() for line in lines if line.strip()]
-
-
-MAX_ROLES = 20
-
-
-@dataclass
-class GateDraft:
-    """What the requester gives; `validated()` checks its shape before anything is read."""
-
-    milestone: str
-    model: str | None = None
-    version: str | None = None
-    roles: Sequence[str] | str | None = None  # None: the default ds, eng, pm
-    criteria: Sequence[str] | str | None = None
-    due_date: date | str | None = None
-    wait_seconds: int | None = None  # `wait 2h`
-    promote_alias: str | None = None  # `promote to champion`
-
-    @property
-    def role_counts(self) -> dict[str, int]:
-        return parse_roles(self.roles)
-
-    def validated(self) -> GateDraft:
-        milestone = " ".join((self.milestone or "").split()).lower()
-        if not milestone:
-            raise InvalidInput("Name the milestone, e.g. `evaluation` or `launch`.",
-                               field="milestone")
-        if not MILESTONE_PATTERN.match(milestone):
-            raise InvalidInput(
-                f"`{self.milestone.strip()[:50]}` is not a milestone name: use words of "
-                f"letters, digits, `-` or `_`, at most 80 characters (e.g. `launch` or "
-                f"`offline eval sign-off`).", field="milestone")
-        model = (self.model or "").strip() or None
-        version = normalize_version(self.version)
-        if model is not None and not MODEL_PATTERN.match(model):
-            raise InvalidInput(
-                f"`{model[:50]}` is not a model name: use letters, digits and `. _ - / :`, "
-                f"at most 100 characters.", field="model")
-        if version is not None and not VERSION_PATTERN.match(version):
-            raise InvalidInput(
-                f"`{version[:50]}` is not a version: use a number like `3` or a tag like "
-                f"`1.2.0` or `rc1`.", field="version")
-        if version is not None and model is None:
-            raise InvalidInput(f"Name the model that version {version} belongs to.",
-                               field="model")
-        if model is not None and version is None:
-            raise InvalidInput(f"Give the version of {model} this gate is for, e.g. `3`.",
-                               field="version")
-        counts = parse_roles(self.roles)
-        roles = [f"{role}:{count}" if count > 1 else role for role, count in counts.items()]
-        if not roles:
-            raise InvalidInput("Name at least one role that must sign, e.g. `ds,eng,pm`.",
-                               field="roles")
-        if len(roles) > MAX_ROLES:
-            # A card offers one button per waiting role, and Slack allows 25 in a row.
-            raise InvalidInput(f"A gate can require at most {MAX_ROLES} roles; "
-                               f"this one names {len(roles)}.", field="roles")
-        criteria = _criteria_lines(self.criteria)
-        if len(criteria) > CRITERIA_LINES:
-            raise InvalidInput(f"There are {len(criteria)} criteria; keep it to "
-                               f"{CRITERIA_LINES} lines.", field="criteria")
-        for line in criteria:
-            if len(line) > CRITERION_LIMIT:
-                raise InvalidInput(f"A criterion is {len(line)} characters long; keep each "
-                                   f"line within {CRITERION_LIMIT}.", field="criteria")
-        due = self.due_date
-        if isinstance(due, str):
-            try:
-                due = date.fromisoformat(due.strip()) if due.strip() else None
-            except ValueError:
-                raise InvalidInput(f"`{due[:20]}` is not a date like 2026-03-31.",
-                                   field="due_date") from None
-        wait = self.wait_seconds
-        if wait is not None and not 60 <= wait <= MAX_WAIT_SECONDS:
-            raise InvalidInput("The wait must be from 1 minute to 30 days, e.g. `wait 2h`.",
-                               field="wait")
-        alias = (self.promote_alias or "").strip() or None
-        if alias is not None:
-            if not ALIAS_PATTERN.match(alias):
-                raise InvalidInput(f"`{alias[:50]}` is not an MLflow alias: use letters, "
-                                   f"digits, `_`, `-` or `.`, like `champion`.", field="promote")
-            if alias.lower().startswith("v") and alias[1:].isdigit():
-                raise InvalidInput(f"`{alias}` looks like a version; MLflow reserves `v<n>`, "
-                                   f"so pick an alias like `champion`.", field="promote")
-            if model is None:
-                raise InvalidInput(f"Say which model version to promote to `{alias}`: "
-                                   f"`for <model> v<version> promote to {alias}`.",
-                                   field="promote")
-        return GateDraft(milestone=milestone, model=model, version=version, roles=roles,
-                         criteria=criteria, due_date=due, wait_seconds=wait or None,
-                         promote_alias=alias)
 
 
 def _zone(project: Project) -> ZoneInfo:
@@ -194,7 +63,7 @@ def _end_of_day(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
 
 
-def _snapshot(gate: Gate) -> dict[str, Any]:
+def gate_snapshot(gate: Gate) -> dict[str, Any]:
     return snapshot(as_record(gate))
 
 
@@ -206,11 +75,11 @@ def render_card(gate: Gate) -> dict[str, Any]:
     return renderer.message("gate/card", g=gate, states=role_states(gate))
 
 
-def _refresh_card(session: Session, gate: Gate) -> None:
+def refresh_card(session: Session, gate: Gate) -> None:
     outbox.update_message(session, gate.team_id, card_key(gate), render_card(gate))
 
 
-def _in_thread(session: Session, gate: Gate, template: str, **context: Any) -> None:
+def post_in_thread(session: Session, gate: Gate, template: str, **context: Any) -> None:
     outbox.post_message(session, gate.team_id, gate.project.channel_id,
                         renderer.message(template, g=gate, **context), thread_key=card_key(gate))
 
@@ -230,7 +99,7 @@ def get_by_id(session: Session, gate_id: int, team_id: str | None = None) -> Gat
     return find_by_id(session, Gate, gate_id, "gate", team_id=team_id)
 
 
-def _lock(session: Session, gate_id: int) -> Gate | None:
+def lock_gate(session: Session, gate_id: int) -> Gate | None:
     """Load the gate and hold its row lock until the transaction ends (no-op on SQLite)."""
     gate = session.scalars(
         select(Gate).where(Gate.id == gate_id).with_for_update(of=Gate)
@@ -356,18 +225,18 @@ def request_gate(session: Session, project: Project, actor: str, draft: GateDraf
     session.flush()
     session.refresh(gate, ["signoffs"])
     record_event(session, actor=actor, action="gate.requested", entity=gate,
-                 project_id=project.id, after=_snapshot(gate))
+                 project_id=project.id, after=gate_snapshot(gate))
     outbox.post_message(session, project.team_id, project.channel_id, render_card(gate),
                         key=card_key(gate))
     for old in earlier:  # only changes-requested gates are left here
-        before = _snapshot(old)
+        before = gate_snapshot(old)
         old.status = GateStatus.SUPERSEDED
         session.flush()
         session.refresh(old, ["superseded_by"])
         record_event(session, actor=actor, action="gate.superseded", entity=old,
-                     project_id=project.id, before=before, after=_snapshot(old))
-        _refresh_card(session, old)
-        _in_thread(session, old, "gate/superseded", new=gate)
+                     project_id=project.id, before=before, after=gate_snapshot(old))
+        refresh_card(session, old)
+        post_in_thread(session, old, "gate/superseded", new=gate)
     home.queue_home_refresh(session, project.team_id, waiting_signers(session, gate))
     only_requester = [] if project.allow_self_approval else [
         role for role in required
@@ -449,14 +318,14 @@ def sign(session: Session, gate_id: int, team_id: str, actor: str, decision: str
         if len(reason) > REASON_LIMIT:
             raise InvalidInput(f"The reason is {len(reason)} characters long; keep it within "
                                f"{REASON_LIMIT}.", field="reason")
-    gate = _lock(session, gate_id)
+    gate = lock_gate(session, gate_id)
     if gate is None or gate.team_id != team_id:
         raise NotFound("That gate no longer exists.")
     waiting = signable_roles(session, gate, actor, decision)
     if role not in waiting:
         raise Forbidden(f"You cannot sign {gate.ref} as `{role}`; you can sign as "
                         f"{', '.join(f'`{r}`' for r in waiting)}.")
-    before = _snapshot(gate)
+    before = gate_snapshot(gate)
     slot = None
     if decision == SignoffDecision.APPROVE:
         slot = 1 + sum(1 for s in gate.signoffs
@@ -481,26 +350,26 @@ def sign(session: Session, gate_id: int, team_id: str, actor: str, decision: str
     session.flush()
     action = "gate.approved" if decision == SignoffDecision.APPROVE else "gate.changes_requested"
     record_event(session, actor=actor, action=action, entity=gate, project_id=gate.project_id,
-                 before=before, after=_snapshot(gate))
+                 before=before, after=gate_snapshot(gate))
     if decision == SignoffDecision.CHANGES:
-        _refresh_card(session, gate)
-        _in_thread(session, gate, "gate/changes", signoff=signoff)
-        _decided(session, gate)
+        refresh_card(session, gate)
+        post_in_thread(session, gate, "gate/changes", signoff=signoff)
+        tell_what_waits(session, gate)
     elif passed:
-        _pass(session, gate, actor, now, before)
+        pass_gate(session, gate, actor, now, before)
     else:
-        _refresh_card(session, gate)
+        refresh_card(session, gate)
         if gate.ready_at is not None:
-            _in_thread(session, gate, "gate/waiting", signers=signers(gate))
+            post_in_thread(session, gate, "gate/waiting", signers=signers(gate))
     home.queue_home_refresh(session, gate.team_id, [actor, *role_holders(session, gate)])
     return Signed(gate, signoff, passed)
 
 
-def _pass(session: Session, gate: Gate, actor: str, now: datetime,
+def pass_gate(session: Session, gate: Gate, actor: str, now: datetime,
           before: dict[str, Any] | None = None) -> None:
     """The gate has every approval (and its wait is over): it passes, loudly, and what waits on
     it (an MLflow alias, a GitHub deployment) is set moving."""
-    before = before or _snapshot(gate)
+    before = before or gate_snapshot(gate)
     gate.status = GateStatus.PASSED
     gate.passed_at = now
     gate.ready_at = None
@@ -510,16 +379,16 @@ def _pass(session: Session, gate: Gate, actor: str, now: datetime,
     gate.updated_at = now
     session.flush()
     record_event(session, actor=actor, action="gate.passed", entity=gate,
-                 project_id=gate.project_id, before=before, after=_snapshot(gate))
-    _refresh_card(session, gate)
+                 project_id=gate.project_id, before=before, after=gate_snapshot(gate))
+    refresh_card(session, gate)
     announcement = renderer.message("gate/passed", g=gate, signers=signers(gate))
     outbox.post_message(session, gate.team_id, gate.project.channel_id, announcement,
                         thread_key=card_key(gate))
     outbox.post_message(session, gate.team_id, gate.project.channel_id, announcement)
-    _decided(session, gate)
+    tell_what_waits(session, gate)
 
 
-def _decided(session: Session, gate: Gate) -> None:
+def tell_what_waits(session: Session, gate: Gate) -> None:
     """Tell what waits on the gate that it passed or failed (GitHub deployments it holds)."""
     from bot.services import github  # github builds on gates: imported when used
 
@@ -541,7 +410,7 @@ def withdraw(session: Session, gate_id: int, actor: str, reason: str, is_admin: 
     if len(reason) > REASON_LIMIT:
         raise InvalidInput(f"The reason is {len(reason)} characters long; keep it within "
                            f"{REASON_LIMIT}.", field="reason")
-    gate = _lock(session, gate_id)
+    gate = lock_gate(session, gate_id)
     if gate is None:
         raise NotFound("That gate no longer exists.")
     if actor != gate.requested_by and not is_admin:
@@ -549,7 +418,7 @@ def withdraw(session: Session, gate_id: int, actor: str, reason: str, is_admin: 
     if gate.status not in ACTIVE:
         raise Conflict(f"{gate.ref} is {gate.status.replace('_', ' ')}; only an open gate (or "
                        f"one with changes requested) can be withdrawn.")
-    before = _snapshot(gate)
+    before = gate_snapshot(gate)
     gate.status = GateStatus.WITHDRAWN
     gate.ready_at = None
     gate.withdrawn_by = actor
@@ -557,15 +426,15 @@ def withdraw(session: Session, gate_id: int, actor: str, reason: str, is_admin: 
     gate.updated_at = now
     session.flush()
     record_event(session, actor=actor, action="gate.withdrawn", entity=gate,
-                 project_id=gate.project_id, before=before, after=_snapshot(gate))
-    _refresh_card(session, gate)
-    _in_thread(session, gate, "gate/withdrawn")
-    _decided(session, gate)
+                 project_id=gate.project_id, before=before, after=gate_snapshot(gate))
+    refresh_card(session, gate)
+    post_in_thread(session, gate, "gate/withdrawn")
+    tell_what_waits(session, gate)
     home.queue_home_refresh(session, gate.team_id, role_holders(session, gate))
     return gate
 
 
-# ---------------------------------------------------------------------------- the clock
+# ---------------------------------------------------------------------------- who is asked
 
 
 def waiting_signers(session: Session, gate: Gate,
@@ -594,84 +463,6 @@ def role_holders(session: Session, gate: Gate) -> set[str]:
     return {user for role in gate.required_roles for user in holders.get(role, [])}
 
 
-DIGEST_SHOWN = 20
-
-
-@sweep("gate_digests")
-def send_signoff_digests(session: Session, now: datetime) -> None:
-    """One DM a day per person listing every sign-off waiting for them (with buttons), once a
-    gate has waited the project's reminder delay; until it passes, fails or is withdrawn."""
-    gates = session.scalars(
-        select(Gate).where(Gate.status == GateStatus.OPEN, Gate.ready_at.is_(None),
-                           or_(Gate.expires_at.is_(None), Gate.expires_at > now))
-        .order_by(Gate.due_date.is_(None), Gate.due_date, Gate.id)
-    ).all()
-    holders_of: dict[int, dict[str, list[str]]] = {}
-    waiting: dict[tuple[str, str], list[tuple[Gate, list[str]]]] = {}
-    for gate in gates:
-        if now < gate.created_at + timedelta(hours=gate.project.gate_reminder_hours):
-            continue
-        if gate.project_id not in holders_of:
-            holders_of[gate.project_id] = role_service.holders(session, gate.project)
-        for user_id, roles in waiting_signers(session, gate, holders_of[gate.project_id]).items():
-            if not access.visible_to_user(gate.project, user_id):
-                continue  # a private channel's gate reaches only its members (docs/access.md)
-            waiting.setdefault((gate.team_id, user_id), []).append((gate, roles))
-    day = now.date().isoformat()
-    due = {f"gate-digest:{team}:{user}:{day}": (team, user) for team, user in waiting}
-    # The people already sent today's digest, read in a few queries rather than an insert per
-    # person per tick.
-    keys = list(due)
-    done = {key for start in range(0, len(keys), CLAIM_LOOKUP_CHUNK)
-            for key in session.scalars(select(JobClaim.key).where(
-                JobClaim.key.in_(keys[start:start + CLAIM_LOOKUP_CHUNK])))}
-    for key, (team, user) in due.items():
-        if key in done or not claim_once(session, key):
-            continue
-        items = waiting[(team, user)]
-        message = renderer.message("gate/digest", items=items[:DIGEST_SHOWN],
-                                   more=len(items) - DIGEST_SHOWN)
-        outbox.post_message(session, team, user, message)
-
-
-@sweep("gate_waits")
-def pass_gates_after_their_wait(session: Session, now: datetime) -> None:
-    """Pass the gates whose wait after the last approval is over (a request for changes in
-    the window cleared `ready_at`)."""
-    ready = session.scalars(
-        select(Gate.id).where(Gate.status == GateStatus.OPEN, Gate.ready_at <= now)
-        .order_by(Gate.id)
-    ).all()
-    for gate_id in ready:
-        gate = _lock(session, gate_id)
-        if gate is None or gate.status != GateStatus.OPEN or gate.ready_at is None \
-                or gate.ready_at > now:
-            continue
-        _pass(session, gate, "quorum", now)
-        home.queue_home_refresh(session, gate.team_id, role_holders(session, gate))
-
-
-@sweep("gate_expiry")
-def expire_overdue_gates(session: Session, now: datetime) -> None:
-    """Expire open gates past their due date; the card and the thread say so."""
-    due = session.scalars(
-        select(Gate.id).where(Gate.status == GateStatus.OPEN, Gate.expires_at <= now)
-        .order_by(Gate.id)
-    ).all()
-    for gate_id in due:
-        if not claim_once(session, f"gate:{gate_id}:expired"):
-            continue
-        gate = _lock(session, gate_id)
-        if gate is None or gate.status != GateStatus.OPEN:
-            continue
-        before = _snapshot(gate)
-        gate.status = GateStatus.EXPIRED
-        gate.ready_at = None
-        gate.updated_at = now
-        session.flush()
-        record_event(session, actor="quorum", action="gate.expired", entity=gate,
-                     project_id=gate.project_id, before=before, after=_snapshot(gate))
-        _refresh_card(session, gate)
-        _in_thread(session, gate, "gate/expired", waiting=waiting_roles(gate))
-        _decided(session, gate)
-        home.queue_home_refresh(session, gate.team_id, role_holders(session, gate))
+# The clock (digests, waits, expiry) builds on the actions above: importing it here registers its
+# sweeps with them, in the order they always ran (before `gate_promotions`).
+from bot.services import gate_sweeps as _gate_sweeps  # noqa: E402,F401

@@ -41,9 +41,10 @@ from bot.services import access
 from bot.services import gates as gate_service
 from bot.services.audit import record_event
 from bot.services.gate_check import counted_gates
+from bot.services.gate_drafts import GateDraft
 from bot.services.gate_state import signers
+from bot.services.model_bindings import check_model_name
 from bot.services.model_versions import VERSION_PATTERN, normalize_version
-from bot.services.promotions import check_model_name
 
 log = logging.getLogger("quorum.github")
 
@@ -284,7 +285,7 @@ def receive(session: Session, event: ProtectionRuleEvent, delivery_id: str,
     for gate in gates:
         record_event(session, actor=GITHUB, action="gate.deployment_held", entity=gate,
                      project_id=project.id, after=_record(deployment))
-        gate_service._in_thread(session, gate, "gate/deployment", d=deployment, event="held")
+        gate_service.post_in_thread(session, gate, "gate/deployment", d=deployment, event="held")
     decide(session, deployment, now)
     return Received(deployment, mapped=True, gates=tuple(gate.ref for gate in gates))
 
@@ -317,7 +318,7 @@ def _link_gates(session: Session, project: Project, deployment: GithubDeployment
         if open_gate is not None:
             return [open_gate]
     where = f"{deployment.repo}@{(deployment.sha or '')[:7] or deployment.ref or '?'}"
-    draft = gate_service.GateDraft(
+    draft = GateDraft(
         milestone=milestone, model=deployment.model, version=deployment.version,
         criteria=[f"GitHub deployment of {where} to {deployment.environment}"])
     return [gate_service.request_gate(session, project, GITHUB, draft, now).gate]
@@ -431,7 +432,7 @@ def _tell_gates(session: Session, deployment: GithubDeployment, event: str) -> N
     for gate in gates.unique():
         record_event(session, actor=GITHUB, action=f"gate.deployment_{event}", entity=gate,
                      project_id=gate.project_id, after=_record(deployment))
-        gate_service._in_thread(session, gate, "gate/deployment", d=deployment, event=event)
+        gate_service.post_in_thread(session, gate, "gate/deployment", d=deployment, event=event)
     if not deployment.gate_ids and event != "approved":
         outbox.post_message(session, deployment.team_id, deployment.project.channel_id,
                             renderer.message("gate/deployment", d=deployment, event=event))

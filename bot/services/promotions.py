@@ -1,43 +1,40 @@
-"""Model promotions: bindings of model names to projects, promotions announced from MLflow, the
-generic webhook and the CLI with the gate record of the version.
+"""Model promotions: what a promotion says (`PromotionDraft`, from the generic webhook, the CLI,
+MLflow or Quorum's own `promote to`), stored (`P-n`, routed or not) and announced in the model's
+project channel with the gate record of the version. The same move announced again within the
+repeat window edits the first announcement; a move back to an older version, or an alias deleted,
+is announced as a rollback.
 
-A promotion is always stored (`P-n`), routed or not; MLflow's redeliveries are recognised by
-their delivery id and announce nothing new.
+Model bindings are `model_bindings`; MLflow's webhook (signatures, payloads, redeliveries) is
+`mlflow_webhook`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.errors import Conflict, InvalidInput, NotFound
+from bot.errors import InvalidInput
 from bot.models import (
     Gate,
     GateStatus,
-    ModelBinding,
     Project,
     Promotion,
     PromotionKind,
     utcnow,
 )
 from bot.render import renderer
-from bot.services import access
 from bot.services.audit import record_event, snapshot
 from bot.services.gate_check import check, counted_gates
 from bot.services.gate_state import ACTIVE, signers, waiting_roles
-from bot.services.idempotency import first_time
-from bot.services.model_versions import MODEL_PATTERN, VERSION_PATTERN, normalize_version
+from bot.services.model_bindings import check_model_name
+from bot.services.model_versions import VERSION_PATTERN, normalize_version
 from bot.services.records import lock
 from bot.services.refs import next_number
 from bot.services.routing import Route, route
@@ -46,17 +43,11 @@ STAGE_PATTERN = re.compile(r"^[^\s<>|`*]{1,64}$")
 ACTOR_LIMIT = 64
 URL_LIMIT = 500
 NOTE_LIMIT = 2000
-BINDINGS_LIMIT = 100
-# MLflow's signed deliveries older (or newer) than this are refused as replays.
-SIGNATURE_TOLERANCE_SECONDS = 300
-DELIVERY_ID_LIMIT = 64
-MLFLOW_FIELDS = {"model": "data.name", "version": "data.version", "to": "data.alias"}
 # The version of an alias deletion whose alias Quorum never saw set.
 UNKNOWN_VERSION = "unknown"
 # Where Quorum itself moved an alias (`promote to`): MLflow's webhook for it adds nothing.
 QUORUM = "quorum"
-# Actors of promotions that did not come from a person in Slack.
-MLFLOW = "mlflow"
+# Actors of promotions that did not come from a person in Slack (MLflow's: `mlflow_webhook`).
 WEBHOOK = "webhook"
 CLI = "quorum-cli"
 # The same model, version and target announced again within this window edits the first
@@ -68,87 +59,6 @@ class Status:
     ANNOUNCED = "announced"
     RECORDED = "recorded"  # a new version, in a project that did not ask to hear about them
     UNROUTED = "unrouted"
-
-
-# ------------------------------------------------------------------------------- bindings
-
-def check_model_name(raw: str | None, field_name: str = "model") -> str:
-    model = (raw or "").strip()
-    if not model:
-        raise InvalidInput("Name the model, as it is registered (e.g. `churn-model`).",
-                           field=field_name)
-    if not MODEL_PATTERN.match(model):
-        raise InvalidInput(f"`{model[:50]}` is not a model name: use letters, digits and "
-                           f"`. _ - / :`, at most 100 characters.", field=field_name)
-    return model
-
-
-def binding_for(session: Session, team_id: str, model: str) -> ModelBinding | None:
-    return session.scalars(
-        select(ModelBinding).where(ModelBinding.team_id == team_id, ModelBinding.model == model)
-    ).one_or_none()
-
-
-def bindings(session: Session, project: Project) -> list[ModelBinding]:
-    return list(session.scalars(
-        select(ModelBinding).where(ModelBinding.project_id == project.id)
-        .order_by(ModelBinding.model).limit(BINDINGS_LIMIT)))
-
-
-def _binding_snapshot(binding: ModelBinding) -> dict[str, Any]:
-    return {"model": binding.model, "channel": binding.project.channel_id}
-
-
-def bind_model(session: Session, project: Project, actor: str, model: str,
-               admins: Collection[str]) -> tuple[ModelBinding, bool]:
-    """Bind a registered model name to the project; (binding, False) when it already was."""
-    model = check_model_name(model)
-    access.admit_configuration(session, project, actor, admins)
-    existing = binding_for(session, project.team_id, model)
-    if existing is not None:
-        if existing.project_id == project.id:
-            return existing, False
-        raise Conflict(f"`{model}` is already bound to #{existing.project.name}; remove it "
-                       f"there first with `/quorum model remove {model}`.")
-    binding = ModelBinding(team_id=project.team_id, project=project, model=model,
-                           created_by=actor)
-    try:
-        with session.begin_nested():  # the unique (team, model) decides between two binders
-            session.add(binding)
-    except IntegrityError:
-        raise Conflict(f"`{model}` was bound to a project a moment ago; "
-                       f"see `/quorum models`.") from None
-    record_event(session, actor=actor, action="project.model_bound", entity=project,
-                 project_id=project.id, after=_binding_snapshot(binding))
-    return binding, True
-
-
-def unbind_model(session: Session, project: Project, actor: str, model: str,
-                 admins: Collection[str]) -> None:
-    model = check_model_name(model)
-    access.admit_configuration(session, project, actor, admins)
-    binding = binding_for(session, project.team_id, model)
-    if binding is None or binding.project_id != project.id:
-        raise NotFound(f"`{model}` is not bound to this channel's project; "
-                       f"`/quorum models` lists the ones that are.")
-    before = _binding_snapshot(binding)
-    session.delete(binding)
-    session.flush()
-    record_event(session, actor=actor, action="project.model_unbound", entity=project,
-                 project_id=project.id, before=before)
-
-
-def set_new_versions(session: Session, project: Project, actor: str, enabled: bool,
-                     admins: Collection[str]) -> None:
-    """Whether MLflow's new model versions are announced in the project (off by default)."""
-    access.admit_configuration(session, project, actor, admins)
-    before = {"announce_new_versions": bool(project.announce_new_versions)}
-    project.announce_new_versions = enabled
-    session.flush()
-    if before["announce_new_versions"] != enabled:
-        record_event(session, actor=actor, action="project.settings_changed", entity=project,
-                     project_id=project.id, before=before,
-                     after={"announce_new_versions": enabled})
 
 
 # ---------------------------------------------------------------------------------- input
@@ -480,168 +390,6 @@ def last_holder(session: Session, team_id: str, model: str, alias: str | None
 def is_older(version: str, than: str) -> bool:
     """`2` is older than `3`; tags that are not numbers are never compared."""
     return version.isdigit() and than.isdigit() and int(version) < int(than)
-
-
-def quorum_move(session: Session, draft: PromotionDraft) -> Promotion | None:
-    """Quorum's own record of an alias it moved (`promote to`), not yet matched to MLflow's
-    webhook for it."""
-    return session.scalars(
-        select(Promotion).where(Promotion.source == QUORUM, Promotion.delivery_id.is_(None),
-                                Promotion.model == draft.model,
-                                Promotion.version == draft.version,
-                                Promotion.to_stage == draft.to,
-                                Promotion.kind == PromotionKind.PROMOTION)
-        .order_by(Promotion.id.desc()).limit(1).with_for_update(of=Promotion)
-    ).unique().first()
-
-
-def seen_delivery(session: Session, delivery_id: str) -> Promotion | None:
-    return session.scalars(
-        select(Promotion).where(Promotion.delivery_id == delivery_id)
-    ).unique().one_or_none()
-
-
-# ------------------------------------------------------------------------------------ MLflow
-
-def verify_mlflow_signature(secret: str, delivery_id: str, timestamp: str, body: bytes,
-                            signature: str, now: float) -> str | None:
-    """Why MLflow's signed delivery is refused, or None when it is genuine and fresh.
-
-    The signature is `v1,` + base64 of HMAC-SHA256(secret, "{delivery_id}.{timestamp}.{body}")
-    over the raw bytes received, compared in constant time.
-    """
-    if not delivery_id or not timestamp or not signature:
-        missing = [name for name, value in (("X-MLflow-Delivery-Id", delivery_id),
-                                            ("X-MLflow-Timestamp", timestamp),
-                                            ("X-MLflow-Signature", signature)) if not value]
-        return f"Missing {', '.join(missing)}: MLflow signs every delivery of a webhook " \
-               f"that has a secret."
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return "X-MLflow-Timestamp is not a Unix time in seconds."
-    if abs(now - sent) > SIGNATURE_TOLERANCE_SECONDS:
-        return "X-MLflow-Timestamp is more than 5 minutes away from now: refused as a replay."
-    version, _, encoded = signature.partition(",")
-    if version != "v1" or not encoded:
-        return "X-MLflow-Signature must be `v1,<base64 HMAC-SHA256>`."
-    message = delivery_id.encode() + b"." + timestamp.encode() + b"." + body
-    expected = base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest())
-    if not hmac.compare_digest(expected, encoded.strip().encode()):
-        return "Wrong X-MLflow-Signature: check MLFLOW_WEBHOOK_SECRET against the webhook's " \
-               "secret."
-    return None
-
-
-def _data_field(data: Mapping[str, Any], name: str) -> Any:
-    value = data.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidInput(f"`data.{name}` is required.", field=f"data.{name}")
-    if not isinstance(value, str | int) or isinstance(value, bool):
-        raise InvalidInput(f"`data.{name}` must be text.", field=f"data.{name}")
-    return str(value)
-
-
-def _mlflow_time(raw: Any) -> datetime | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def mlflow_draft(payload: Mapping[str, Any]) -> PromotionDraft | None:
-    """The promotion or new version an MLflow webhook payload describes; None for events
-    Quorum accepts and ignores. Raises InvalidInput naming the field that is wrong."""
-    for name in ("entity", "action"):
-        if not isinstance(payload.get(name), str) or not payload[name]:
-            raise InvalidInput(f"`{name}` is required.", field=name)
-    data = payload.get("data")
-    event = f"{payload['entity']}.{payload['action']}"
-    if event not in ("model_version_alias.created", "model_version.created",
-                     "model_version_alias.deleted"):
-        return None
-    if not isinstance(data, dict):
-        raise InvalidInput("`data` must be an object.", field="data")
-    if event == "model_version_alias.deleted":
-        # MLflow sends only {name, alias}: the version is the one the alias last pointed at.
-        draft = PromotionDraft(model=_data_field(data, "name"), version=UNKNOWN_VERSION,
-                               to=_data_field(data, "alias"), kind=PromotionKind.ALIAS_DELETED)
-        try:
-            return draft.validated()
-        except InvalidInput as exc:
-            wrong = MLFLOW_FIELDS.get(exc.field or "", "data")
-            raise InvalidInput(exc.message.replace(f"`{exc.field}`", f"`{wrong}`"),
-                               field=wrong) from None
-    name, version = _data_field(data, "name"), _data_field(data, "version")
-    promoted = event == "model_version_alias.created"
-    alias = _data_field(data, "alias") if promoted else None
-    draft = PromotionDraft(model=name, version=version, to=alias,
-                           kind=PromotionKind.PROMOTION if promoted else PromotionKind.NEW_VERSION)
-    try:
-        return draft.validated()
-    except InvalidInput as exc:
-        # Name MLflow's field, not ours.
-        wrong = MLFLOW_FIELDS.get(exc.field or "", "data")
-        raise InvalidInput(exc.message.replace(f"`{exc.field}`", f"`{wrong}`"),
-                           field=wrong) from None
-
-
-def receive_mlflow(session: Session, payload: Mapping[str, Any], delivery_id: str, *,
-                   default_channel: str | None = None, repeat_window: timedelta = REPEAT_WINDOW,
-                   now: datetime | None = None) -> Outcome:
-    """Apply one MLflow registry webhook delivery; a redelivery changes and announces nothing."""
-    draft = mlflow_draft(payload)
-    earlier = seen_delivery(session, delivery_id)
-    if earlier is not None:
-        return Outcome(earlier, routed=earlier.project_id is not None, created=False)
-    if draft is None:
-        return Outcome(None, routed=False, created=False, ignored=True)
-    if draft.kind == PromotionKind.PROMOTION:
-        # MLflow calls back while the sweep that moved the alias may still be committing: wait
-        # for that gate's row lock, so Quorum's own record of the move is seen and not doubled.
-        session.scalars(
-            select(Gate.id).where(Gate.model == draft.model, Gate.version == draft.version,
-                                  Gate.promote_alias == draft.to,
-                                  Gate.promotion_state.is_not(None))
-            .with_for_update()).all()
-        ours = quorum_move(session, draft)
-        if ours is not None:  # Quorum set this alias itself and announced it already
-            ours.delivery_id = delivery_id
-            session.flush()
-            return Outcome(ours, routed=ours.project_id is not None, created=False)
-    try:
-        with session.begin_nested():  # a concurrent redelivery may store it first
-            outcome = record_promotion(session, draft, source=MLFLOW, created_by=MLFLOW,
-                                       default_channel=default_channel, delivery_id=delivery_id,
-                                       occurred_at=_mlflow_time(payload.get("timestamp")),
-                                       repeat_window=repeat_window, now=now)
-            if outcome.repeated and outcome.promotion is not None and (
-                    outcome.promotion.delivery_id == delivery_id or not first_time(
-                        session, outcome.promotion.team_id, f"mlflow-delivery:{delivery_id}")):
-                # This very delivery, stored by a copy that committed meanwhile, or MLflow's
-                # retry of a repeat that was already counted: undo this count.
-                raise _AlreadyCounted(outcome)
-            return outcome
-    except _AlreadyCounted as counted:
-        promotion = counted.outcome.promotion
-        session.refresh(promotion)  # type: ignore[arg-type]
-        return Outcome(promotion, routed=counted.outcome.routed, created=False, repeated=True)
-    except IntegrityError:
-        earlier = seen_delivery(session, delivery_id)
-        if earlier is None:
-            raise
-        return Outcome(earlier, routed=earlier.project_id is not None, created=False)
-
-
-class _AlreadyCounted(Exception):
-    """Rolls back the savepoint of a redelivered repeat (see `receive_mlflow`)."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__("already counted")
-        self.outcome = outcome
 
 
 # ---------------------------------------------------------------------- digests and export

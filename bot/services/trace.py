@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, selectinload
 from bot.errors import InvalidInput
 from bot.models import Decision, Gate, Hypothesis, Incident, Project, Promotion, utcnow
 from bot.services import access
+from bot.services.model_bindings import binding_for, check_model_name
 from bot.services.model_versions import VERSION_PATTERN, normalize_version
-from bot.services.promotions import binding_for, check_model_name
 
 TRACE_LIMIT = 10  # records of each kind
 

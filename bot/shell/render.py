@@ -279,3 +279,8 @@ class BlockText:
 def unescape(text: str) -> str:
     """Undo Slack's `&lt;`, `&gt;`, `&amp;` in one pass (so `&amp;lt;` stays `&lt;`)."""
     return ENTITY.sub(lambda m: ENTITIES[m.group(1)], text)
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """`text` cut to `limit` characters, with `…` where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

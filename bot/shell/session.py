@@ -3,9 +3,10 @@
 Like Hubot's shell adapter or Errbot's text backend: what you type becomes the payloads Slack
 would send (`bot.slack_payloads`), dispatched to the same Bolt app, listeners, services,
 templates and database as `quorum serve`; the Web API calls they make are answered in-process
-(`bot.shell.slack.LocalSlack`) and printed as text (`bot.shell.render`). The outbox worker and
-the scheduler run as they do in production, so cards arrive through the outbox and scheduled
-rituals post while the shell is open.
+(`bot.shell.slack.LocalSlack`) and printed as text (`bot.shell.render`), and the modals they
+open are filled in at the prompt (`bot.shell.forms`). The outbox worker and the scheduler run as
+they do in production, so cards arrive through the outbox and scheduled rituals post while the
+shell is open.
 
 Each command waits until its effects have settled (the listener finished, the outbox delivered)
 before printing, so a piped session prints the same transcript every time.
@@ -13,13 +14,11 @@ before printing, so a piped session prints the same transcript every time.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, TextIO
 
 from slack_bolt import App, BoltResponse
@@ -32,17 +31,13 @@ from bot.manifest import SlashCommand, slash_commands
 from bot.models import OutboxMessage, utcnow
 from bot.runtime import Runtime
 from bot.scheduler import Scheduler
-from bot.shell.render import BlockText, Style
-from bot.shell.slack import TEAM_ID, Directory, Event, LocalSlack
+from bot.shell.forms import Cancelled, FormPrompts
+from bot.shell.render import BlockText, Style, clip
+from bot.shell.slack import TEAM_ID, Directory, Event, LocalSlack, app_answer
 from bot.slack_app import bolt_request, build_app, web_client
 
 FORM = "application/x-www-form-urlencoded"
 SETTLE_SECONDS = 10.0
-TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-class Cancelled(Exception):
-    """The person closed the form (`/cancel`, Ctrl-C)."""
 
 
 @dataclass
@@ -92,6 +87,7 @@ class Shell:
         self.ephemerals: dict[str, dict[str, Any]] = {}  # ts → message, for clicks and edits
         self.responses: dict[str, ResponseTarget] = {}
         self._counter = 0
+        self.forms = FormPrompts(self)  # the modals and menus, asked for at the prompt
         self.slack = LocalSlack(self.directory, self._on_event).start()
         # Same settings as the person's, but Slack is the one in this process.
         settings = runtime.settings.model_copy(update={
@@ -166,7 +162,7 @@ class Shell:
         elif word.startswith("/"):
             self._slash(word, rest)
         else:
-            self.complain(f"Not understood: “{_clip(line)}”. Type a slash command like "
+            self.complain(f"Not understood: “{clip(line)}”. Type a slash command like "
                           "/decision, `press N`, or `help`.")
         return True
 
@@ -211,7 +207,7 @@ class Shell:
         command = command.lower()
         if command not in self.commands:
             known = ", ".join(self.commands) or "none yet"
-            self.complain(f"Unknown command {_clip(command)}. Quorum's commands: {known} "
+            self.complain(f"Unknown command {clip(command)}. Quorum's commands: {known} "
                           "(`help` lists everything).")
             return
         form = payloads.slash_command(
@@ -219,7 +215,7 @@ class Shell:
             channel=self.channel_id, channel_name=self.channel,
             response_url=self._response_url(ResponseTarget(self.channel_id)))
         response = self.dispatch(payloads.form_body(form))
-        reply = _json(response)
+        reply = app_answer(response)
         if response.status != 200:
             self.complain(f"Quorum did not answer {command} (HTTP {response.status}).")
         elif reply.get("response_type") == "in_channel":
@@ -258,7 +254,7 @@ class Shell:
             self.complain("Say which button: `press 1` presses the button marked [1].")
             return
         if control is None:
-            self.complain(f"There is no button [{_clip(rest)}] to press: use the number "
+            self.complain(f"There is no button [{clip(rest)}] to press: use the number "
                           "printed before it, like `press 1`.")
             return
         element = control.element
@@ -299,12 +295,12 @@ class Shell:
                 base["value"] = element["value"]
             return base
         if kind == "overflow":
-            chosen = self._ask_value("Choose", {**element, "type": "static_select"},
-                                     optional=False, current=None)
+            chosen = self.forms.ask_value("Choose", {**element, "type": "static_select"},
+                                          optional=False, current=None)
             option = next(o for o in payloads.options_of(element) if o["value"] == chosen)
             return {**base, "selected_option": option}
-        value = self._ask_value("Choose", element, optional=False,
-                                current=payloads.initial_value(element))
+        value = self.forms.ask_value("Choose", element, optional=False,
+                                     current=payloads.initial_value(element))
         state = payloads.element_state(element, value)
         return {**base, **state}
 
@@ -324,7 +320,7 @@ class Shell:
         self._settle()
         while opened := self.slack.take_opened():
             for view_id in opened:
-                self._fill(view_id)
+                self.forms.fill(view_id)
                 self._settle()
 
     def _settle(self, timeout: float = SETTLE_SECONDS) -> None:
@@ -366,7 +362,7 @@ class Shell:
     def complain(self, text: str) -> None:
         self.write(self.style.error(text))
 
-    def _blocks(self, control: Control | None = None) -> BlockText:
+    def block_text(self, control: Control | None = None) -> BlockText:
         def number(element: dict[str, Any], block_id: str) -> int:
             assert control is not None
             n = self._next_control()
@@ -382,7 +378,7 @@ class Shell:
 
     def _print_message(self, title: str, message: dict[str, Any], where: Control) -> None:
         self.write(self.style.dim(title))
-        for line in self._blocks(where).message(message):
+        for line in self.block_text(where).message(message):
             self.write("  " + line)
 
     def _print_event(self, event: Event) -> None:
@@ -468,7 +464,7 @@ class Shell:
         self.write(prompt + line)
         return line
 
-    def _read_field(self, prompt: str) -> str:
+    def read_field(self, prompt: str) -> str:
         try:
             line = self._read(prompt) if not self.interactive else input(prompt)
         except KeyboardInterrupt:
@@ -482,199 +478,6 @@ class Shell:
             raise Cancelled
         return line
 
-    # ------------------------------------------------------------------ forms
-
-    def _fill(self, view_id: str) -> None:
-        """Fill the modal at prompts, submit it, and follow the app's answer."""
-        stack = [view_id]
-        while stack:
-            view = self.slack.views[stack[-1]]
-            try:
-                answer = self._fill_one(view)
-            except Cancelled:
-                self.write(self.style.dim("(form closed without saving)"))
-                return
-            action = answer.get("response_action")
-            if action == "update" and isinstance(answer.get("view"), dict):
-                self.slack.store_view(answer["view"], view["id"])
-            elif action == "push" and isinstance(answer.get("view"), dict):
-                stack.append(self.slack.store_view(answer["view"])["id"])
-            elif action == "clear":
-                stack.clear()
-            else:
-                stack.pop()
-
-    def _fill_one(self, view: dict[str, Any]) -> dict[str, Any]:
-        blocks = self._blocks()
-        submit = blocks.text(view.get("submit")) or "Submit"
-        self.write(self.style.bold(f"[form] {blocks.text(view.get('title'))}"))
-        for block in view.get("blocks", []):
-            if block.get("type") != "input":
-                for line in blocks.block(block):
-                    self.write("  " + line)
-        self.write(self.style.dim(f"  Enter keeps the [value shown] or skips an optional "
-                                  f"field; `-` clears it; `/cancel` closes the form. "
-                                  f"The form is sent ({submit}) after the last field."))
-        inputs = [b for b in view.get("blocks", []) if b.get("type") == "input"]
-        if not view.get("submit") and not inputs:  # a read-only modal: shown, then closed
-            return {}
-        values: dict[str, Any] = {}
-        ask = inputs
-        while True:
-            for block in ask:
-                element = block.get("element", {})
-                current = values.get(block["block_id"], payloads.initial_value(element))
-                values[block["block_id"]] = self._ask_value(
-                    blocks.text(block.get("label")), element,
-                    optional=bool(block.get("optional")), current=current,
-                    hint=blocks.text(block.get("hint")) if block.get("hint") else "")
-            payload = payloads.view_submission(view, values, team=TEAM_ID, user=self.user_id)
-            response = self.dispatch(payloads.interaction_body(payload))
-            answer = _json(response)
-            if response.status != 200:
-                self.complain(f"Quorum did not accept the form (HTTP {response.status}).")
-                return {}
-            if answer.get("response_action") != "errors":
-                self.write(self.style.dim(f"({submit}: sent)"))
-                return answer
-            errors = answer.get("errors") or {}
-            labels = {b["block_id"]: blocks.text(b.get("label")) for b in inputs}
-            for block_id, message in errors.items():
-                self.complain(f"  {labels.get(block_id, block_id)}: {message}")
-            ask = [b for b in inputs if b["block_id"] in errors] or inputs
-
-    def _ask_value(self, label: str, element: dict[str, Any], *, optional: bool,
-                   current: Any, hint: str = "") -> Any:
-        """Ask for one input until the answer is valid; returns it as `state.values` holds it."""
-        kind = element.get("type", "")
-        options = payloads.options_of(element)
-        if options:
-            blocks = self._blocks()
-            listed = "   ".join(f"{i}) {blocks.text(o.get('text'))}"
-                               for i, o in enumerate(options, 1))
-            self.write(f"  {label} — choose by number or name: {listed}")
-        if hint:
-            self.write(self.style.dim(f"  {hint}"))
-        shown = self._shown(element, current)
-        extra = []
-        if optional:
-            extra.append("optional")
-        if kind.startswith("multi_") or kind == "checkboxes":
-            extra.append("several, comma-separated")
-        if kind == "plain_text_input" and element.get("multiline"):
-            extra.append("\\n for a new line")
-        if kind == "datepicker":
-            extra.append("YYYY-MM-DD")
-        if kind == "timepicker":
-            extra.append("HH:MM")
-        prompt = f"{label}{' (' + ', '.join(extra) + ')' if extra else ''}" \
-                 f"{' [' + shown + ']' if shown else ''}: "
-        while True:
-            raw = self._read_field(prompt).strip()
-            if raw == "":
-                if _present(current) or optional:
-                    return current if _present(current) else _empty(kind)
-                self.complain("  This field is required.")
-                continue
-            if raw == "-":
-                if optional:
-                    return _empty(kind)
-                self.complain("  This field is required.")
-                continue
-            try:
-                return self._convert(element, raw)
-            except ValueError as exc:
-                self.complain(f"  {exc}")
-
-    def _shown(self, element: dict[str, Any], current: Any) -> str:
-        if not _present(current):
-            return ""
-        kind = element.get("type", "")
-        if kind in ("users_select", "multi_users_select"):
-            ids = current if isinstance(current, list) else [current]
-            return ", ".join("@" + self.directory.name(i) for i in ids)
-        if kind in ("conversations_select", "channels_select", "multi_conversations_select",
-                    "multi_channels_select"):
-            ids = current if isinstance(current, list) else [current]
-            return ", ".join("#" + self.directory.name(i) for i in ids)
-        texts = {o["value"]: self._blocks().text(o.get("text"))
-                 for o in payloads.options_of(element)}
-        if isinstance(current, list):
-            return ", ".join(texts.get(v, str(v)) for v in current)
-        text = texts.get(current, str(current)).replace("\n", "\\n")
-        return _clip(text)
-
-    def _convert(self, element: dict[str, Any], raw: str) -> Any:
-        """Turn what was typed into the element's value, or raise ValueError saying why."""
-        kind = element.get("type", "")
-        if kind in ("static_select", "radio_buttons"):
-            return self._option(element, raw)
-        if kind in ("multi_static_select", "checkboxes"):
-            return [self._option(element, part) for part in _split(raw)]
-        if kind in ("users_select", "multi_users_select"):
-            people = []
-            for part in _split(raw):
-                name = Directory.valid(part)
-                if name is None:
-                    raise ValueError(f"“{_clip(part)}” is not a person's name.")
-                people.append(self.directory.user_id(name))
-            if kind == "users_select":
-                if len(people) != 1:
-                    raise ValueError("Name one person.")
-                return people[0]
-            return list(dict.fromkeys(people))
-        if kind in ("conversations_select", "channels_select", "multi_conversations_select",
-                    "multi_channels_select"):
-            channels = []
-            for part in _split(raw):
-                name = Directory.valid(part)
-                if name is None:
-                    raise ValueError(f"“{_clip(part)}” is not a channel name.")
-                channels.append(self.directory.channel_id(name))
-            return channels if kind.startswith("multi_") else channels[0]
-        if kind == "datepicker":
-            try:
-                return date.fromisoformat(raw).isoformat()
-            except ValueError:
-                raise ValueError("Give a date like 2026-03-31.") from None
-        if kind == "timepicker":
-            if not TIME.match(raw):
-                raise ValueError("Give a time like 09:30.")
-            hours, minutes = raw.split(":")
-            return f"{int(hours):02d}:{minutes}"
-        if kind == "number_input":
-            try:
-                number = float(raw) if element.get("is_decimal_allowed") else int(raw)
-            except ValueError:
-                raise ValueError("Give a number.") from None
-            low, high = element.get("min_value"), element.get("max_value")
-            if (low is not None and number < float(low)) or \
-                    (high is not None and number > float(high)):
-                raise ValueError(f"Give a number from {low} to {high}.")
-            return raw
-        text = raw.replace("\\n", "\n") if element.get("multiline") else raw
-        if kind == "url_text_input" and not text.startswith(("http://", "https://")):
-            raise ValueError("Give a link starting with https://.")
-        if kind == "email_text_input" and "@" not in text:
-            raise ValueError("Give an email address.")
-        limit, minimum = element.get("max_length"), element.get("min_length")
-        if limit and len(text) > int(limit):
-            raise ValueError(f"Keep it within {limit} characters (this is {len(text)}).")
-        if minimum and len(text) < int(minimum):
-            raise ValueError(f"Write at least {minimum} characters.")
-        return text
-
-    def _option(self, element: dict[str, Any], raw: str) -> str:
-        options = payloads.options_of(element)
-        blocks = self._blocks()
-        if raw.isdigit() and 1 <= int(raw) <= len(options):
-            return str(options[int(raw) - 1]["value"])
-        for option in options:
-            if raw.lower() in (str(option["value"]).lower(), blocks.text(option.get("text"))
-                               .lower()):
-                return str(option["value"])
-        raise ValueError(f"Choose one of 1 to {len(options)}, by number or name.")
-
 
 def _typed_so_far() -> str:
     """What the person had typed at the prompt when a message arrived, to show it again."""
@@ -685,37 +488,9 @@ def _typed_so_far() -> str:
     return readline.get_line_buffer()
 
 
-def _json(response: BoltResponse) -> dict[str, Any]:
-    with contextlib.suppress(ValueError):
-        body = json.loads(response.body or "{}")
-        if isinstance(body, dict):
-            return body
-    return {}
-
-
-def _present(value: Any) -> bool:
-    return value not in (None, "", [], {})
-
-
-def _empty(kind: str) -> Any:
-    if kind.startswith("multi_") or kind == "checkboxes":
-        return []
-    if kind in ("plain_text_input", "url_text_input", "email_text_input", "number_input"):
-        return ""
-    return None
-
-
-def _split(raw: str) -> list[str]:
-    return [part for part in re.split(r"[,\s]+", raw) if part]
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _summary(message: dict[str, Any]) -> str:
     """A thread parent in a few words: its header, or the start of its text."""
     for block in message.get("blocks") or []:
         if block.get("type") == "header":
-            return _clip(str(block.get("text", {}).get("text", "")))
-    return _clip(str(message.get("text", "")).split("\n")[0])
+            return clip(str(block.get("text", {}).get("text", "")))
+    return clip(str(message.get("text", "")).split("\n")[0])

@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bot.slack_payloads import unique_id
+
+if TYPE_CHECKING:
+    from slack_bolt import BoltResponse
 
 TEAM_ID = "T0SHELL"
 BOT_USER_ID = "UQUORUM"
@@ -306,6 +309,15 @@ class LocalSlack:
         "conversations.history": _history,
         "auth.test": _auth_test,
     }
+
+
+def app_answer(response: BoltResponse) -> dict[str, Any]:
+    """What the app answered a request with, as Slack reads it: its JSON object, or `{}`."""
+    with contextlib.suppress(ValueError):
+        body = json.loads(response.body or "{}")
+        if isinstance(body, dict):
+            return body
+    return {}
 
 
 def _name_blocks(message: dict[str, Any]) -> None:

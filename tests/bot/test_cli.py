@@ -16,6 +16,7 @@ import pytest
 from bot.database import Database
 from bot.services import gates, roles
 from bot.services.decisions import DecisionDraft, log_decision, supersede
+from bot.services.gate_drafts import GateDraft
 from bot.services.projects import project_for_channel
 from support.cli import run_quorum
 
@@ -156,7 +157,7 @@ def test_gate_check_imports_only_what_it_uses(db: Database) -> None:
     with db.session() as session:
         project = project_for_channel(session, "T0CLI0001", "C0CLI0001", "churn")
         roles.add_role(session, project, "U0ALICE01", "U0BOB0001", "ds", frozenset())
-        gates.request_gate(session, project, "U0ALICE01", gates.GateDraft(
+        gates.request_gate(session, project, "U0ALICE01", GateDraft(
             milestone="launch", model="churn", version="3", roles="ds"))
     for output in ([], ["--json"]):
         packages, modules = imported_by("gate", "check", "--model", "churn", "--version", "3",

@@ -19,6 +19,7 @@ from bot.services import access
 from bot.services import gates as service
 from bot.services import roles as role_service
 from bot.services.gate_check import check
+from bot.services.gate_drafts import GateDraft
 from bot.services.model_versions import normalize_version
 from bot.services.projects import project_for_channel
 from bot.services.promotions import gate_record
@@ -44,7 +45,7 @@ def new_gate(db: Database, roles: str = "ds,eng,pm", **draft: Any) -> int:
         access.set_privacy(session, project, False, NOW)  # public: reminders may go out
         values = {"milestone": "launch", "model": "churn", "version": "3", **draft}
         gate = service.request_gate(session, project, ALICE,
-                                    service.GateDraft(roles=roles, **values), now=NOW).gate
+                                    GateDraft(roles=roles, **values), now=NOW).gate
         return gate.id
 
 
@@ -60,14 +61,14 @@ def test_versions_are_normalized(raw: str | None, expected: str | None) -> None:
 
 
 def test_draft_normalizes_its_fields() -> None:
-    draft = service.GateDraft(milestone=" Launch ", model="churn", version="v3",
+    draft = GateDraft(milestone=" Launch ", model="churn", version="v3",
                               roles="DS, eng eng,pm", criteria="- one\n\n* two\n[ ] three\n1. four",
                               due_date="2026-12-01").validated()
     assert (draft.milestone, draft.version, draft.roles) == ("launch", "3", ["ds", "eng", "pm"])
     assert draft.criteria == ["one", "two", "three", "four"]
     assert draft.due_date == date(2026, 12, 1)
-    assert service.GateDraft(milestone="data").validated().roles == ["ds", "eng", "pm"]
-    many = service.GateDraft(milestone="  Offline   Eval sign-off ", roles="ds:2, eng,DS",
+    assert GateDraft(milestone="data").validated().roles == ["ds", "eng", "pm"]
+    many = GateDraft(milestone="  Offline   Eval sign-off ", roles="ds:2, eng,DS",
                              wait_seconds=7200).validated()
     assert (many.milestone, many.roles, many.role_counts, many.wait_seconds) == (
         "offline eval sign-off", ["ds:2", "eng"], {"ds": 2, "eng": 1}, 7200)
@@ -89,18 +90,18 @@ def test_draft_normalizes_its_fields() -> None:
 ])
 def test_draft_refuses_bad_values_on_their_field(draft: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        service.GateDraft(**draft).validated()
+        GateDraft(**draft).validated()
     assert caught.value.field == field
 
 
 def test_due_date_expires_at_the_end_of_the_day_in_the_projects_time_zone(db: Database) -> None:
     with db.session() as session:
         project = setup_project(session, timezone="Europe/Paris")
-        draft = service.GateDraft(milestone="launch", due_date=date(2026, 11, 24))
+        draft = GateDraft(milestone="launch", due_date=date(2026, 11, 24))
         gate = service.request_gate(session, project, ALICE, draft, now=NOW).gate
         assert gate.expires_at == datetime(2026, 11, 24, 23, 0, tzinfo=UTC)
         with pytest.raises(InvalidInput, match="in the past"):
-            service.request_gate(session, project, ALICE, service.GateDraft(
+            service.request_gate(session, project, ALICE, GateDraft(
                 milestone="data", due_date=date(2026, 11, 23)), now=NOW)
 
 
@@ -251,7 +252,7 @@ def test_check_needs_every_gate_of_the_version_and_matches_the_milestone(db: Dat
     with db.session() as session:
         assert check(session, "churn", "v3").passed
         project = session.scalars(select(Project)).one()
-        service.request_gate(session, project, ALICE, service.GateDraft(
+        service.request_gate(session, project, ALICE, GateDraft(
             milestone="monitoring", model="churn", version="3", roles="ds"), now=NOW)
     with db.session() as session:
         # Without a milestone every gate of the version counts: monitoring is still open.
@@ -282,13 +283,13 @@ def test_expired_and_changes_requested_gates_fail_the_check_until_replaced(
         result = check(session, "churn", "3")
         assert not result.passed and result.as_record()["gates"][0]["why_not"] == "expired"
         project = session.scalars(select(Project)).one()
-        fresh = service.request_gate(session, project, ALICE, service.GateDraft(
+        fresh = service.request_gate(session, project, ALICE, GateDraft(
             milestone="launch", model="churn", version="3", roles="ds"), now=NOW).gate
         service.sign(session, fresh.id, TEAM, BOB, "approve", "ds")
     with db.session() as session:
         assert check(session, "churn", "3").passed  # the re-requested gate speaks for launch
         service.request_gate(session, project := session.scalars(select(Project)).one(), ALICE,
-                             service.GateDraft(milestone="data", model="churn", version="3",
+                             GateDraft(milestone="data", model="churn", version="3",
                                                roles="ds"), now=NOW)
         data = session.scalars(select(Gate).where(Gate.milestone == "data")).one()
         service.sign(session, data.id, TEAM, BOB, "changes", "ds", "label leak")
@@ -308,7 +309,7 @@ def test_a_bound_model_is_judged_by_its_own_projects_gates_only(db: Database) ->
         elsewhere = project_for_channel(session, TEAM, "C0ROGUE01", "rogue")
         for user, role in ((BOB, "ds"), (CAROL, "ds")):
             role_service.add_role(session, elsewhere, ALICE, user, role, NO_ADMINS)
-        rogue = service.request_gate(session, elsewhere, ALICE, service.GateDraft(
+        rogue = service.request_gate(session, elsewhere, ALICE, GateDraft(
             milestone="launch", model="churn", version="3", roles="ds"), now=NOW).gate
         service.sign(session, rogue.id, TEAM, BOB, "approve", "ds")
     with db.session() as session:
@@ -324,10 +325,10 @@ def test_a_bound_model_is_judged_by_its_own_projects_gates_only(db: Database) ->
         assert record.passed == [] and record.waiting == []
         with pytest.raises(Forbidden, match="bound to <#C0CHURN01>"):
             service.request_gate(session, session.get(Project, elsewhere.id), ALICE,
-                                 service.GateDraft(milestone="data", model="churn",
+                                 GateDraft(milestone="data", model="churn",
                                                    version="3", roles="ds"), now=NOW)
         own = service.request_gate(session, session.get(Project, home.id), ALICE,
-                                   service.GateDraft(milestone="launch", model="churn",
+                                   GateDraft(milestone="launch", model="churn",
                                                      version="3", roles="ds"), now=NOW).gate
         service.sign(session, own.id, TEAM, BOB, "approve", "ds")
     with db.session() as session:

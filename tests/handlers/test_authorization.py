@@ -38,6 +38,7 @@ from bot.services import access
 from bot.services import gates as gate_service
 from bot.services import roles as role_service
 from bot.services.decisions import DecisionDraft, log_decision
+from bot.services.gate_drafts import GateDraft
 from bot.services.incidents import IncidentDraft, declare
 from bot.services.projects import project_for_channel
 from bot.services.risks import RiskDraft, log_risk
@@ -172,7 +173,7 @@ class Scene:
         self.gate_ref = self.risk_ref = self.incident_ref = ""
         if needs == "gate":
             gate = gate_service.request_gate(session, project, ALICE,
-                                             gate_service.GateDraft(milestone="launch")).gate
+                                             GateDraft(milestone="launch")).gate
             session.flush()
             self.gate_id, self.gate_ref = gate.id, gate.ref
         elif needs == "risk":
@@ -486,7 +487,7 @@ def _seed_project(session: Session, channel: str, private: bool, members: list[s
                                                        likelihood=4, impact=4))
     incident = declare(session, project, ALICE, IncidentDraft(title=titles[3]))
     gate = gate_service.request_gate(session, project, ALICE,
-                                     gate_service.GateDraft(milestone="launch")).gate
+                                     GateDraft(milestone="launch")).gate
     standup = rituals.run_now(session, project, ALICE, "standup", now)
     retro = rituals.run_now(session, project, ALICE, "retro", now)
     item = rituals.add_item(session, retro, ALICE, rituals.ItemDraft(

@@ -35,6 +35,7 @@ from bot.models import (
 from bot.render import slack_unescape
 from bot.services import gates as gate_service
 from bot.services import roles as role_service
+from bot.services.gate_drafts import GateDraft
 from bot.services.incidents import IncidentDraft, declare
 from bot.services.projects import project_for_channel
 from bot.services.promotions import promotions_between
@@ -129,7 +130,7 @@ def passed_gate(server: QuorumServer, version: str = "3", milestone: str = "laun
         for user, role in ((BOB, "ds"), (CAROL, "eng")):
             if role not in role_service.roles_of(session, project, user):
                 role_service.add_role(session, project, ALICE, user, role, ())
-        gate = gate_service.request_gate(session, project, ALICE, gate_service.GateDraft(
+        gate = gate_service.request_gate(session, project, ALICE, GateDraft(
             milestone=milestone, model=MODEL, version=version, roles=["ds", "eng"])).gate
         for user, role in ((BOB, "ds"), (CAROL, "eng")):
             gate_service.sign(session, gate.id, TEAM, user, "approve", role)
@@ -141,7 +142,7 @@ def open_gate(server: QuorumServer, version: str = "3") -> str:
         project = project_for_channel(session, TEAM, CHANNEL, "churn")
         for user, role in ((BOB, "ds"), (CAROL, "pm")):
             role_service.add_role(session, project, ALICE, user, role, ())
-        gate = gate_service.request_gate(session, project, ALICE, gate_service.GateDraft(
+        gate = gate_service.request_gate(session, project, ALICE, GateDraft(
             milestone="evaluation", model=MODEL, version=version, roles=["ds", "pm"])).gate
         gate_service.sign(session, gate.id, TEAM, BOB, "approve", "ds")
         return gate.ref

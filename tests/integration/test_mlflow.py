@@ -25,6 +25,7 @@ from bot.models import AuditEvent, Gate, ModelBinding, Promotion
 from bot.render import slack_unescape
 from bot.services import gates as gate_service
 from bot.services import roles as role_service
+from bot.services.gate_drafts import GateDraft
 from bot.services.projects import project_for_channel
 from support.fake_slack import FakeSlack
 from support.processes import free_port, running
@@ -93,7 +94,7 @@ def quorum_for_mlflow(make_settings: Callable[..., Any], model_name: str
                                  created_by="U0ALICE01"))
         for user, role in ((BOB, "ds"), (CAROL, "eng")):
             role_service.add_role(session, project, "U0ALICE01", user, role, ())
-        gate = gate_service.request_gate(session, project, "U0ALICE01", gate_service.GateDraft(
+        gate = gate_service.request_gate(session, project, "U0ALICE01", GateDraft(
             milestone="launch", model=model_name, version="1", roles=["ds", "eng"])).gate
         for user, role in ((BOB, "ds"), (CAROL, "eng")):
             gate_service.sign(session, gate.id, TEAM, user, "approve", role)

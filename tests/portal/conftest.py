@@ -20,11 +20,13 @@ from bot.services import (
     gates,
     hypotheses,
     incidents,
+    model_bindings,
     promotions,
     risks,
     rituals,
     roles,
 )
+from bot.services.gate_drafts import GateDraft
 from support.fake_slack import FakeSlack
 from support.quorum_server import QuorumServer
 
@@ -115,7 +117,7 @@ def seed(db: Database, team: str, hostile: str = "") -> Seeded:
             hypotheses=[hyp.ref], model="churn-model", version="3"))
         new = decisions.supersede(session, old, ALICE, f"Use a calibrated GBM for churn-model{h}")
         roles.add_role(session, public, ALICE, "U0DSPERSN", "ds", admins=())
-        gate = gates.request_gate(session, public, ALICE, gates.GateDraft(
+        gate = gates.request_gate(session, public, ALICE, GateDraft(
             milestone="launch", model="churn-model", version="3", roles=["ds"],
             criteria=[f"AUC above 0.8{h}"])).gate
         gates.sign(session, gate.id, team, "U0DSPERSN", "approve", "ds")
@@ -128,7 +130,7 @@ def seed(db: Database, team: str, hostile: str = "") -> Seeded:
             model_version="3", description=f"desc{h}"), started_at=now - timedelta(hours=3))
         incidents.acknowledge(session, incident, ALICE, now=now - timedelta(hours=2))
         incidents.resolve(session, incident, ALICE, f"Backfilled{h}", now=now - timedelta(hours=1))
-        promotions.bind_model(session, public, ALICE, "churn-model", admins=())
+        model_bindings.bind_model(session, public, ALICE, "churn-model", admins=())
         promotion = promotions.record_promotion(session, promotions.PromotionDraft(
             model="churn-model", version="3", to="production", actor=ALICE,
             url=HOSTILE_URL if h else "https://ci.example/run/9", note=f"note{h}"),

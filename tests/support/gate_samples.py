@@ -2,9 +2,9 @@
 
 Shaped like `SAMPLES` of the shared template test (`tests/support/template_samples.py`): each
 entry returns the contexts to render one `templates/gate/*.json.j2` or `templates/admin/*.json.j2`
-with, passed exactly as `bot/services/gates.py`, `handlers/gates.py` and `handlers/admin.py` pass
-them. Text is hostile but within each column's length (and the services' own limits: 20 criteria
-of 300 characters, reasons of 2,000).
+with, passed exactly as `bot/services/gates.py`, `gate_sweeps.py`, `handlers/gates.py` and
+`handlers/admin.py` pass them. Text is hostile but within each column's length (and the services'
+own limits: 20 criteria of 300 characters, reasons of 2,000).
 """
 
 from __future__ import annotations
@@ -23,14 +23,9 @@ from bot.models import (
     Project,
     SignoffDecision,
 )
+from bot.services.gate_drafts import CRITERIA_LINES, CRITERION_LIMIT
 from bot.services.gate_state import role_states, signers
-from bot.services.gates import (
-    CRITERIA_LINES,
-    CRITERION_LIMIT,
-    REASON_LIMIT,
-    Requested,
-    Signed,
-)
+from bot.services.gates import REASON_LIMIT, Requested, Signed
 from bot.services.roles import DEFAULT_ROLES, settings_of
 from handlers.admin import all_commands
 from handlers.common import write_metadata
