@@ -92,7 +92,7 @@ def serve(runtime: Runtime, *, workers: int = 1, background: bool = True) -> Non
     """Run the HTTP server until it is stopped (SIGINT/SIGTERM)."""
     import uvicorn
 
-    from bot.web import HeaderDeadlineProtocol
+    from bot.web.limits import HeaderDeadlineProtocol
 
     settings = runtime.settings
     # No limit_concurrency: slow-loris connections would then lock out genuine requests (503).

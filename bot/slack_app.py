@@ -214,10 +214,11 @@ def build_app(runtime: Runtime, *, verify_requests: bool = True,
               process_before_response: bool = True, app_class: type[App] = App) -> App:
     """The Bolt app with every feature's listeners; no Slack call is made while building it.
 
-    Listeners run to completion inside `dispatch`: over HTTP, `bot.web.dispatch_until_ack` answers
-    Slack as soon as a listener calls `ack()` and lets it finish on its thread; `quorum shell` shows
-    the reply once the listener is done. Socket Mode passes `process_before_response=False` (Bolt
-    acknowledges first, then runs the listener on its own thread pool).
+    Listeners run to completion inside `dispatch`: over HTTP, `dispatch_until_ack`
+    (`bot.web.slack_dispatch`) answers Slack as soon as a listener calls `ack()` and lets it finish
+    on its thread; `quorum shell` shows the reply once the listener is done. Socket Mode passes
+    `process_before_response=False` (Bolt acknowledges first, then runs the listener on its own
+    thread pool).
     `quorum manifest` passes an `app_class` that records what the features register.
     """
     # The token comes from `authorize`; Bolt gives each request a client that carries it (and

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from bot.models import Decision
-from bot.web import BODY_LIMIT
+from bot.web.limits import BODY_LIMIT
 from support.db_snapshot import changed_tables, snapshot
 from support.fake_github import new_private_key
 from support.fake_slack import FakeSlack

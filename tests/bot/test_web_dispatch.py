@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from slack_bolt import Ack, App, BoltRequest
 from slack_bolt.authorization import AuthorizeResult
 
-from bot.web import dispatch_until_ack
+from bot.web.slack_dispatch import dispatch_until_ack
 from support.slack_requests import SIGNING_SECRET, sign
 
 
