@@ -173,8 +173,10 @@ def _incident_small_modal() -> list[dict[str, Any]]:
 
 
 def _error() -> list[dict[str, Any]]:
-    return [{"message": text, "usage": [text, "`/decision show D-n` — x"]} for text in HOSTILE] \
-        + [{"message": "plain", "usage": []}]
+    return [{"message": text, "usage": [text, "`/decision show D-n` — x"], "mentions": ()}
+            for text in HOSTILE] \
+        + [{"message": f"{text} belongs to <#C0CHURN01>, ask <@U0BOB0001>", "usage": [],
+            "mentions": ("C0CHURN01", "U0BOB0001")} for text in HOSTILE]
 
 
 def _help() -> list[dict[str, Any]]:
