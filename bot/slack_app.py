@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from slack_sdk.http_retry import (
     RateLimitErrorRetryHandler,
     RetryState,
 )
+from slack_sdk.http_retry.jitter import Jitter
 
 import handlers
 from bot.render import storable
@@ -44,10 +46,18 @@ def web_client(runtime: Runtime, timeout: int = 10, *, with_token: bool = True) 
 
 # What the listeners' own calls (views.open, conversations.create, …) may spend on retries: a
 # modal's trigger id expires 3 s after the click, and the request has used some of them already.
-# A reset connection is tried again twice (after 0.1 s, then 0.2 s); a 429 once, and only when
-# Slack asks for at most this many seconds.
+# A reset connection is tried again twice (after 0.1 to 0.15 s, then 0.2 to 0.3 s); a 429 once, and
+# only when Slack asks for at most this many seconds.
 LISTENER_CONNECTION_RETRIES = 2
 LISTENER_RATE_LIMIT_WAIT = 1.0
+
+
+class ProportionalJitter(Jitter):
+    """Up to half the interval again: slack_sdk's default jitter adds up to a whole second to
+    every wait, which two retries inside a 3-second trigger id cannot afford."""
+
+    def recalculate(self, duration: float) -> float:
+        return duration * (1 + random.random() / 2)
 
 
 class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
@@ -93,7 +103,8 @@ def listener_client(runtime: Runtime, timeout: int = 10) -> WebClient:
     client.retry_handlers = [
         ConnectionErrorRetryHandler(
             max_retry_count=LISTENER_CONNECTION_RETRIES,
-            interval_calculator=BackoffRetryIntervalCalculator(backoff_factor=0.1)),
+            interval_calculator=BackoffRetryIntervalCalculator(backoff_factor=0.1,
+                                                               jitter=ProportionalJitter())),
         BoundedRateLimitRetryHandler(max_wait=LISTENER_RATE_LIMIT_WAIT),
     ]
     return client

@@ -62,3 +62,15 @@ def test_the_outbox_client_still_leaves_retries_to_the_outbox(quorum: QuorumServ
     handlers = quorum.bolt.client.retry_handlers
     assert {type(handler).__name__ for handler in handlers} == {
         "ConnectionErrorRetryHandler", "BoundedRateLimitRetryHandler"}
+
+
+def test_the_waits_between_connection_retries_fit_well_inside_a_trigger_id(
+        quorum: QuorumServer) -> None:
+    """At most 0.45 s of waiting for both retries (slack_sdk's default jitter alone could add 2 s,
+    and the test above then missed its 3 s on a loaded machine)."""
+    [connection] = [handler for handler in quorum.bolt.client.retry_handlers
+                    if type(handler).__name__ == "ConnectionErrorRetryHandler"]
+    waits = [sum(connection.interval_calculator.calculate_sleep_duration(attempt)
+                 for attempt in range(connection.max_retry_count)) for _ in range(200)]
+    assert connection.max_retry_count == 2
+    assert min(waits) >= 0.3 and max(waits) <= 0.45
