@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -138,29 +138,31 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                     silences=settings.alertmanager_url is not None)
                 return outcome.as_json()
 
-        try:
-            result = await run_in_threadpool(apply)
-        except InvalidInput as exc:
-            return json_refusal(422, "invalid_payload", exc.message, field=exc.field)
-        except UNAVAILABLE:
-            database_outage.failed(log, "Alertmanager notification not stored: database error")
-            return json_refusal(503, "database_unavailable", "Quorum cannot reach its database; "
-                                "nothing was stored. Alertmanager will send it again.")
-        except Exception:
-            log.exception("Alertmanager notification failed")
-            return json_refusal(500, "internal_error", "Something went wrong on our side; nothing "
-                                "was stored.")
+        result = await stored("Alertmanager notification", apply, invalid_status=422,
+                              again="Alertmanager will send it again.")
+        if isinstance(result, Response):
+            return result
         # 202: stored, but no channel to announce it in (no project and no default channel).
         return JSONResponse(result, status_code=200 if result["routed"] else 202)
 
-    def _store_failed(what: str, exc: Exception) -> JSONResponse:
-        if isinstance(exc, UNAVAILABLE):
+    async def stored(what: str, apply: Callable[[], dict[str, object]], *,
+                     invalid_status: int = 400,
+                     again: str = "Send it again later.") -> dict[str, object] | Response:
+        """`apply` (one transaction) run on a worker thread: its result; a 4xx for a value the
+        record refuses; a 503 while the database is down, or a 500, either of which makes the
+        sender deliver it again (with the same delivery id, acted on once)."""
+        try:
+            return await run_in_threadpool(apply)
+        except InvalidInput as exc:
+            return json_refusal(invalid_status, "invalid_payload", exc.message, field=exc.field)
+        except UNAVAILABLE:
             database_outage.failed(log, "%s not stored: database error", what)
             return json_refusal(503, "database_unavailable", "Quorum cannot reach its database; "
-                                "nothing was stored. Send it again later.")
-        log.exception("%s failed", what)
-        return json_refusal(500, "internal_error", "Something went wrong on our side; nothing "
-                            "was stored.")
+                                f"nothing was stored. {again}")
+        except Exception:
+            log.exception("%s failed", what)
+            return json_refusal(500, "internal_error", "Something went wrong on our side; "
+                                "nothing was stored.")
 
     async def mlflow_hook(request: Request) -> Response:
         """MLflow's registry webhooks: an alias set on a version is a promotion."""
@@ -193,13 +195,9 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                     session, data, delivery_id, default_channel=settings.default_channel,
                     repeat_window=settings.promotion_repeat_window).as_json()
 
-        try:
-            result = await run_in_threadpool(apply)
-        except InvalidInput as exc:
-            return json_refusal(400, "invalid_payload", exc.message, field=exc.field)
-        except Exception as exc:
-            # A 5xx makes MLflow deliver it again, with the same delivery id.
-            return _store_failed("MLflow webhook", exc)
+        result = await stored("MLflow webhook", apply)
+        if isinstance(result, Response):
+            return result
         fresh_unrouted = result["created"] and not result["routed"]
         return JSONResponse(result, status_code=202 if fresh_unrouted else 200)
 
@@ -237,13 +235,9 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
             with runtime.db.session() as session:
                 return github.receive(session, parsed, delivery_id).as_json()
 
-        try:
-            result = await run_in_threadpool(apply)
-        except InvalidInput as exc:
-            return json_refusal(400, "invalid_payload", exc.message, field=exc.field)
-        except Exception as exc:
-            # A 5xx: GitHub's redelivery (same GUID) acts once.
-            return _store_failed("GitHub webhook", exc)
+        result = await stored("GitHub webhook", apply)
+        if isinstance(result, Response):
+            return result
         if not result["mapped"]:
             log.info("GitHub deployment of %s to %s ignored: no project maps them "
                      "(/quorum github map)", parsed.repo, parsed.environment)
@@ -274,12 +268,9 @@ def create_web_app(runtime: Runtime, bolt_app: App, worker: OutboxWorker | None,
                     default_channel=settings.default_channel,
                     repeat_window=settings.promotion_repeat_window).as_json()
 
-        try:
-            result = await run_in_threadpool(apply)
-        except InvalidInput as exc:
-            return json_refusal(400, "invalid_payload", exc.message, field=exc.field)
-        except Exception as exc:
-            return _store_failed("Promotion", exc)
+        result = await stored("Promotion", apply)
+        if isinstance(result, Response):
+            return result
         # 202: stored, but no channel to announce it in (no binding and no default channel).
         return JSONResponse(result, status_code=201 if result["routed"] else 202)
 

@@ -439,3 +439,15 @@ def test_a_silence_when_alertmanager_is_down_tells_the_person_and_changes_nothin
 def outbox_settled(server: QuorumServer) -> bool:
     with server.runtime.db.session() as session:
         return outbox.pending_count(session) == 0
+
+
+def test_a_database_outage_gets_a_503_alertmanager_retries_and_nothing_stored(
+        serve: Callable[..., QuorumServer]) -> None:
+    server = serve(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    refused = post(server, notification(alert()))
+    assert refused.status_code == 503
+    assert refused.json() == {"ok": False, "error": "database_unavailable", "reason": (
+        "Quorum cannot reach its database; nothing was stored. Alertmanager will send it again.")}
+    # A payload Quorum cannot read is refused before the database is even tried.
+    assert post(server, {"version": "4", "alerts": "none"}).status_code == 422
+
