@@ -260,7 +260,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _snapshot(incident: Incident) -> dict[str, Any]:
+def incident_snapshot(incident: Incident) -> dict[str, Any]:
     return snapshot(as_record(incident), "timeline", "time_to_acknowledge_seconds",
                     "duration_seconds", "silences")
 
@@ -306,9 +306,9 @@ def post_to_incident(session: Session, incident: Incident, message: dict[str, An
                             thread_key=card_key(incident))
 
 
-def _record(session: Session, incident: Incident, kind: str, actor: str, text: str = "",
-            *, at: datetime | None = None, fingerprint: str | None = None,
-            post: bool = True) -> IncidentEvent:
+def add_timeline_entry(session: Session, incident: Incident, kind: str, actor: str,
+                       text: str = "", *, at: datetime | None = None,
+                       fingerprint: str | None = None, post: bool = True) -> IncidentEvent:
     """Append a timeline entry and post it where the incident is being worked."""
     event = IncidentEvent(incident=incident, kind=kind, actor=actor, text=text,
                           at=at or utcnow(), alert_fingerprint=fingerprint)
@@ -320,7 +320,7 @@ def _record(session: Session, incident: Incident, kind: str, actor: str, text: s
     return event
 
 
-def _refresh_cards(session: Session, incident: Incident) -> None:
+def refresh_cards(session: Session, incident: Incident) -> None:
     if incident.project is not None:
         outbox.update_message(session, incident.team_id, card_key(incident),
                               render_card(incident))
@@ -334,12 +334,12 @@ def _refresh_cards(session: Session, incident: Incident) -> None:
 def audit(session: Session, incident: Incident, actor: str, action: str,
           before: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> None:
     """Append `incident.<action>` to the audit log, with the incident as it is now."""
-    after = {**_snapshot(incident), **(extra or {})}
+    after = {**incident_snapshot(incident), **(extra or {})}
     record_event(session, actor=actor, action=f"incident.{action}", entity=incident,
                  project_id=incident.project_id, before=before, after=after)
 
 
-def _require_open(incident: Incident) -> None:
+def require_open(incident: Incident) -> None:
     if incident.status == IncidentStatus.RESOLVED:
         when = incident.resolved_at.strftime("%Y-%m-%d %H:%M UTC") if incident.resolved_at \
             else "earlier"
@@ -392,8 +392,8 @@ def declare(session: Session, project: Project | None, actor: str, draft: Incide
     session.add(incident)
     pending(session, incident)
     session.flush()
-    _record(session, incident, Kind.DECLARED, actor, draft.description, at=incident.started_at,
-            post=False)
+    add_timeline_entry(session, incident, Kind.DECLARED, actor, draft.description,
+                       at=incident.started_at, post=False)
     audit(session, incident, actor, "declared", None)
     if project is not None:
         outbox.post_message(session, team, project.channel_id, render_card(incident),
@@ -406,34 +406,34 @@ def declare(session: Session, project: Project | None, actor: str, draft: Incide
 def acknowledge(session: Session, incident: Incident, actor: str,
                 now: datetime | None = None) -> bool:
     """Acknowledge the incident; False when it already was (a double click changes nothing)."""
-    _require_open(incident)
+    require_open(incident)
     if incident.acknowledged_at is not None:
         return False
     now = now or utcnow()
-    before = _snapshot(incident)
+    before = incident_snapshot(incident)
     _engage(incident, actor, now)
     incident.last_update_at = now
-    _record(session, incident, Kind.ACKNOWLEDGED, actor, at=now)
+    add_timeline_entry(session, incident, Kind.ACKNOWLEDGED, actor, at=now)
     audit(session, incident, actor, "acknowledged", before)
-    _refresh_cards(session, incident)
+    refresh_cards(session, incident)
     return True
 
 
 def mitigate(session: Session, incident: Incident, actor: str,
              now: datetime | None = None) -> bool:
     """Mark the impact as mitigated; False when it already was."""
-    _require_open(incident)
+    require_open(incident)
     if incident.status == IncidentStatus.MITIGATED:
         return False
     now = now or utcnow()
-    before = _snapshot(incident)
+    before = incident_snapshot(incident)
     _engage(incident, actor, now)
     incident.status = IncidentStatus.MITIGATED
     incident.mitigated_at = now
     incident.last_update_at = now
-    _record(session, incident, Kind.MITIGATED, actor, at=now)
+    add_timeline_entry(session, incident, Kind.MITIGATED, actor, at=now)
     audit(session, incident, actor, "mitigated", before)
-    _refresh_cards(session, incident)
+    refresh_cards(session, incident)
     return True
 
 
@@ -443,14 +443,14 @@ def add_update(session: Session, incident: Incident, actor: str, text: str,
     text = _clean_text(text, "update")
     if not text:
         raise InvalidInput("The update is empty: say what changed.", field="update")
-    _require_open(incident)
+    require_open(incident)
     now = now or utcnow()
-    before = _snapshot(incident)
+    before = incident_snapshot(incident)
     _engage(incident, actor, now)
     incident.last_update_at = now
-    event = _record(session, incident, Kind.UPDATE, actor, text, at=now)
+    event = add_timeline_entry(session, incident, Kind.UPDATE, actor, text, at=now)
     audit(session, incident, actor, "updated", before, {"update": text})
-    _refresh_cards(session, incident)
+    refresh_cards(session, incident)
     return event
 
 
@@ -469,8 +469,8 @@ def resolve(session: Session, incident: Incident, actor: str, summary: str,
     follow_ups = _clean_text(follow_ups, "follow_ups")
     now = now or utcnow()
     drafts = [item.validated(today=now.date()) for item in items]
-    _require_open(incident)
-    before = _snapshot(incident)
+    require_open(incident)
+    before = incident_snapshot(incident)
     _engage(incident, actor, now, acknowledge=False)
     incident.status = IncidentStatus.RESOLVED
     incident.resolved_at = max(min(ended_at or now, now), incident.started_at)
@@ -481,9 +481,9 @@ def resolve(session: Session, incident: Incident, actor: str, summary: str,
         incident.follow_up_items.append(IncidentFollowUp(
             team_id=incident.team_id, position=position, text=draft.text, owner=draft.owner,
             due_date=draft.due_date, url=draft.url, created_by=actor, created_at=now))
-    _record(session, incident, Kind.RESOLVED, actor, summary, at=now)
+    add_timeline_entry(session, incident, Kind.RESOLVED, actor, summary, at=now)
     audit(session, incident, actor, "resolved", before)
-    _refresh_cards(session, incident)
+    refresh_cards(session, incident)
     home.queue_home_refresh(session, incident.team_id, [d.owner for d in drafts])
     if incident.project is not None:
         session.refresh(incident, ["events"])
@@ -497,18 +497,18 @@ def change_severity(session: Session, incident: Incident, actor: str, severity: 
     """Raise or lower the severity, on the timeline and the card; reminders follow the new one."""
     severity = check_severity(severity)
     reason = _clean_text(reason, "reason", 500)
-    _require_open(incident)
+    require_open(incident)
     if incident.severity == severity:
         raise Conflict(f"{incident.ref} is already {severity}.")
     now = now or utcnow()
-    before = _snapshot(incident)
+    before = incident_snapshot(incident)
     _engage(incident, actor, now)
     previous_severity, incident.severity = incident.severity, severity
     incident.last_update_at = now
     text = f"{previous_severity} → {severity}" + (f": {reason}" if reason else "")
-    event = _record(session, incident, Kind.SEVERITY, actor, text, at=now)
+    event = add_timeline_entry(session, incident, Kind.SEVERITY, actor, text, at=now)
     audit(session, incident, actor, "severity_changed", before, {"reason": reason})
-    _refresh_cards(session, incident)
+    refresh_cards(session, incident)
     return event
 
 
@@ -518,17 +518,17 @@ def change_lead(session: Session, incident: Incident, actor: str, lead: str,
     lead = (lead or "").strip()
     if not lead:
         raise InvalidInput("Name the new lead: `@someone`.", field="user")
-    _require_open(incident)
+    require_open(incident)
     if incident.commander == lead:
         raise Conflict(f"<@{lead}> already leads {incident.ref}.", mentions=[lead])
     now = now or utcnow()
-    before = _snapshot(incident)
+    before = incident_snapshot(incident)
     _engage(incident, actor, now)
     previous_lead, incident.commander = incident.commander, lead
     incident.last_update_at = now
-    event = _record(session, incident, Kind.LEAD, actor, lead, at=now)
+    event = add_timeline_entry(session, incident, Kind.LEAD, actor, lead, at=now)
     audit(session, incident, actor, "lead_changed", before)
-    _refresh_cards(session, incident)
+    refresh_cards(session, incident)
     home.queue_home_refresh(session, incident.team_id, [previous_lead])
     return event
 
@@ -555,8 +555,8 @@ def record_channel(session: Session, incident: Incident, channel_id: str, actor:
     thread: later entries go to the dedicated channel)."""
     if incident.channel_id:
         raise Conflict(f"{incident.ref} already has a channel.")
-    before = _snapshot(incident)
-    event = _record(session, incident, Kind.CHANNEL, actor, channel_id, post=False)
+    before = incident_snapshot(incident)
+    event = add_timeline_entry(session, incident, Kind.CHANNEL, actor, channel_id, post=False)
     if incident.project is not None:
         outbox.post_message(session, incident.team_id, incident.project.channel_id,
                             renderer.message("incident/entry", i=incident, e=event),

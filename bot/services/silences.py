@@ -16,8 +16,14 @@ from sqlalchemy.orm import Session
 
 from bot.errors import Conflict, InvalidInput
 from bot.models import Incident, IncidentSilence, IncidentStatus, utcnow
-from bot.services.incidents import Kind, _record, _refresh_cards, _require_open, audit
-from bot.services.incidents import _snapshot as incident_snapshot
+from bot.services.incidents import (
+    Kind,
+    add_timeline_entry,
+    audit,
+    incident_snapshot,
+    refresh_cards,
+    require_open,
+)
 
 # "until resolved" is a long silence that Quorum expires when the incident resolves.
 UNTIL_RESOLVED = timedelta(days=30)
@@ -44,7 +50,7 @@ def request_silence(incident: Incident, window: str, actor: str,
     if window not in WINDOWS:
         raise InvalidInput(f"`{window}` is not a silence window: use 1h, 4h or resolved.",
                            field="window")
-    _require_open(incident)
+    require_open(incident)
     if not incident.alert_labels:
         raise Conflict(f"{incident.ref} did not come from Alertmanager: there is no alert "
                        f"group to silence.")
@@ -72,10 +78,10 @@ def record_silence(session: Session, incident: Incident, actor: str, request: Si
     window = "until it is resolved" if request.until_resolved else \
         f"until {request.ends_at:%Y-%m-%d %H:%M} UTC"
     labels = ", ".join(f"{m['name']}={m['value']}" for m in request.matchers)
-    _record(session, incident, Kind.SILENCED, actor, f"{window} ({labels})", at=now)
+    add_timeline_entry(session, incident, Kind.SILENCED, actor, f"{window} ({labels})", at=now)
     audit(session, incident, actor, "silenced", before,
           {"silence_id": silence_id, "ends_at": request.ends_at.isoformat()})
-    _refresh_cards(session, incident)
+    refresh_cards(session, incident)
     return silence
 
 
