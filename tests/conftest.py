@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
 from bot.database import Database
 from bot.models import schema
 from support.fake_slack import FakeSlack
+from support.postgres import scratch_schema
 from support.quorum_server import QuorumServer
 from support.slack_requests import SIGNING_SECRET, TEAM, SlackSender
 
@@ -46,27 +45,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_schema() -> Iterator[str]:
-    """A private, migrated schema on the PostgreSQL server, dropped at the end of the run."""
+    """The URL of a private, migrated schema on the PostgreSQL server, dropped at the end of
+    the run ("" without TEST_DATABASE_URL)."""
     if not POSTGRES_URL:
         yield ""
         return
-    schema = f"quorum_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    db = Database(_in_schema(POSTGRES_URL, schema))
-    db.upgrade()
-    db.dispose()
-    yield schema
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
-
-
-def _in_schema(url: str, schema: str) -> str:
-    parsed = make_url(url).set(drivername="postgresql+psycopg")
-    parsed = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
-    return parsed.render_as_string(hide_password=False)
+    with scratch_schema(POSTGRES_URL, "quorum_test") as url:
+        db = Database(url)
+        db.upgrade()
+        db.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +67,7 @@ def new_database(sqlite_template: Path, postgres_schema: str) -> Callable[[str, 
             path = directory / "quorum.db"
             shutil.copy(sqlite_template, path)
             return f"sqlite:///{path}"
-        url = _in_schema(POSTGRES_URL, postgres_schema)
+        url = postgres_schema
         engine = create_engine(url)
         tables = ", ".join(table.name for table in schema().sorted_tables)
         with engine.begin() as connection:

@@ -123,17 +123,12 @@ def mlflow_draft(payload: Mapping[str, Any]) -> PromotionDraft | None:
         # MLflow sends only {name, alias}: the version is the one the alias last pointed at.
         draft = PromotionDraft(model=_data_field(data, "name"), version=UNKNOWN_VERSION,
                                to=_data_field(data, "alias"), kind=PromotionKind.ALIAS_DELETED)
-        try:
-            return draft.validated()
-        except InvalidInput as exc:
-            wrong = MLFLOW_FIELDS.get(exc.field or "", "data")
-            raise InvalidInput(exc.message.replace(f"`{exc.field}`", f"`{wrong}`"),
-                               field=wrong) from None
-    name, version = _data_field(data, "name"), _data_field(data, "version")
-    promoted = event == "model_version_alias.created"
-    alias = _data_field(data, "alias") if promoted else None
-    draft = PromotionDraft(model=name, version=version, to=alias,
-                           kind=PromotionKind.PROMOTION if promoted else PromotionKind.NEW_VERSION)
+    else:
+        promoted = event == "model_version_alias.created"
+        draft = PromotionDraft(
+            model=_data_field(data, "name"), version=_data_field(data, "version"),
+            to=_data_field(data, "alias") if promoted else None,
+            kind=PromotionKind.PROMOTION if promoted else PromotionKind.NEW_VERSION)
     try:
         return draft.validated()
     except InvalidInput as exc:

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, closing
 from pathlib import Path
@@ -18,14 +17,14 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select, text
 
 from bot.database import Database, head_revisions
 from bot.models import Decision, Gate, OutboxMessage, OutboxStatus
 from bot.render import slack_unescape
 from support.fake_slack import FakeSlack
 from support.fake_socket_mode import fake_socket_mode
+from support.postgres import scratch_schema
 from support.processes import free_port, quorum_serve, running
 from support.slack_requests import SIGNING_SECRET, SlackSender
 from support.waiting import eventually
@@ -103,16 +102,8 @@ def empty_postgres() -> Iterator[str]:
     """A PostgreSQL schema with nothing in it, as a new deployment's database."""
     if not POSTGRES_URL:
         pytest.skip("the Compose topology runs on PostgreSQL (set TEST_DATABASE_URL)")
-    schema = f"quorum_compose_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg").update_query_dict(
-        {"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with scratch_schema(POSTGRES_URL, "quorum_compose") as url:
+        yield url
 
 
 def service_env(service: Mapping[str, Any], base: Mapping[str, str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""A private PostgreSQL cluster for tests that stop and restart the server.
+"""PostgreSQL for tests: a scratch schema on the shared server (`scratch_schema`), and a private
+cluster for tests that stop and restart the server (`private_postgres`).
 
 The shared server on 5432 is never touched: this one lives in a temporary directory owned by
 `postgres`, listens on a free loopback port, and is stopped and removed afterwards, even when
@@ -16,13 +17,35 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from support.processes import free_port
+
+
+@contextmanager
+def scratch_schema(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty schema `<prefix>_<random>` on `server_url`: the URL of a database whose
+    search path is that schema, as a fresh deployment's; dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server_url)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        url = make_url(server_url).set(drivername="postgresql+psycopg").update_query_dict(
+            {"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
 
 PG_BIN = Path(os.environ.get("QUORUM_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OWNER = "postgres"
