@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import bindparam, select
@@ -15,15 +17,15 @@ from bot.models import Project
 from bot.services.projects import project_for_channel
 
 
-def test_ping_answers_while_another_session_holds_the_writer_lock(db: Database) -> None:
-    # A scheduler sweep or a request in the middle of a write transaction: on SQLite it holds
-    # the one writer lock (BEGIN IMMEDIATE). /healthz must still see the database as up,
-    # rather than wait out the busy timeout and report it down.
+@contextmanager
+def another_session_writing(db: Database, channel: str) -> Iterator[None]:
+    """While the block runs, another session is in the middle of a write transaction (a
+    scheduler sweep, a request): on SQLite it holds the one writer lock (BEGIN IMMEDIATE)."""
     writing, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         with db.session() as session:
-            project_for_channel(session, "T1", "C1", "held")
+            project_for_channel(session, "T1", channel, "uncommitted")
             session.flush()
             writing.set()
             release.wait(30)
@@ -32,10 +34,17 @@ def test_ping_answers_while_another_session_holds_the_writer_lock(db: Database) 
     holder.start()
     try:
         assert writing.wait(30)
-        assert db.ping() is True
+        yield
     finally:
         release.set()
         holder.join()
+
+
+def test_ping_answers_while_another_session_holds_the_writer_lock(db: Database) -> None:
+    # /healthz must still see the database as up, rather than wait out the busy timeout and
+    # report it down.
+    with another_session_writing(db, "C1"):
+        assert db.ping() is True
 
 
 def test_peek_reads_committed_rows_while_another_session_holds_the_writer_lock(
@@ -43,25 +52,10 @@ def test_peek_reads_committed_rows_while_another_session_holds_the_writer_lock(
     """The replay check of every slash command (`bot.replays`) must not queue behind a write."""
     with db.session() as session:
         project_for_channel(session, "T1", "C1", "committed")
-    writing, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with db.session() as session:
-            project_for_channel(session, "T1", "C2", "uncommitted")
-            session.flush()
-            writing.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert writing.wait(30)
+    with another_session_writing(db, "C2"):
         names = select(Project.name).where(Project.channel_id == bindparam("channel"))
         assert db.peek(names.params(channel="C1")) == ("committed",)
         assert db.peek(names.params(channel="C2")) is None
-    finally:
-        release.set()
-        holder.join()
 
 
 def test_ping_reports_a_database_that_cannot_be_opened(tmp_path: object) -> None:
